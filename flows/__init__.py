@@ -1,0 +1,1 @@
+"""Prefect flows: one file per job, composing tasks from tasks/."""

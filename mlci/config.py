@@ -1,0 +1,106 @@
+"""The one settings object, read from ``MLCI_*`` environment variables and an optional ``.env``.
+
+Every setting has a local default, so the demo needs nothing set. Credentials are deliberately
+absent: S3 access uses the standard AWS credential chain (environment, profile, instance role)
+and nothing here ever reads, logs or echoes them.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "DEFAULT_CLIP_BASE_URL", "default_class_catalog"]
+
+#: Base of the clip URLs the demo corpus writes into its label files. ``.invalid`` is a reserved
+#: top-level domain: the URL names a clip, it is never fetched.
+DEFAULT_CLIP_BASE_URL = "https://clips.mlci.invalid/"
+
+
+def default_class_catalog() -> Path:
+    """Path of the class catalog shipped with the package (a copy of the seed's ``classes.json``)."""
+    return Path(str(resources.files("mlci") / "data" / "classes.json"))
+
+
+class Settings(BaseSettings):
+    """Configuration of one mlci installation.
+
+    Parameters are read from ``MLCI_<NAME>`` environment variables (case-insensitive) and from a
+    ``.env`` file in the working directory; keyword arguments override both.
+    See ``docs/configuration.md`` for every variable.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLCI_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    home: Path = Field(
+        default=Path(".mlci"),
+        description="Folder for local state: the default store and MLflow database.",
+    )
+    store: str | None = Field(
+        default=None,
+        description="Store URI: a folder path, file://..., or s3://bucket/prefix. Default: <home>/store.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint (MinIO, moto, ...). Default: AWS."
+    )
+    s3_region: str = Field(default="us-east-1", description="S3 region name.")
+    s3_max_attempts: int = Field(
+        default=5, ge=1, description="Attempts per S3 call (botocore standard retry mode)."
+    )
+    clip_base_url: str = Field(
+        default=DEFAULT_CLIP_BASE_URL,
+        description="URL prefix that label files use for clips; maps to the store's clips/ prefix.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI. Default: sqlite:///<abs home>/mlflow.db.",
+    )
+    experiment_name: str = Field(default="mlci", description="MLflow experiment name.")
+    registered_model_name: str = Field(
+        default="mlci-concepts", description="MLflow registered model name."
+    )
+    class_catalog: Path = Field(
+        default_factory=default_class_catalog,
+        description="JSON list of {class, definition, primary} records.",
+    )
+    dask_address: str | None = Field(
+        default=None, description="Address of a Dask scheduler to run tasks on."
+    )
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        # Resolved once so that every default derived from it is absolute and does not move with cwd.
+        return value.expanduser().resolve()
+
+    @field_validator("clip_base_url", mode="after")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @cached_property
+    def store_uri(self) -> str:
+        """Store URI with the default applied."""
+        return self.store or str(self.home / "store")
+
+    @cached_property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI with the default applied (never MLflow's own cwd default)."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    def open_store(self, uri: str | None = None):
+        """The configured store, or the store at ``uri`` with this configuration's S3 options."""
+        from mlci.storage import open_store
+
+        return open_store(
+            uri or self.store_uri,
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            max_attempts=self.s3_max_attempts,
+        )

@@ -1,0 +1,561 @@
+"""Object storage: one interface over a local folder and S3, chosen by URI.
+
+Keys are ``/``-separated paths relative to the store's root (a folder, or ``s3://bucket/prefix``).
+Every key is validated before use, writes are atomic, and :meth:`Store.write_if_absent` is the
+primitive that lets flows publish something exactly once.
+
+Use :func:`open_store` to get a store from a URI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote, urlparse
+
+__all__ = [
+    "Store",
+    "LocalStore",
+    "S3Store",
+    "ObjectInfo",
+    "open_store",
+    "validate_key",
+    "StorageError",
+    "InvalidKeyError",
+    "ObjectNotFoundError",
+    "BucketNotFoundError",
+    "AccessDeniedError",
+    "EndpointUnreachableError",
+    "StoreNotWritableError",
+    "UnresolvableReferenceError",
+]
+
+_COPY_CHUNK = 1 << 20
+_TMP_PREFIX = ".mlci-tmp-"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class StorageError(Exception):
+    """Base class of every storage error."""
+
+
+class InvalidKeyError(StorageError, ValueError):
+    """A key or clip reference is malformed or points outside the store."""
+
+    def __init__(self, key: str, reason: str):
+        self.key, self.reason = key, reason
+        super().__init__(f"invalid key {key!r}: {reason}")
+
+
+class ObjectNotFoundError(StorageError, FileNotFoundError):
+    """No object under the key."""
+
+
+class BucketNotFoundError(StorageError):
+    """The S3 bucket does not exist at the endpoint."""
+
+
+class AccessDeniedError(StorageError, PermissionError):
+    """Credentials were refused for the operation."""
+
+
+class EndpointUnreachableError(StorageError, ConnectionError):
+    """The S3 endpoint did not answer (after retries)."""
+
+
+class StoreNotWritableError(StorageError, PermissionError):
+    """A local store root cannot be created or written."""
+
+
+class UnresolvableReferenceError(StorageError, ValueError):
+    """A clip reference from a label file cannot be mapped to a store key."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """Size and content identity of one stored object.
+
+    ``identity`` is the S3 ETag (without quotes) or the sha256 hex digest of a local file: equal
+    identities mean equal content within one backend.
+    """
+
+    key: str
+    size: int
+    identity: str
+
+
+def validate_key(key: str, *, allow_empty: bool = False) -> str:
+    """Return ``key`` if it is a safe relative key, else raise :class:`InvalidKeyError`.
+
+    Rejected: absolute paths, ``.``/``..`` and empty segments, backslashes, NUL and other control
+    characters. A trailing ``/`` is allowed (prefixes are keys too).
+    """
+    if not isinstance(key, str):
+        raise InvalidKeyError(repr(key), f"expected a string, got {type(key).__name__}")
+    if key == "":
+        if allow_empty:
+            return key
+        raise InvalidKeyError(key, "empty key")
+    if _CONTROL.search(key):
+        raise InvalidKeyError(key, "contains NUL or control characters")
+    if "\\" in key:
+        raise InvalidKeyError(key, "contains a backslash")
+    if key.startswith("/") or re.match(r"^[A-Za-z]:", key):
+        raise InvalidKeyError(key, "absolute path")
+    parts = key[:-1].split("/") if key.endswith("/") else key.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise InvalidKeyError(key, f"path segment {part!r} is not allowed")
+    return key
+
+
+class Store(ABC):
+    """A flat key space of immutable-by-convention objects.
+
+    Subclasses implement the primitives; the shared helpers (text, clip reference resolution)
+    live here.
+    """
+
+    uri: str
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """All keys under ``prefix``, sorted. Listing is paginated, so there is no size limit."""
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """The whole object in memory."""
+
+    @abstractmethod
+    def download(self, key: str, path: str | os.PathLike) -> Path:
+        """Stream the object to ``path`` in chunks (never whole in memory); return the path."""
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write atomically: readers see the old object or the new one, never a part."""
+
+    @abstractmethod
+    def upload(self, key: str, path: str | os.PathLike) -> None:
+        """Atomically store the file at ``path`` under ``key``, streaming it."""
+
+    @abstractmethod
+    def write_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object only if no object has the key; return whether this call wrote it."""
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo:
+        """Size and content identity of the object."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove one object. Only for objects that are meant to expire, such as locks."""
+
+    @abstractmethod
+    def url_for(self, key: str) -> str:
+        """A URI that names the object outside mlci (``file://...`` or ``s3://...``)."""
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def read_text(self, key: str) -> str:
+        return self.read_bytes(key).decode("utf-8")
+
+    def write_text(self, key: str, text: str) -> None:
+        self.write_bytes(key, text.encode("utf-8"))
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        """A local file with the object's content, valid inside the ``with`` block."""
+        with tempfile.TemporaryDirectory(prefix="mlci-") as tmp:
+            yield self.download(key, Path(tmp) / Path(key).name)
+
+    def resolve_clip_ref(self, ref: str, *, base_url: str | None = None) -> str:
+        """Turn a clip reference from a label file into a key under ``clips/``.
+
+        Accepted forms: a URL starting with ``base_url`` (its remainder is the path under
+        ``clips/``), this store's own URI (``s3://bucket/prefix/...`` or ``file://...``), or a
+        relative key (taken under ``clips/`` unless it already starts with ``clips/``).
+
+        Raises
+        ------
+        InvalidKeyError
+            The reference is malformed or points outside the store (``..``, another bucket).
+        UnresolvableReferenceError
+            A URL whose base is not ``base_url`` and not this store.
+        """
+        if not isinstance(ref, str) or not ref.strip():
+            raise UnresolvableReferenceError(f"empty or non-string clip reference: {ref!r}")
+        ref = ref.strip()
+        if base_url and ref.startswith(base_url):
+            rel = unquote(ref[len(base_url) :].split("?", 1)[0].split("#", 1)[0])
+        elif "://" in ref:
+            rel = self._relative_to_store(ref)
+        else:
+            rel = ref
+        validate_key(rel)
+        return rel if rel.startswith("clips/") else f"clips/{rel}"
+
+    @abstractmethod
+    def _relative_to_store(self, uri: str) -> str:
+        """Key of a URI naming an object of this store; raise if it names something else."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.uri!r})"
+
+
+class LocalStore(Store):
+    """A store in a local folder.
+
+    Atomic writes go to a hidden temporary file in the target folder and are renamed into place;
+    create-if-absent links the finished temporary file to its name, which fails if the name exists
+    (``O_EXCL`` semantics, but the object appears complete).
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().resolve()
+        self.uri = self.root.as_uri()
+        self._hash_cache: dict[tuple[str, int, int, int], str] = {}
+        self._lock = threading.Lock()
+
+    def _path(self, key: str) -> Path:
+        return self.root / validate_key(key)
+
+    def _ensure_dir(self, folder: Path) -> None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (OSError, PermissionError) as exc:
+            raise StoreNotWritableError(
+                f"cannot create folder {folder} in store {self.root}: {exc.strerror or exc}"
+            ) from exc
+
+    def list(self, prefix: str = "") -> list[str]:
+        validate_key(prefix, allow_empty=True)
+        start = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        if not start.is_dir():
+            return []
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames[:] = [d for d in dirnames if not d.startswith(_TMP_PREFIX)]
+            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            for name in filenames:
+                if name.startswith(_TMP_PREFIX):
+                    continue
+                key = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def read_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFoundError(f"no object {key!r} in {self.uri}") from None
+
+    def download(self, key: str, path: str | os.PathLike) -> Path:
+        src, dest = self._path(key), Path(path)
+        try:
+            shutil.copyfile(src, dest)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            if not src.is_file():
+                raise ObjectNotFoundError(f"no object {key!r} in {self.uri}") from None
+            raise
+        return dest
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        # The object already is a local file; copying it would only cost time.
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectNotFoundError(f"no object {key!r} in {self.uri}")
+        yield path
+
+    def _atomic_write(self, key: str, writer, *, exclusive: bool) -> bool:
+        final = self._path(key)
+        self._ensure_dir(final.parent)
+        tmp = final.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "xb") as fh:
+                writer(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if exclusive:
+                try:
+                    os.link(tmp, final)
+                except FileExistsError:
+                    return False
+            else:
+                os.replace(tmp, final)
+            return True
+        except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+            raise StoreNotWritableError(f"cannot write {key!r} in {self.root}: {exc}") from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._atomic_write(key, lambda fh: fh.write(data), exclusive=False)
+
+    def upload(self, key: str, path: str | os.PathLike) -> None:
+        def copy(fh: BinaryIO) -> None:
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, fh, _COPY_CHUNK)
+
+        self._atomic_write(key, copy, exclusive=False)
+
+    def write_if_absent(self, key: str, data: bytes) -> bool:
+        return self._atomic_write(key, lambda fh: fh.write(data), exclusive=True)
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFoundError(f"no object {key!r} in {self.uri}") from None
+        if not path.is_file():
+            raise ObjectNotFoundError(f"no object {key!r} in {self.uri} (a folder)")
+        # The hash is cached per (path, size, mtime, inode): a rewrite renames a new inode in.
+        cache_key = (key, st.st_size, st.st_mtime_ns, st.st_ino)
+        digest = self._hash_cache.get(cache_key)
+        if digest is None:
+            h = hashlib.sha256()
+            with open(path, "rb") as fh:
+                while chunk := fh.read(_COPY_CHUNK):
+                    h.update(chunk)
+            digest = h.hexdigest()
+            with self._lock:
+                self._hash_cache[cache_key] = digest
+        return ObjectInfo(key=key, size=st.st_size, identity=digest)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+    def url_for(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def _relative_to_store(self, uri: str) -> str:
+        parsed = urlparse(uri)
+        if parsed.scheme != "file":
+            raise UnresolvableReferenceError(
+                f"reference {uri!r} is not under the clip base URL and not in store {self.uri}"
+            )
+        path = Path(unquote(parsed.path))
+        # Compare on the lexical path so that '..' is caught as an escape, not normalised away.
+        try:
+            rel = path.relative_to(self.root).as_posix()
+        except ValueError:
+            raise InvalidKeyError(uri, f"outside the store root {self.root}") from None
+        return rel
+
+
+class S3Store(Store):
+    """A store under ``s3://bucket/prefix`` through boto3.
+
+    The client uses botocore's standard retry mode, path-style addressing and checksums only when
+    required, so S3-compatible servers (MinIO, moto) behave like AWS. Credentials come from the
+    standard AWS chain and are never stored on this object.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        max_attempts: int = 5,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+    ):
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError(f"expected s3://bucket[/prefix], got {uri!r}")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        if self.prefix:
+            validate_key(self.prefix)
+        self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.max_attempts = max_attempts
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._client = None
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                region_name=self.region,
+                retries={"mode": "standard", "max_attempts": self.max_attempts},
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+            )
+            with self._client_lock:
+                if self._client is None:
+                    self._client = boto3.session.Session().client(
+                        "s3", endpoint_url=self.endpoint_url, config=config
+                    )
+        return self._client
+
+    def _full(self, key: str, *, allow_empty: bool = False) -> str:
+        validate_key(key, allow_empty=allow_empty)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _strip(self, full_key: str) -> str:
+        return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
+
+    @contextlib.contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        """Translate botocore exceptions into specific, actionable storage errors."""
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionClosedError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            ReadTimeoutError,
+        )
+
+        where = f"s3://{self.bucket}/{self._full(key, allow_empty=True)}"
+        endpoint = self.endpoint_url or "AWS default endpoint"
+        try:
+            yield
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "NoSuchBucket":
+                raise BucketNotFoundError(
+                    f"bucket {self.bucket!r} does not exist at {endpoint}; create it or fix the store URI"
+                ) from None
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise ObjectNotFoundError(f"no object at {where}") from None
+            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403") or status == 403:
+                raise AccessDeniedError(
+                    f"access denied ({code}) to {where} at {endpoint}; check the AWS credentials "
+                    "in the environment/profile and the bucket policy"
+                ) from None
+            raise StorageError(f"S3 error {code or status} on {where}: {err.get('Message', exc)}") from None
+        except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError, ReadTimeoutError) as exc:
+            raise EndpointUnreachableError(
+                f"S3 endpoint {endpoint} unreachable for {where} after {self.max_attempts} attempts: {exc}"
+            ) from None
+
+    def list(self, prefix: str = "") -> list[str]:
+        full = self._full(prefix, allow_empty=True)
+        if self.prefix and not prefix:
+            full = self.prefix + "/"
+        keys: list[str] = []
+        with self._errors(prefix):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+                keys.extend(self._strip(obj["Key"]) for obj in page.get("Contents", ()))
+        return sorted(keys)
+
+    def read_bytes(self, key: str) -> bytes:
+        with self._errors(key):
+            return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+
+    def download(self, key: str, path: str | os.PathLike) -> Path:
+        dest = Path(path)
+        with self._errors(key):
+            body = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
+            with open(dest, "wb") as fh:
+                for chunk in body.iter_chunks(_COPY_CHUNK):
+                    fh.write(chunk)
+        return dest
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        # A single PUT is atomic in S3: the object appears whole or not at all.
+        with self._errors(key):
+            self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data)
+
+    def upload(self, key: str, path: str | os.PathLike) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        # Multipart uploads become visible only when completed, so they are atomic too.
+        config = TransferConfig(multipart_threshold=16 * _COPY_CHUNK, multipart_chunksize=16 * _COPY_CHUNK)
+        with self._errors(key):
+            self.client.upload_file(str(path), self.bucket, self._full(key), Config=config)
+
+    def write_if_absent(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        with self._errors(key):
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self._full(key), Body=data, IfNoneMatch="*")
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                # 409 is S3's answer when a concurrent conditional write of the same key is in flight.
+                if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                    return False
+                raise
+        return True
+
+    def stat(self, key: str) -> ObjectInfo:
+        with self._errors(key):
+            head = self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+        return ObjectInfo(key=key, size=int(head["ContentLength"]), identity=head["ETag"].strip('"'))
+
+    def delete(self, key: str) -> None:
+        with self._errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+
+    def url_for(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._full(key)}"
+
+    def _relative_to_store(self, uri: str) -> str:
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3":
+            raise UnresolvableReferenceError(
+                f"reference {uri!r} is not under the clip base URL and not in store {self.uri}"
+            )
+        if parsed.netloc != self.bucket:
+            raise InvalidKeyError(uri, f"bucket {parsed.netloc!r} is outside the store {self.uri}")
+        full = unquote(parsed.path.lstrip("/"))
+        if self.prefix:
+            if not full.startswith(self.prefix + "/"):
+                raise InvalidKeyError(uri, f"outside the store prefix {self.prefix!r}")
+            return full[len(self.prefix) + 1 :]
+        return full
+
+
+def open_store(
+    uri: str,
+    *,
+    endpoint_url: str | None = None,
+    region: str = "us-east-1",
+    max_attempts: int = 5,
+) -> Store:
+    """Open the store named by ``uri``: ``s3://bucket/prefix``, ``file:///path`` or a plain path."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        return S3Store(uri, endpoint_url=endpoint_url, region=region, max_attempts=max_attempts)
+    if parsed.scheme == "file":
+        return LocalStore(unquote(parsed.path))
+    if parsed.scheme and len(parsed.scheme) > 1:  # 'C:' style drive letters are paths
+        raise ValueError(f"unsupported store URI scheme {parsed.scheme!r} in {uri!r}; use a path, file:// or s3://")
+    return LocalStore(uri)

@@ -1,0 +1,222 @@
+"""The data contract: every table the steps pass along, where it lives in the store, its columns.
+
+This is the one place that names them (``docs/architecture.md`` renders the same list). A step
+that writes a table calls :func:`conform` so that a column missing or of the wrong type fails at
+the writer, not three steps later at a reader.
+
+Store layout (keys relative to the store root)::
+
+    clips/                          mp4 clips (input; never modified by mlci)
+    labels/                         label files as received (input)
+    truth/                          demo corpus ground truth; read by evaluation code only
+    annotations/                    ingested labels: append-only history shards + ingest markers
+    consensus/<snapshot>/           consensus labels, annotator quality, agreement per label snapshot
+    features/<extractor>/           clip- and window-level feature shards per extractor+version+params
+    quarantine/<extractor>/         clips that could not be processed, with the reason
+    batches/<round_id>/             published labeling batches (tasks.json, batch.csv, manifest.json)
+    reports/                        validation and run reports (JSON/markdown)
+    detections/                     timed detections from the detection flow
+    locks/                          run locks of flows running without a Prefect server
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+__all__ = [
+    "Table",
+    "TABLES",
+    "ANNOTATIONS",
+    "CONSENSUS",
+    "ANNOTATOR_QUALITY",
+    "CLIP_FEATURES",
+    "WINDOW_FEATURES",
+    "QUARANTINE",
+    "OOF_SCORES",
+    "BATCH",
+    "TRUTH",
+    "conform",
+    "TableSchemaError",
+]
+
+
+class TableSchemaError(ValueError):
+    """A DataFrame does not match its declared table."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A named table: where it lives and its columns (``name -> pandas dtype``).
+
+    ``extra_columns`` allows further columns after the declared ones (e.g. one per concept or one
+    per feature) whose names follow the documented pattern.
+    """
+
+    name: str
+    location: str
+    columns: dict[str, str]
+    description: str
+    extra_columns: str | None = None
+    key: tuple[str, ...] = field(default=())
+
+
+ANNOTATIONS = Table(
+    "annotations",
+    "annotations/history/<source sha256>.parquet",
+    {
+        "asset": "string",  # clip key in the store, e.g. clips/gifts/a.mp4
+        "annotator": "string",
+        "class": "string",  # catalog spelling
+        "value": "int8",  # 1 = present, 0 = absent
+        "source_file": "string",  # key or path of the label file
+        "record_index": "int64",  # index of the record inside that file
+        "created_at": "datetime64[us, UTC]",  # when the annotator answered (NaT if unknown)
+    },
+    "One row per (clip, annotator, class) answer, long format. History keeps every answer; the "
+    "current view keeps each annotator's latest answer per clip.",
+    key=("asset", "annotator", "class"),
+)
+
+CONSENSUS = Table(
+    "consensus",
+    "consensus/<snapshot>/labels.parquet",
+    {
+        "asset": "string",
+        "class": "string",
+        "posterior": "float64",  # P(class present | votes)
+        "label": "int8",  # hard label
+        "n_votes": "int64",
+        "method": "string",  # majority | dawid_skene | one_coin | single
+    },
+    "Consensus label per (clip, class) for one label snapshot.",
+    key=("asset", "class"),
+)
+
+ANNOTATOR_QUALITY = Table(
+    "annotator_quality",
+    "consensus/<snapshot>/annotators.parquet",
+    {
+        "annotator": "string",
+        "class": "string",
+        "sensitivity": "float64",
+        "specificity": "float64",
+        "n_items": "int64",
+        "agreement_with_consensus": "float64",
+    },
+    "Estimated quality of each annotator per class.",
+    key=("annotator", "class"),
+)
+
+CLIP_FEATURES = Table(
+    "clip_features",
+    "features/<extractor>-v<version>-<params hash>/clips/part-<run>.parquet",
+    {
+        "key": "string",  # clip key
+        "identity": "string",  # content identity (S3 ETag / sha256) the features were computed from
+        "has_audio": "bool",
+        "duration": "float64",  # seconds
+        "computed_at": "datetime64[us, UTC]",
+    },
+    "Clip-level feature vectors: mean and std over windows, L2-normalised per modality.",
+    extra_columns="audio, video, combined: list<float32> in schema order",
+    key=("key", "identity"),
+)
+
+WINDOW_FEATURES = Table(
+    "window_features",
+    "features/<extractor>-v<version>-<params hash>/windows/part-<run>.parquet",
+    {
+        "key": "string",
+        "identity": "string",
+        "window": "int64",  # 0-based window index
+        "start": "float64",  # seconds
+        "end": "float64",
+    },
+    "Per-window feature vectors (the detection flow's timed features).",
+    extra_columns="audio, video: list<float32> in schema order",
+    key=("key", "identity", "window"),
+)
+
+QUARANTINE = Table(
+    "quarantine",
+    "quarantine/<extractor>-v<version>-<params hash>/part-<run>.parquet",
+    {
+        "key": "string",
+        "identity": "string",
+        "error_kind": "string",  # empty_file | not_media | truncated | no_video | decode_error | ...
+        "message": "string",
+        "detected_at": "datetime64[us, UTC]",
+    },
+    "Clips that could not be processed; retried only when their identity changes.",
+    key=("key", "identity"),
+)
+
+OOF_SCORES = Table(
+    "oof_scores",
+    "MLflow run artifact oof_scores.parquet",
+    {"asset": "string", "class": "string", "label": "int8", "score": "float64", "fold": "int64"},
+    "Out-of-fold cross-validated scores of one training run.",
+    key=("asset", "class"),
+)
+
+BATCH = Table(
+    "batch",
+    "batches/<round_id>/batch.csv",
+    {
+        "rank": "int64",
+        "key": "string",
+        "url": "string",
+        "utility": "float64",
+        "reason": "string",  # uncertain | diverse | relabel
+    },
+    "One row per clip offered for labeling, best first.",
+    extra_columns="score_<concept>: float64 per concept",
+    key=("key",),
+)
+
+TRUTH = Table(
+    "truth",
+    "truth/labels.csv",
+    {"key": "string"},
+    "Demo corpus ground truth, one 0/1 column per concept. Only evaluation code reads it.",
+    extra_columns="<concept>: int8 per concept",
+    key=("key",),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        ANNOTATIONS,
+        CONSENSUS,
+        ANNOTATOR_QUALITY,
+        CLIP_FEATURES,
+        WINDOW_FEATURES,
+        QUARANTINE,
+        OOF_SCORES,
+        BATCH,
+        TRUTH,
+    )
+}
+
+
+def conform(df: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Return ``df`` with the table's declared columns first, cast to their dtypes.
+
+    Raises :class:`TableSchemaError` naming the missing columns, or the column whose values cannot
+    take the declared dtype. Undeclared columns are kept only when the table allows extra columns.
+    """
+    missing = [c for c in table.columns if c not in df.columns]
+    if missing:
+        raise TableSchemaError(f"table {table.name!r} is missing columns {missing}; has {list(df.columns)}")
+    extra = [c for c in df.columns if c not in table.columns]
+    if extra and table.extra_columns is None:
+        raise TableSchemaError(f"table {table.name!r} does not allow extra columns {extra}")
+    out = df[list(table.columns) + extra].copy()
+    for col, dtype in table.columns.items():
+        try:
+            out[col] = out[col].astype(dtype)
+        except (TypeError, ValueError) as exc:
+            raise TableSchemaError(f"table {table.name!r} column {col!r} cannot be {dtype}: {exc}") from exc
+    return out.reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin named wrappers around mlci library calls (retries, caching, logging)."""

@@ -1,0 +1,90 @@
+"""Shared fixtures: real components only (moto's S3 server on loopback, SQLite MLflow, Prefect harness)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+# Tests must never read a developer's .env or talk to a real AWS account.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+for _name in [n for n in os.environ if n.startswith("MLCI_")]:
+    del os.environ[_name]
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """URL of a real S3 HTTP endpoint (moto's threaded server) on 127.0.0.1, random port."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint):
+    """A new, empty bucket on the moto server."""
+    import boto3
+
+    name = f"mlci-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_store(s3_endpoint, s3_bucket):
+    from mlci.storage import open_store
+
+    return open_store(f"s3://{s3_bucket}/store", endpoint_url=s3_endpoint, max_attempts=3)
+
+
+@pytest.fixture
+def local_store(tmp_path):
+    from mlci.storage import open_store
+
+    return open_store(str(tmp_path / "store"))
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request):
+    """The same test against both backends."""
+    return request.getfixturevalue(f"{request.param}_store")
+
+
+@pytest.fixture
+def settings(tmp_path, s3_endpoint):
+    """Settings with everything under tmp_path (store, MLflow SQLite database)."""
+    from mlci.config import Settings
+
+    return Settings(home=tmp_path / "mlci-home", s3_endpoint_url=s3_endpoint, _env_file=None)
+
+
+@pytest.fixture
+def tracking_uri(tmp_path):
+    """A fresh SQLite MLflow tracking store."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """One Prefect test server for the whole session (it takes ~10 s to start), in a temporary home."""
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+@pytest.fixture(scope="session")
+def seed_labels_path():
+    """The seed's real label export (a copy of shared/seed/labels_final.json)."""
+    return FIXTURES / "labels_final.json"
