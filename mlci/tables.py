@@ -31,6 +31,7 @@ __all__ = [
     "ANNOTATIONS",
     "CONSENSUS",
     "ANNOTATOR_QUALITY",
+    "RELABEL",
     "CLIP_FEATURES",
     "WINDOW_FEATURES",
     "QUARANTINE",
@@ -73,9 +74,11 @@ ANNOTATIONS = Table(
         "source_file": "string",  # key or path of the label file
         "record_index": "int64",  # index of the record inside that file
         "created_at": "datetime64[us, UTC]",  # when the annotator answered (NaT if unknown)
+        "ingested_at": "datetime64[us, UTC]",  # when mlci first ingested the source file
     },
     "One row per (clip, annotator, class) answer, long format. History keeps every answer; the "
-    "current view keeps each annotator's latest answer per clip.",
+    "current view keeps each annotator's latest answer per clip (latest by created_at, falling back "
+    "to ingested_at when created_at is unknown).",
     key=("asset", "annotator", "class"),
 )
 
@@ -107,6 +110,22 @@ ANNOTATOR_QUALITY = Table(
     },
     "Estimated quality of each annotator per class.",
     key=("annotator", "class"),
+)
+
+RELABEL = Table(
+    "relabel",
+    "consensus/<snapshot>/relabel.parquet",
+    {
+        "asset": "string",
+        "class": "string",
+        "posterior": "float64",
+        "label": "int8",
+        "n_votes": "int64",
+        "n_positive": "int64",
+        "reason": "string",  # uncertain | tie
+    },
+    "Relabel candidates: (clip, class) pairs whose consensus is uncertain, most uncertain first.",
+    key=("asset", "class"),
 )
 
 CLIP_FEATURES = Table(
@@ -191,6 +210,7 @@ TABLES: dict[str, Table] = {
         ANNOTATIONS,
         CONSENSUS,
         ANNOTATOR_QUALITY,
+        RELABEL,
         CLIP_FEATURES,
         WINDOW_FEATURES,
         QUARANTINE,
