@@ -45,7 +45,7 @@ def _readonly(arr: np.ndarray) -> np.ndarray:
     return view
 
 
-@dataclass(frozen=True, init=False, repr=False, eq=False, slots=True)
+@dataclass(frozen=True, init=False, repr=False, eq=False)
 class Pool:
     """Unlabeled clips offered to a query strategy: keys, features and optional model scores.
 
@@ -66,6 +66,8 @@ class Pool:
     :class:`~mlci.strategies.exceptions.LabelLeakError`. Arrays are exposed read-only.
     """
 
+    # Slots written by hand: dataclass(slots=True) breaks frozen __setattr__ on Python 3.11.
+    __slots__ = ("keys", "X", "proba")
     keys: np.ndarray
     X: np.ndarray
     proba: np.ndarray | None
@@ -115,7 +117,7 @@ class Pool:
         return f"Pool(n_clips={len(self)}, n_features={self.X.shape[1]}, n_concepts={self.n_concepts})"
 
 
-@dataclass(frozen=True, init=False, repr=False, eq=False, slots=True)
+@dataclass(frozen=True, init=False, repr=False, eq=False)
 class LabeledSet:
     """Labeled clips: keys, features and 0/1 labels per concept, for strategies fitted on labels.
 
@@ -128,6 +130,7 @@ class LabeledSet:
         Consensus labels, stored as int8.
     """
 
+    __slots__ = ("keys", "X", "y")
     keys: np.ndarray
     X: np.ndarray
     y: np.ndarray
