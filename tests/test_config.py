@@ -1,0 +1,56 @@
+"""Settings: defaults, MLCI_ variables, .env, and the docs listing every variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from mlci.catalog import ClassCatalog
+from mlci.config import Settings
+from mlci.tables import TABLES
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_defaults_are_local_and_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = Settings(_env_file=None)
+    assert s.home == tmp_path / ".mlci"
+    assert s.store_uri == str(tmp_path / ".mlci" / "store")
+    assert s.tracking_uri == f"sqlite:///{tmp_path / '.mlci' / 'mlflow.db'}"
+    assert ClassCatalog.from_json(s.class_catalog).names[0] == "holiday"
+
+
+def test_environment_and_dotenv(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("MLCI_EXPERIMENT_NAME=from-dotenv\nMLCI_S3_MAX_ATTEMPTS=9\n")
+    monkeypatch.setenv("MLCI_STORE", "s3://bucket/prefix")
+    monkeypatch.setenv("MLCI_CLIP_BASE_URL", "https://media.example.com/clips")
+    s = Settings()
+    assert s.store_uri == "s3://bucket/prefix"
+    assert s.experiment_name == "from-dotenv" and s.s3_max_attempts == 9
+    assert s.clip_base_url == "https://media.example.com/clips/"
+    assert s.open_store().bucket == "bucket"
+
+
+def test_bad_value_names_the_variable(monkeypatch):
+    monkeypatch.setenv("MLCI_S3_MAX_ATTEMPTS", "zero")
+    with pytest.raises(ValidationError, match="s3_max_attempts"):
+        Settings(_env_file=None)
+
+
+def test_repr_shows_configuration_but_no_credentials(monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret-value")
+    text = repr(Settings(_env_file=None))
+    assert "experiment_name='mlci'" in text and "very-secret-value" not in text
+
+
+def test_docs_list_every_variable_and_table():
+    config_doc = (DOCS / "configuration.md").read_text()
+    for name in Settings.model_fields:
+        assert f"`MLCI_{name.upper()}`" in config_doc, name
+    arch = (DOCS / "architecture.md").read_text()
+    for table in TABLES.values():
+        assert f"`{table.name}`" in arch, table.name

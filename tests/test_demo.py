@@ -1,0 +1,177 @@
+"""The demo corpus: real clips that decode, label files that parse, determinism, truth that shows."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mlci.catalog import NONE_OF_THE_ABOVE, ClassCatalog
+from mlci.cli import app
+from mlci.config import DEFAULT_CLIP_BASE_URL, default_class_catalog
+from mlci.demo import CONCEPTS, DemoCorpusSpec, generate_demo_corpus, load_truth
+from mlci.storage import open_store
+
+SPEC = DemoCorpusSpec(n_clips=40, seed=7, duration=2.0, size=(96, 64))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    store = open_store(str(tmp_path_factory.mktemp("demo") / "store"))
+    summary = generate_demo_corpus(store, SPEC)
+    return store, summary
+
+
+def _decode(path):
+    with av.open(str(path)) as container:
+        streams = {s.type: s.codec_context.name for s in container.streams}
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        audio = np.concatenate([f.to_ndarray().mean(axis=0) for f in container.decode(audio=0)])
+        rate = container.streams.audio[0].rate
+    return streams, frames, audio, rate
+
+
+def test_every_clip_decodes_with_expected_streams(corpus):
+    store, summary = corpus
+    keys = store.list("clips/")
+    assert len(keys) == SPEC.n_clips == summary.n_clips == summary.clips_written
+    for key in keys:
+        with store.local_copy(key) as path:
+            streams, frames, audio, rate = _decode(path)
+        assert streams == {"video": "h264", "audio": "aac"}
+        assert frames[0].shape == (64, 96, 3)
+        assert len(frames) / SPEC.fps == pytest.approx(SPEC.duration, abs=0.1)
+        assert len(audio) / rate == pytest.approx(SPEC.duration, abs=0.1)
+
+
+def test_label_files_parse_and_resolve(corpus):
+    store, summary = corpus
+    catalog = ClassCatalog.from_json(default_class_catalog())
+    clips = set(store.list("clips/"))
+    files = store.list("labels/")
+    assert files == sorted(summary.label_files)
+    annotators, labeled = set(), set()
+    for key in files:
+        records = json.loads(store.read_text(key))
+        assert len(records) == summary.label_files[key]
+        for rec in records:
+            assert set(rec) == {"etag", "labels", "data", "annotator", "created_at"}
+            assert rec["data"].startswith(DEFAULT_CLIP_BASE_URL)
+            clip = store.resolve_clip_ref(rec["data"], base_url=DEFAULT_CLIP_BASE_URL)
+            assert clip in clips
+            assert all(catalog.match(name) for name in rec["labels"])
+            annotators.add(rec["annotator"])
+            labeled.add(clip)
+    assert annotators == {"careful", "noisy", "careless"}
+    assert len(labeled) == summary.n_labeled_clips == pytest.approx(0.6 * SPEC.n_clips, abs=1)
+
+
+def test_annotator_quality_follows_the_profiles(tmp_path):
+    """Answers differ from the truth at the rates of each annotator profile (labels only; fast)."""
+    from mlci.demo import _annotate, _draw_truth
+
+    spec = DemoCorpusSpec(n_clips=6000, seed=3)
+    rng = np.random.default_rng(3)
+    truth = _draw_truth(rng, spec.n_clips)
+    answers = _annotate(rng, truth, spec)
+    for ann in spec.annotators:
+        hits = misses = fa = negs = 0
+        for clip, names in answers[ann.name]:
+            if not names:
+                continue
+            said = np.array([c in names for c in CONCEPTS])
+            hits += (said & (truth[clip] == 1)).sum()
+            misses += (~said & (truth[clip] == 1)).sum()
+            fa += (said & (truth[clip] == 0)).sum()
+            negs += (truth[clip] == 0).sum()
+        assert hits / (hits + misses) == pytest.approx(ann.sensitivity, abs=0.03)
+        assert 1 - fa / negs == pytest.approx(ann.specificity, abs=0.03)
+
+
+def test_same_seed_same_labels_and_rerun_writes_nothing(corpus, tmp_path):
+    store, _ = corpus
+    other = open_store(str(tmp_path / "again"))
+    generate_demo_corpus(other, SPEC, n_jobs=1)
+    for key in store.list("labels/") + ["truth/labels.csv"]:
+        assert other.read_bytes(key) == store.read_bytes(key)
+    before = {k: store.stat(k).identity for k in store.list()}
+    rerun = generate_demo_corpus(store, SPEC)
+    assert rerun.clips_written == 0
+    assert {k: store.stat(k).identity for k in store.list()} == before
+
+
+def test_other_seed_differs_and_refuses_to_overwrite(corpus, tmp_path):
+    store, _ = corpus
+    spec = DemoCorpusSpec(n_clips=SPEC.n_clips, seed=8, duration=SPEC.duration, size=SPEC.size)
+    labels_before = store.read_bytes("labels/demo/careful.json")
+    with pytest.raises(FileExistsError, match="other content"):
+        generate_demo_corpus(store, spec)
+    assert store.read_bytes("labels/demo/careful.json") == labels_before
+
+
+def test_truth_matches_what_the_clips_show(corpus):
+    """Halloween clips are darker and hum at 110 Hz; holiday clips chime at 880 Hz."""
+    store, _ = corpus
+    truth = load_truth(store).set_index("key")
+    brightness, hum, chime = {}, {}, {}
+    for key in truth.index:
+        with store.local_copy(key) as path:
+            _, frames, audio, rate = _decode(path)
+        brightness[key] = float(np.mean(frames))
+        spectrum = np.abs(np.fft.rfft(audio))
+        freqs = np.fft.rfftfreq(len(audio), 1 / rate)
+        band = lambda f: spectrum[(freqs > f - 5) & (freqs < f + 5)].mean() / spectrum.mean()  # noqa: E731
+        hum[key], chime[key] = band(110), band(880)
+    hal = truth["halloween"] == 1
+    hol = truth["holiday"] == 1
+    mean = lambda d, mask: np.mean([d[k] for k in truth.index[mask]])  # noqa: E731
+    assert mean(brightness, hal) < 0.8 * mean(brightness, ~hal)
+    assert mean(hum, hal) > 3 * mean(hum, ~hal)
+    assert mean(chime, hol) > 3 * mean(chime, ~hol)
+    assert set(truth.columns) == set(CONCEPTS)
+
+
+def test_demo_on_s3(s3_store):
+    spec = DemoCorpusSpec(n_clips=6, seed=1, duration=1.0, size=(64, 48))
+    summary = generate_demo_corpus(s3_store, spec, n_jobs=1)
+    assert len(s3_store.list("clips/")) == 6 and summary.clips_written == 6
+    truth = load_truth(s3_store)
+    assert len(truth) == 6 and set(truth.columns) == {"key", *CONCEPTS}
+    assert sum(len(json.loads(s3_store.read_text(k))) for k in s3_store.list("labels/")) > 0
+
+
+def test_empty_answers_are_none_of_the_above_or_empty(corpus):
+    store, _ = corpus
+    records = [r for k in store.list("labels/") for r in json.loads(store.read_text(k))]
+    for rec in records:
+        if NONE_OF_THE_ABOVE in rec["labels"] and len(rec["labels"]) == 1:
+            continue
+        assert rec["labels"] == [] or all(name in CONCEPTS or name == NONE_OF_THE_ABOVE for name in rec["labels"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--size", "161x120"], "even"),
+        (["--size", "big"], "--size"),
+        (["--clips", "0"], "clips"),
+    ],
+)
+def test_cli_rejects_bad_arguments(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["demo-data", "--store", str(tmp_path / "s"), *args])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert not (tmp_path / "s" / "clips").exists()
+
+
+def test_cli_writes_corpus(tmp_path):
+    result = CliRunner().invoke(
+        app, ["demo-data", "--store", str(tmp_path / "s"), "--clips", "3", "--duration", "1", "--size", "64x48"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "clips: 3 (3 written" in result.output
+    assert len(open_store(str(tmp_path / "s")).list("clips/")) == 3
