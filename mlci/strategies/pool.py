@@ -105,6 +105,19 @@ class Pool:
             )
         return _readonly(arr)
 
+    def with_scores(self, proba) -> Pool:
+        """The same clips and features with new scores, without re-checking keys or copying ``X``.
+
+        Parameters
+        ----------
+        proba : array-like of float of shape (n_clips, n_concepts) or (n_clips,)
+        """
+        pool = object.__new__(Pool)
+        object.__setattr__(pool, "keys", self.keys)
+        object.__setattr__(pool, "X", self.X)
+        object.__setattr__(pool, "proba", self._check_proba(proba, self.keys.size))
+        return pool
+
     @property
     def n_concepts(self) -> int:
         """Number of score columns (0 without scores)."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from mlci.strategies.exceptions import PoolExhaustedError
 
@@ -67,11 +66,11 @@ def available_mask(keys: np.ndarray, exclude: Iterable[str]) -> np.ndarray | Non
     """
     if isinstance(exclude, (str, bytes)):
         raise TypeError(f"exclude must be an iterable of keys, got a single string {exclude!r}")
-    exclude = list(exclude)
-    if not exclude:
+    excluded = set(exclude)
+    if not excluded:
         return None
-    # Hash-based lookup: O(n) over the pool, unlike np.isin which sorts string arrays.
-    return ~pd.Series(keys, copy=False).isin(exclude).to_numpy()
+    # One set lookup per key: O(n), and faster than pandas' isin or np.isin (which sorts strings).
+    return ~np.fromiter(map(excluded.__contains__, keys), dtype=bool, count=len(keys))
 
 
 def _masked(utility: np.ndarray, available: np.ndarray | None) -> np.ndarray:
@@ -186,12 +185,15 @@ def rank_by_policy(
         concept = np.full(k, -1 if np.ndim(utility) == 1 else 0, dtype=np.int64)
         return idx, u[idx].astype(np.float64), concept
     check_policy(policy, quotas, u.shape[1])
+    # Reductions over columns: an order of magnitude faster than axis=1 on a few columns.
+    columns = [u[:, j] for j in range(u.shape[1])]
     if policy == "max":
-        idx = top_k(u.max(axis=1), k, available)
+        idx = top_k(np.maximum.reduce(columns), k, available)
         return idx, u[idx].max(axis=1).astype(np.float64), u[idx].argmax(axis=1).astype(np.int64)
     if policy == "mean":
-        idx = top_k(u.mean(axis=1), k, available)
-        return idx, u[idx].mean(axis=1).astype(np.float64), np.full(k, -1, dtype=np.int64)
+        mean = np.add.reduce(columns) / u.shape[1]
+        idx = top_k(mean, k, available)
+        return idx, mean[idx].astype(np.float64), np.full(k, -1, dtype=np.int64)
     return _round_robin(u, k, available, concept_quotas(k, u.shape[1], quotas))
 
 
