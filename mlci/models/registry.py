@@ -1,0 +1,679 @@
+"""Train, evaluate, log to MLflow, register, and gate promotion; load models from the registry.
+
+Models are only ever loaded through the registry (an alias or a version of a registered model),
+from the skops file of the logged model, trusting exactly :data:`SKOPS_TRUSTED_TYPES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from mlci.models.dataset import TrainingSet
+from mlci.models.estimators import effective_calibration, resolve_estimator_params
+from mlci.models.evaluation import METRICS, Evaluation, cross_validate, evaluate_scores, plot_class_curves, plot_summary
+from mlci.models.exceptions import FeatureSchemaMismatchError, ModelError, ModelNotFoundError, UnsafeModelFormatError
+from mlci.models.multilabel import SKOPS_TRUSTED_TYPES, MultiLabelModel
+from mlci.models.promotion import PromotionDecision, decide_promotion
+from mlci.models.schema import FeatureSpec, feature_spec_from
+from mlci.models.tracking import (
+    class_keys,
+    clean_params,
+    client_for,
+    default_artifact_location,
+    finite_metrics,
+    get_or_create_experiment,
+    git_commit,
+    tracking_context,
+    write_json,
+)
+
+__all__ = [
+    "TrainingResult",
+    "ModelVersionInfo",
+    "train_and_register",
+    "load_model",
+    "resolve_version",
+    "list_versions",
+    "CHAMPION",
+    "CHALLENGER",
+    "TRIGGERS",
+    "TRAINING_LABELS_ARTIFACT",
+    "OOF_SCORES_ARTIFACT",
+]
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+TRIGGERS = ("manual", "nightly")
+MODEL_ARTIFACT = "model"
+TRAINING_LABELS_ARTIFACT = "training/labels.parquet"
+OOF_SCORES_ARTIFACT = "evaluation/oof_scores.parquet"
+_TAG = "mlci."
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What :func:`train_and_register` did.
+
+    Attributes
+    ----------
+    run_id : str
+    model_name : str
+    model_version : str
+        The registered version (alias ``challenger``; also ``champion`` when promoted).
+    metrics : dict
+        The run's metrics (per concept ``<metric>_<class>`` and ``macro_<metric>``).
+    class_status : dict
+        ``class -> "trained" | "too_few_positives" | "too_few_negatives"`` of the final model.
+    promoted : bool
+    decision : PromotionDecision
+    reused : bool
+        True when an earlier finished run with identical inputs was returned instead of training.
+    """
+
+    run_id: str
+    model_name: str
+    model_version: str
+    metrics: dict[str, float]
+    class_status: dict[str, str]
+    promoted: bool
+    decision: PromotionDecision
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    """One registered model version: aliases, run, tags and the run's macro metrics."""
+
+    name: str
+    version: str
+    run_id: str
+    aliases: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    created_at_ms: int = 0
+
+
+# -- registry lookups ------------------------------------------------------------------------
+
+
+def _check_model_name(model_name: str) -> None:
+    if not isinstance(model_name, str) or not model_name.strip() or any(q in model_name for q in "'\"`"):
+        raise ValueError(f"model_name must be a non-empty string without quotes, but got {model_name!r}")
+
+
+def _not_found(exc: MlflowException) -> bool:
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()
+
+
+def _version_by_alias(client: MlflowClient, model_name: str, alias: str):
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as exc:
+        if _not_found(exc):
+            return None
+        raise
+
+
+def _aliases_by_version(client: MlflowClient, model_name: str) -> dict[str, tuple[str, ...]]:
+    # search_model_versions leaves aliases empty in some stores; the registered model has them all.
+    try:
+        aliases = client.get_registered_model(model_name).aliases or {}
+    except MlflowException as exc:
+        if _not_found(exc):
+            return {}
+        raise
+    out: dict[str, list[str]] = {}
+    for alias, version in aliases.items():
+        out.setdefault(str(version), []).append(alias)
+    return {v: tuple(sorted(a)) for v, a in out.items()}
+
+
+def _info(client: MlflowClient, mv, aliases: tuple[str, ...] | None = None) -> ModelVersionInfo:
+    try:
+        run_metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+    except MlflowException:
+        run_metrics = {}
+    metrics = {k: v for k, v in run_metrics.items() if k.startswith("macro_")}
+    return ModelVersionInfo(
+        name=mv.name,
+        version=str(mv.version),
+        run_id=mv.run_id or "",
+        aliases=aliases if aliases is not None else tuple(sorted(getattr(mv, "aliases", ()) or ())),
+        tags=dict(mv.tags or {}),
+        metrics=metrics,
+        created_at_ms=int(mv.creation_timestamp or 0),
+    )
+
+
+def resolve_version(
+    tracking_uri: str, model_name: str, *, alias: str | None = CHAMPION, version: str | int | None = None
+) -> ModelVersionInfo:
+    """The registered version named by ``version``, else by ``alias``.
+
+    Raises
+    ------
+    ModelNotFoundError
+        No such registered model, alias or version.
+    """
+    _check_model_name(model_name)
+    client = client_for(tracking_uri)
+    try:
+        if version is not None:
+            mv = client.get_model_version(model_name, str(version))
+        elif alias:
+            mv = client.get_model_version_by_alias(model_name, alias)
+        else:
+            raise ValueError("give alias or version")
+    except MlflowException as exc:
+        if _not_found(exc):
+            what = f"version {version}" if version is not None else f"alias {alias!r}"
+            raise ModelNotFoundError(f"registered model {model_name!r} has no {what} at {tracking_uri}") from None
+        raise
+    return _info(client, mv, _aliases_by_version(client, model_name).get(str(mv.version), ()))
+
+
+def list_versions(tracking_uri: str, model_name: str) -> list[ModelVersionInfo]:
+    """Every version of ``model_name``, newest first, with aliases and macro metrics ([] if none)."""
+    _check_model_name(model_name)
+    client = client_for(tracking_uri)
+    versions = client.search_model_versions(f"name = '{model_name}'")
+    aliases = _aliases_by_version(client, model_name)
+    infos = [_info(client, mv, aliases.get(str(mv.version), ())) for mv in versions]
+    return sorted(infos, key=lambda i: int(i.version), reverse=True)
+
+
+def load_model(
+    tracking_uri: str, model_name: str, *, alias: str | None = CHAMPION, version: str | int | None = None
+) -> MultiLabelModel:
+    """Load a registered model (``models:/<name>@<alias>`` or ``models:/<name>/<version>``).
+
+    The alias is resolved to its version first, so the model loaded is the version that
+    :func:`resolve_version` reports. Only skops files are read, trusting exactly
+    :data:`~mlci.models.multilabel.SKOPS_TRUSTED_TYPES`; a pickled model is refused.
+
+    Raises
+    ------
+    ModelNotFoundError
+        No such model, alias or version.
+    UnsafeModelFormatError
+        The model is not a skops file, or holds types outside the trusted list.
+    """
+    info = resolve_version(tracking_uri, model_name, alias=alias, version=version)
+    return _load_registered(tracking_uri, model_name, info.version)
+
+
+def _load_registered(tracking_uri: str, model_name: str, version: str) -> MultiLabelModel:
+    import mlflow.artifacts
+    import skops.io
+    import yaml
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    with tempfile.TemporaryDirectory(prefix="mlci-model-") as tmp:
+        # The models:/ resolver reads the process-wide registry URI, whatever is passed here.
+        with tracking_context(tracking_uri):
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{model_name}/{version}",
+                    dst_path=tmp,
+                    tracking_uri=tracking_uri,
+                    registry_uri=tracking_uri,
+                )
+            )
+        mlmodel = local / "MLmodel"
+        if not mlmodel.is_file():
+            raise UnsafeModelFormatError(f"model {model_name!r} version {version} has no MLmodel file")
+        flavor = (yaml.safe_load(mlmodel.read_text(encoding="utf-8")).get("flavors") or {}).get("sklearn") or {}
+        fmt, filename = flavor.get("serialization_format"), flavor.get("pickled_model")
+        if fmt != "skops" or not filename:
+            raise UnsafeModelFormatError(
+                f"model {model_name!r} version {version} is serialized as {fmt!r}; mlci only loads skops models"
+            )
+        path = local / filename
+        if not path.is_file() or path.resolve().parent != local.resolve():
+            raise UnsafeModelFormatError(f"model {model_name!r} version {version} has no skops file {filename!r}")
+        try:
+            model = skops.io.load(path, trusted=SKOPS_TRUSTED_TYPES)
+        except UntrustedTypesFoundException as exc:
+            raise UnsafeModelFormatError(
+                f"model {model_name!r} version {version} holds types mlci does not trust: {exc}"
+            ) from exc
+    if not isinstance(model, MultiLabelModel):
+        raise UnsafeModelFormatError(
+            f"model {model_name!r} version {version} is a {type(model).__name__}, not a MultiLabelModel"
+        )
+    return model
+
+
+# -- training ----------------------------------------------------------------------------------
+
+
+def train_and_register(
+    training_set: TrainingSet,
+    *,
+    tracking_uri: str,
+    experiment_name: str,
+    model_name: str,
+    feature_schema: Any,
+    label_snapshot_id: str | None = None,
+    estimator: str = "logistic_regression",
+    estimator_params: dict | None = None,
+    calibration: str | None = None,
+    modality: str = "combined",
+    use_sample_weights: bool = True,
+    min_positives: int = 2,
+    min_negatives: int = 2,
+    n_splits: int = 5,
+    threshold: float = 0.5,
+    random_state: int = 0,
+    trigger: str = "manual",
+    flow_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    tolerance: float = 0.0,
+    min_new_labels: int = 50,
+    reuse_existing: bool = True,
+    artifact_location: str | None = None,
+) -> TrainingResult:
+    """Cross-validate, fit, log one MLflow run, register the model, and gate its promotion.
+
+    Parameters
+    ----------
+    training_set : TrainingSet
+        From :func:`~mlci.models.dataset.build_training_set`.
+    tracking_uri : str
+        MLflow tracking (and registry) URI, e.g. ``sqlite:////abs/path/mlflow.db``.
+    experiment_name, model_name : str
+        MLflow experiment of the run; registered model name.
+    feature_schema : object with ``extractor`` and ``version``
+        Schema of ``training_set.X``.
+    label_snapshot_id : str, default=None
+        Consensus snapshot the labels come from.
+    estimator, estimator_params, calibration, modality, min_positives, min_negatives
+        See :class:`~mlci.models.multilabel.MultiLabelModel`.
+    use_sample_weights : bool, default=True
+        Fit with ``training_set.weights`` when it has them.
+    n_splits, threshold : int, float
+        Cross-validation folds (fewer for small concepts) and decision threshold of the metrics.
+    random_state : int, default=0
+        Seed of the classifiers and of the folds.
+    trigger : {"manual", "nightly"}, default="manual"
+    flow_run_id : str, default=None
+        Prefect flow run id, recorded as a tag (the caller reads it; no Prefect import here).
+    tags : mapping, default=None
+        Extra run tags.
+    tolerance : float, default=0.0
+        Allowed drop of macro AP for promotion.
+    min_new_labels : int, default=50
+        Fewest labels the champion never saw for the gate to compare on them.
+    reuse_existing : bool, default=True
+        Return the earlier run when a finished run with identical inputs is registered (so a
+        re-run changes nothing).
+    artifact_location : str, default=None
+        Artifact root of a new experiment; default ``<db folder>/mlartifacts`` for a SQLite store,
+        the server's default otherwise. An existing experiment keeps its own.
+
+    Returns
+    -------
+    TrainingResult
+    """
+    _check_model_name(model_name)
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger must be one of {TRIGGERS}, but got {trigger!r}")
+    tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    spec = feature_spec_from(feature_schema)
+    model = MultiLabelModel(
+        list(training_set.classes),
+        estimator=estimator,
+        estimator_params=estimator_params,
+        calibration=calibration,
+        modality=modality,
+        feature_schema=spec,
+        min_positives=min_positives,
+        min_negatives=min_negatives,
+        random_state=random_state,
+    )
+    model._validate_params()
+    # Validated before any work: the gate's arguments must not fail after the model is registered.
+    decide_promotion(None, None, tolerance=tolerance, min_new_labels=min_new_labels)
+    weights = training_set.weights if use_sample_weights else None
+    fingerprint = _fingerprint(
+        training_set, model, spec, weights is not None,
+        n_splits=n_splits, threshold=threshold, random_state=random_state, model_name=model_name,
+        label_snapshot_id=label_snapshot_id, tolerance=tolerance, min_new_labels=min_new_labels,
+    )
+    client = client_for(tracking_uri)
+    with tracking_context(tracking_uri):
+        experiment_id = get_or_create_experiment(
+            client, experiment_name, artifact_location=artifact_location or default_artifact_location(tracking_uri)
+        )
+    if reuse_existing:
+        earlier = _reusable_result(client, experiment_id, model_name, fingerprint)
+        if earlier is not None:
+            return earlier
+
+    evaluation = cross_validate(
+        model, training_set.X, training_set.Y, sample_weight=weights,
+        n_splits=n_splits, threshold=threshold, random_state=random_state,
+    )
+    model.fit(training_set.X, training_set.Y, sample_weight=weights)
+
+    champion = _version_by_alias(client, model_name, CHAMPION)
+    comparison = _compare_with_champion(client, tracking_uri, model_name, champion, training_set, evaluation, spec, modality)
+    n_cv = int(evaluation.per_class.loc[evaluation.per_class["status"] == "evaluated", "n_scored"].sum())
+    decision = decide_promotion(
+        evaluation.macro,
+        comparison["champion_cv"],
+        n_compare=comparison["n_compare"],
+        tolerance=tolerance,
+        min_new_labels=min_new_labels,
+        challenger_new_labels=comparison["challenger_new"],
+        champion_new_labels=comparison["champion_new"],
+        n_cross_validated=n_cv,
+        has_champion=champion is not None,
+    )
+
+    keys = class_keys(training_set.classes)
+    params = _run_params(training_set, model, spec, label_snapshot_id, weights is not None, keys,
+                         n_splits=n_splits, threshold=threshold, tolerance=tolerance, min_new_labels=min_new_labels)
+    metrics = _run_metrics(evaluation, keys, training_set)
+    metrics.update({
+        "promoted": float(decision.promote),
+        "promotion_n_compare": float(decision.n),
+        "promotion_challenger": decision.numbers.get("challenger", math.nan),
+        "promotion_champion": decision.numbers.get("champion", math.nan),
+    })
+    run_tags = {
+        f"{_TAG}trigger": trigger,
+        f"{_TAG}fingerprint": fingerprint,
+        f"{_TAG}training_set_sha256": training_set.fingerprint(),
+        f"{_TAG}label_snapshot_id": label_snapshot_id or "none",
+        f"{_TAG}feature_extractor": spec.extractor,
+        f"{_TAG}feature_version": spec.version,
+        f"{_TAG}modality": modality,
+        f"{_TAG}champion_before": champion.version if champion is not None else "none",
+        **{f"{_TAG}status.{keys[c]}": s for c, s in model.class_status_.items()},
+        **decision.as_tags(),
+        **tags,
+    }
+    if comparison["note"]:
+        run_tags[f"{_TAG}promotion.note"] = comparison["note"]
+    commit = git_commit()
+    if commit:
+        run_tags[f"{_TAG}git_commit"] = commit
+    if flow_run_id:
+        run_tags[f"{_TAG}prefect_flow_run_id"] = str(flow_run_id)
+
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    with tempfile.TemporaryDirectory(prefix="mlci-run-") as tmp:
+        _write_artifacts(Path(tmp), training_set, evaluation, model, spec, keys, decision, comparison)
+        example = np.ascontiguousarray(training_set.X[:2])
+        signature = infer_signature(example, model.predict_proba(example))
+        with tracking_context(tracking_uri):
+            run_name = f"{trigger}-{estimator}-{modality}"
+            with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags) as run:
+                mlflow.log_params(clean_params(params))
+                mlflow.log_metrics(finite_metrics(metrics))
+                mlflow.log_artifacts(tmp)
+                info = mlflow.sklearn.log_model(
+                    model,
+                    name=MODEL_ARTIFACT,
+                    signature=signature,
+                    input_example=example,
+                    serialization_format="skops",
+                    skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                    pyfunc_predict_fn="predict_proba",
+                    pip_requirements=_pip_requirements(),
+                    registered_model_name=model_name,
+                )
+                version = str(info.registered_model_version)
+                version_tags = {
+                    **decision.as_tags(),
+                    f"{_TAG}trigger": trigger,
+                    f"{_TAG}label_snapshot_id": label_snapshot_id or "none",
+                    f"{_TAG}feature_extractor": spec.extractor,
+                    f"{_TAG}feature_version": spec.version,
+                    f"{_TAG}modality": modality,
+                    f"{_TAG}macro_ap": _fmt(evaluation.macro.get("macro_ap")),
+                }
+                for key, value in version_tags.items():
+                    client.set_model_version_tag(model_name, version, key, value)
+                client.update_model_version(model_name, version, description=decision.reason)
+                client.set_registered_model_alias(model_name, CHALLENGER, version)
+                if decision.promote:
+                    client.set_registered_model_alias(model_name, CHAMPION, version)
+    return TrainingResult(
+        run_id=run.info.run_id,
+        model_name=model_name,
+        model_version=version,
+        metrics=finite_metrics(metrics),
+        class_status=dict(model.class_status_),
+        promoted=decision.promote,
+        decision=decision,
+    )
+
+
+def _pip_requirements() -> list[str]:
+    """What the logged model needs to load, pinned to the versions that wrote it.
+
+    Given explicitly because MLflow's inference of requirements re-imports the model in a
+    subprocess (seconds per run). ``mlci`` provides :class:`MultiLabelModel`.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for dist in ("mlci", "scikit-learn", "skops", "numpy", "scipy"):
+        try:
+            reqs.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            reqs.append(dist)
+    return reqs
+
+
+def _fmt(value) -> str:
+    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
+
+
+def _fingerprint(training_set, model, spec, weighted, **extra) -> str:
+    params = {k: v for k, v in model.get_params().items() if k != "feature_schema"}
+    payload = {
+        "training_set": training_set.fingerprint(),
+        "params": params,
+        "features": spec.as_dict(),
+        "weighted": weighted,
+        **extra,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _reusable_result(client: MlflowClient, experiment_id: str, model_name: str, fingerprint: str):
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{_TAG}fingerprint` = '{fingerprint}' and attributes.status = 'FINISHED'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    versions = client.search_model_versions(f"name = '{model_name}' and run_id = '{run.info.run_id}'")
+    if not versions:
+        return None
+    version = max(versions, key=lambda v: int(v.version))
+    decision = PromotionDecision.from_tags(run.data.tags)
+    status = {}
+    classes = json.loads(run.data.params.get("classes", "[]"))
+    keys = class_keys(classes)
+    for cls in classes:
+        status[cls] = run.data.tags.get(f"{_TAG}status.{keys[cls]}", "")
+    return TrainingResult(
+        run_id=run.info.run_id,
+        model_name=model_name,
+        model_version=str(version.version),
+        metrics=dict(run.data.metrics),
+        class_status=status,
+        promoted=decision.promote,
+        decision=decision,
+        reused=True,
+    )
+
+
+def _run_params(training_set, model, spec, label_snapshot_id, weighted, keys, **extra) -> dict[str, Any]:
+    resolved = resolve_estimator_params(model.estimator, model.estimator_params)
+    params: dict[str, Any] = {
+        "estimator": model.estimator,
+        **{f"estimator.{k}": v for k, v in sorted(resolved.items())},
+        "calibration": effective_calibration(model.estimator, model.calibration),
+        "modality": model.modality,
+        "feature_extractor": spec.extractor,
+        "feature_version": spec.version,
+        "n_features": int(training_set.X.shape[1]),
+        "label_snapshot_id": label_snapshot_id,
+        "n_clips": len(training_set),
+        "classes": list(training_set.classes),
+        "sample_weights": "consensus_posterior" if weighted else "none",
+        "min_positives": model.min_positives,
+        "min_negatives": model.min_negatives,
+        "random_state": model.random_state,
+        **extra,
+    }
+    for cls, counts in training_set.labels_per_class().items():
+        params[f"labels_positive_{keys[cls]}"] = counts["positive"]
+        params[f"labels_negative_{keys[cls]}"] = counts["negative"]
+    return params
+
+
+def _run_metrics(evaluation: Evaluation, keys: dict[str, str], training_set: TrainingSet) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for _, row in evaluation.per_class.iterrows():
+        for m in METRICS:
+            out[f"{m}_{keys[row['class']]}"] = float(row[m])
+    out.update(evaluation.macro)
+    out["n_clips"] = float(len(training_set))
+    out["n_labels"] = float(np.count_nonzero(training_set.Y >= 0))
+    out["n_classes_evaluated"] = float((evaluation.per_class["status"] == "evaluated").sum())
+    return out
+
+
+def _write_artifacts(root: Path, training_set, evaluation, model, spec, keys, decision, comparison) -> None:
+    figures = root / "figures"
+    figures.mkdir()
+    for j, cls in enumerate(evaluation.classes):
+        if evaluation.status[cls] != "evaluated":
+            continue
+        ok = np.isfinite(evaluation.scores[:, j])
+        fig = plot_class_curves(evaluation.Y[ok, j], evaluation.scores[ok, j], cls, threshold=evaluation.threshold)
+        fig.savefig(figures / f"roc_pr_{keys[cls]}.png", dpi=90)
+    plot_summary(evaluation, title=f"{model.estimator} · {model.modality} · {spec.extractor} v{spec.version}").savefig(
+        figures / "summary.png", dpi=90
+    )
+    ev = root / "evaluation"
+    ev.mkdir()
+    evaluation.oof_table(training_set.keys).to_parquet(ev / "oof_scores.parquet", index=False)
+    evaluation.per_class.to_csv(ev / "per_class.csv", index=False)
+    write_json(ev / "metrics.json", {
+        "per_class": evaluation.per_class.to_dict(orient="records"),
+        "macro": evaluation.macro,
+        "threshold": evaluation.threshold,
+        "class_status": model.class_status_,
+        "definitions": "binary per concept on known labels with out-of-fold scores; macro = unweighted "
+                       "mean over concepts with status 'evaluated' (see docs/models.md)",
+    })
+    tr = root / "training"
+    tr.mkdir()
+    training_set.labels_table().to_parquet(tr / "labels.parquet", index=False)
+    write_json(tr / "summary.json", {
+        "n_clips": len(training_set),
+        "classes": list(training_set.classes),
+        "labels_per_class": training_set.labels_per_class(),
+        "feature_schema": {**spec.as_dict(), "modality": model.modality, "n_features": int(training_set.X.shape[1])},
+        "missing_features": list(training_set.missing_features),
+        "unknown_classes": list(training_set.unknown_classes),
+        "training_set_sha256": training_set.fingerprint(),
+    })
+    promotion = json.loads(decision.to_json())
+    promotion["note"] = comparison["note"]
+    if comparison["per_class"] is not None:
+        promotion["new_labels_per_class"] = comparison["per_class"]
+    write_json(root / "promotion.json", promotion)
+
+
+# -- the champion comparison -----------------------------------------------------------------
+
+
+def _compare_with_champion(client, tracking_uri, model_name, champion, training_set, evaluation, spec, modality) -> dict:
+    """Both models' metrics on labels the champion never saw, plus the champion's CV metrics.
+
+    Returns a dict with ``champion_cv``, ``n_compare``, ``challenger_new``, ``champion_new``,
+    ``per_class`` and ``note``; the gate itself is :func:`decide_promotion`.
+    """
+    out = {"champion_cv": None, "n_compare": 0, "challenger_new": None, "champion_new": None, "per_class": None, "note": ""}
+    if champion is None:
+        return out
+    try:
+        out["champion_cv"] = dict(client.get_run(champion.run_id).data.metrics)
+    except MlflowException as exc:
+        out["note"] = f"champion run {champion.run_id} unreadable: {exc}"
+        return out
+    try:
+        with tempfile.TemporaryDirectory(prefix="mlci-champ-") as tmp:
+            path = client.download_artifacts(champion.run_id, TRAINING_LABELS_ARTIFACT, tmp)
+            seen = pd.read_parquet(path)[["asset", "class"]]
+    except (MlflowException, OSError) as exc:
+        out["note"] = f"champion run has no {TRAINING_LABELS_ARTIFACT}: {exc}"
+        return out
+    current = training_set.labels_table()
+    merged = current.merge(seen.assign(_seen=True).astype({"asset": "string", "class": "string"}), on=["asset", "class"], how="left")
+    new = merged[merged["_seen"].isna()].drop(columns="_seen").reset_index(drop=True)
+    if new.empty:
+        out["note"] = "no labels the champion never saw"
+        return out
+    try:
+        champ_model = _load_registered(tracking_uri, model_name, str(champion.version))
+        champ_model.check_features({**spec.as_dict(), "modality": modality})
+        if champ_model.n_features_in_ != training_set.X.shape[1]:
+            raise FeatureSchemaMismatchError({"n_features": champ_model.n_features_in_}, {"n_features": training_set.X.shape[1]})
+    except (ModelError, MlflowException, OSError) as exc:
+        out["n_compare"] = len(new)
+        out["note"] = f"champion version {champion.version} cannot score the new labels: {exc}"
+        return out
+    row_of = {k: i for i, k in enumerate(training_set.keys.tolist())}
+    col_of = {c: j for j, c in enumerate(training_set.classes)}
+    champ_col = {str(c): j for j, c in enumerate(champ_model.classes_)}
+    new = new[new["class"].isin(list(champ_col))].reset_index(drop=True)
+    rows = np.array([row_of[a] for a in new["asset"]], dtype=np.int64)
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    champ_scores = champ_model.predict_proba(training_set.X[uniq]) if uniq.size else np.empty((0, len(champ_col)))
+    new["champion"] = [champ_scores[inverse[i], champ_col[c]] for i, c in enumerate(new["class"])]
+    new["challenger"] = [evaluation.scores[r, col_of[c]] for r, c in zip(rows, new["class"])]
+    both = new[np.isfinite(new["champion"].astype(float)) & np.isfinite(new["challenger"].astype(float))]
+    classes = [c for c in training_set.classes if c in champ_col]
+    ch_pc, _ = evaluate_scores(both.assign(score=both["challenger"]), classes)
+    cp_pc, _ = evaluate_scores(both.assign(score=both["champion"]), classes)
+    common = [c for c, a, b in zip(classes, ch_pc["status"], cp_pc["status"]) if a == b == "evaluated"]
+    out["n_compare"] = int(both["class"].isin(common).sum())
+    if common:
+        out["challenger_new"] = {"macro_ap": float(ch_pc.set_index("class").loc[common, "ap"].mean())}
+        out["champion_new"] = {"macro_ap": float(cp_pc.set_index("class").loc[common, "ap"].mean())}
+    out["per_class"] = {
+        "challenger": ch_pc.to_dict(orient="records"),
+        "champion": cp_pc.to_dict(orient="records"),
+        "classes_compared": common,
+    }
+    if not common:
+        out["n_compare"] = len(both)
+        out["note"] = "no concept has both a positive and a negative among the new labels"
+    return out

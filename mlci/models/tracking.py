@@ -1,0 +1,168 @@
+"""MLflow plumbing shared by training and the registry: URIs, names, tags, run artifacts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+
+__all__ = [
+    "tracking_context",
+    "client_for",
+    "sanitize_name",
+    "class_keys",
+    "git_commit",
+    "get_or_create_experiment",
+    "default_artifact_location",
+    "clean_params",
+    "finite_metrics",
+    "write_json",
+]
+
+# The fluent MLflow API (start_run, log_model) reads process-wide URIs; one lock keeps two trainings
+# in threads of one process from logging to each other's store.
+_LOCK = threading.RLock()
+_SANITIZE = re.compile(r"[^a-z0-9]+")
+# MLflow limits param values (6000 characters in MLflow 3); longer values are cut with a marker.
+_PARAM_MAX = 6000
+
+
+@contextlib.contextmanager
+def tracking_context(tracking_uri: str) -> Iterator[MlflowClient]:
+    """Point the fluent MLflow API at ``tracking_uri`` (tracking and registry) for the block.
+
+    The previous URIs are restored afterwards, so a library call never leaves MLflow pointed
+    somewhere else (and never at MLflow's working-directory default).
+    """
+    if not tracking_uri or not isinstance(tracking_uri, str):
+        raise ValueError(f"tracking_uri must be a non-empty string, but got {tracking_uri!r}")
+    # MLflow has no public "unset" for the registry URI; its module global and environment variable
+    # are saved and put back as they were.
+    from mlflow.tracking._model_registry import utils as registry_utils
+
+    with _LOCK:
+        prev_tracking = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
+        prev_registry = getattr(registry_utils, "_registry_uri", None)
+        prev_registry_env = os.environ.get("MLFLOW_REGISTRY_URI")
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        try:
+            yield client_for(tracking_uri)
+        finally:
+            mlflow.set_tracking_uri(prev_tracking)
+            registry_utils._registry_uri = prev_registry
+            if prev_registry_env is None:
+                os.environ.pop("MLFLOW_REGISTRY_URI", None)
+            else:
+                os.environ["MLFLOW_REGISTRY_URI"] = prev_registry_env
+
+
+def client_for(tracking_uri: str) -> MlflowClient:
+    """A client whose tracking and registry both use ``tracking_uri``."""
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def sanitize_name(name: str) -> str:
+    """Lower-case ``name`` with every run of other characters than ``a-z0-9`` as one ``_``."""
+    return _SANITIZE.sub("_", str(name).casefold()).strip("_") or "class"
+
+
+def class_keys(classes: Sequence[str]) -> dict[str, str]:
+    """Unique metric-name suffix per class: ``"Gift Giving" -> "gift_giving"`` (``_2`` on clashes)."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for name in classes:
+        key, i = sanitize_name(name), 2
+        while key in used:
+            key, i = f"{sanitize_name(name)}_{i}", i + 1
+        used.add(key)
+        out[name] = key
+    return out
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """Commit hash of the git checkout holding ``path`` (default: this package), or None."""
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit) else None
+
+
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """``<folder>/mlartifacts`` beside a SQLite database file; None (the server decides) otherwise.
+
+    Without it MLflow would put a SQLite store's artifacts under ``./mlruns`` of the working directory.
+    """
+    if tracking_uri.startswith("sqlite:///"):
+        db = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
+        if db and db != ":memory:":
+            return (Path(db).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, *, artifact_location: str | None = None) -> str:
+    """Id of the experiment called ``name``, created if absent (and restored if deleted)."""
+    if not name or not isinstance(name, str):
+        raise ValueError(f"experiment_name must be a non-empty string, but got {name!r}")
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location)
+        except mlflow.exceptions.MlflowException:
+            # Another process created it between the lookup and the create.
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.lifecycle_stage == "deleted":
+        client.restore_experiment(exp.experiment_id)
+    return exp.experiment_id
+
+
+def clean_params(params: Mapping[str, object]) -> dict[str, str]:
+    """Params as MLflow strings (None -> "none", dicts/lists as JSON), cut to MLflow's length limit."""
+    out = {}
+    for key, value in params.items():
+        if value is None:
+            text = "none"
+        elif isinstance(value, (dict, list, tuple)):
+            text = json.dumps(value, sort_keys=True, default=str)
+        else:
+            text = str(value)
+        out[key] = text if len(text) <= _PARAM_MAX else text[: _PARAM_MAX - 12] + "...[cut]"
+    return out
+
+
+def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The finite entries (a metric that is NaN was not measured and is left out of the run)."""
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+
+
+def write_json(path: Path, obj) -> Path:
+    """Write ``obj`` as indented JSON (NaN as null) and return ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_nan_to_none(obj), indent=2, sort_keys=True, default=str), encoding="utf-8")
+    return path
+
+
+def _nan_to_none(obj):
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
