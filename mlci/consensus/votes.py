@@ -106,10 +106,12 @@ def encode_votes(annotations: pd.DataFrame) -> Votes:
     value = value.astype(np.int8)
     item_key = asset * len(classes) + cls
     uniq, row_item = np.unique(item_key, return_inverse=True)
-    pair = row_item.astype(np.int64) * len(annotators) + annotator
-    if len(np.unique(pair)) != len(pair):
+    # Sorting is much faster here than np.unique's hash path on a million keys.
+    pair = np.sort(row_item.astype(np.int64) * len(annotators) + annotator)
+    n_dup = int(np.count_nonzero(pair[1:] == pair[:-1]))
+    if n_dup:
         raise ValueError(
-            f"annotations repeat {len(pair) - len(np.unique(pair))} (asset, annotator, class) keys; "
+            f"annotations repeat {n_dup} (asset, annotator, class) keys; "
             "pass the current view (mlci.labels.load_annotations(store, current=True))"
         )
     n_votes = np.bincount(row_item, minlength=len(uniq)).astype(np.int64)
