@@ -1,0 +1,49 @@
+"""Prefect task of the labels step: a thin wrapper around :func:`mlci.labels.ingest_labels`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from mlci.catalog import ClassCatalog
+from mlci.config import Settings
+from mlci.labels import IngestReport, ingest_labels
+from mlci.storage import Store
+
+__all__ = ["ingest_labels_task"]
+
+
+# Ingestion is idempotent (files are keyed by content hash), so a retry after an I/O failure is safe.
+@task(name="ingest-labels", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
+def ingest_labels_task(
+    store: Store | None = None,
+    *,
+    settings: Settings | None = None,
+    paths: list[str | Path] | None = None,
+    fmt: str | None = None,
+    empty: str = "skip",
+) -> IngestReport:
+    """Ingest the store's ``labels/`` (plus local ``paths``) and log the validation summary.
+
+    ``store`` defaults to ``settings.open_store()``; ``settings`` to ``Settings()``.
+    """
+    settings = settings or Settings()
+    store = store or settings.open_store()
+    catalog = ClassCatalog.from_json(settings.class_catalog)
+    report = ingest_labels(store, catalog, base_url=settings.clip_base_url, paths=paths, fmt=fmt, empty=empty)
+    logger = get_run_logger()
+    s = report.summary()
+    logger.info(
+        "label files: %d (%d new, %d already ingested, %d rejected); answers accepted %d, rejected %d; "
+        "new annotation rows %d; report %s",
+        s["files"], s["new"], s["already_ingested"], s["rejected_files"], s["accepted"], s["rejected"],
+        s["rows_new"], report.report_key,
+    )
+    for f in report.files:
+        if f.status == "rejected":
+            logger.warning("rejected file %s: %s", f.source, f.error)
+        elif f.n_rejected:
+            logger.warning("%s: %d records rejected %s", f.source, f.n_rejected, f.rejected_by_reason)
+    return report
