@@ -1,0 +1,138 @@
+"""``mlci train`` and ``mlci models``: train and register a model from the store; list registered versions.
+
+The functions are plain typer command callbacks; ``mlci/cli/__init__.py`` registers them. Heavy
+imports (MLflow, features, consensus) happen inside, so ``import mlci.cli`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Optional
+
+import typer
+
+__all__ = ["train_command", "models_command"]
+
+_Store = Annotated[
+    Optional[str],
+    typer.Option("--store", help="Store URI (folder, file://..., s3://bucket/prefix). Default: MLCI_STORE."),
+]
+
+
+def _settings(store: str | None):
+    from mlci.config import Settings
+
+    return Settings(store=store) if store else Settings()
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def train_command(
+    store: _Store = None,
+    extractor: Annotated[Optional[str], typer.Option("--extractor", help="Feature extractor (default: the features package's).")] = None,
+    modality: Annotated[str, typer.Option("--modality", help="audio, video or combined.")] = "combined",
+    snapshot: Annotated[Optional[str], typer.Option("--snapshot", help="Consensus label snapshot (default: latest).")] = None,
+    estimator: Annotated[str, typer.Option("--estimator", help="logistic_regression, linear_svm or hist_gradient_boosting.")] = "logistic_regression",
+    c: Annotated[Optional[float], typer.Option("--C", help="Inverse regularisation (logistic regression, linear SVM).")] = None,
+    class_weight: Annotated[Optional[str], typer.Option("--class-weight", help="'balanced' or omit.")] = None,
+    calibration: Annotated[str, typer.Option("--calibration", help="none, sigmoid or isotonic.")] = "none",
+    weight_by_posterior: Annotated[bool, typer.Option("--weight-by-posterior", help="Weight labels by consensus confidence.")] = False,
+    trigger: Annotated[str, typer.Option("--trigger", help="manual or nightly (recorded on the run).")] = "manual",
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Allowed macro-AP drop for promotion.")] = 0.0,
+    min_new_labels: Annotated[int, typer.Option("--min-new-labels", min=1, help="New labels needed to compare on them.")] = 50,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of classifiers and folds.")] = 0,
+) -> None:
+    """Train one classifier per concept on the latest consensus, log it to MLflow, register it, gate promotion."""
+    from mlflow.exceptions import MlflowException
+
+    from mlci.catalog import ClassCatalog
+    from mlci.models import ModelError, build_training_set, train_and_register
+    from mlci.models.tracking import sanitize_name
+
+    try:
+        from mlci.consensus import load_consensus
+        from mlci.features import load_features
+    except ImportError as exc:  # pragma: no cover - only while the packages are being built
+        _fail(f"training needs mlci.features and mlci.consensus: {exc}")
+    settings = _settings(store)
+    if extractor is None:
+        import mlci.features
+
+        extractor = getattr(mlci.features, "DEFAULT_EXTRACTOR", None)
+        if extractor is None:
+            _fail("--extractor is required")
+    params: dict = {}
+    if c is not None:
+        params["C"] = c
+    if class_weight is not None:
+        params["class_weight"] = None if class_weight == "none" else class_weight
+    try:
+        target = settings.open_store()
+        keys, X, schema = load_features(target, extractor=extractor, modality=modality)
+        consensus = load_consensus(target, snapshot)
+        classes = ClassCatalog.from_json(settings.class_catalog).names
+        ts = build_training_set(keys, X, consensus, classes, weight_by_posterior=weight_by_posterior)
+        result = train_and_register(
+            ts,
+            tracking_uri=settings.tracking_uri,
+            experiment_name=settings.experiment_name,
+            model_name=settings.registered_model_name,
+            feature_schema=schema,
+            label_snapshot_id=consensus.attrs.get("snapshot"),
+            estimator=estimator,
+            estimator_params=params,
+            calibration=None if calibration == "none" else calibration,
+            modality=modality,
+            n_splits=folds,
+            random_state=seed,
+            trigger=trigger,
+            tolerance=tolerance,
+            min_new_labels=min_new_labels,
+        )
+    except (ModelError, MlflowException, ValueError, LookupError, OSError) as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"{'reused' if result.reused else 'registered'} {result.model_name} version {result.model_version} "
+        f"(run {result.run_id}; {len(ts)} clips)"
+    )
+    for cls, status in result.class_status.items():
+        ap = result.metrics.get(f"ap_{sanitize_name(cls)}")
+        typer.echo(f"  {cls:<20} {status:<18} AP {'-' if ap is None else f'{ap:.3f}'}")
+    typer.echo(f"  macro AP {result.metrics.get('macro_ap', math.nan):.3f}")
+    typer.echo(f"{'promoted to champion' if result.promoted else 'not promoted'}: {result.decision.reason}")
+
+
+def models_command(
+    store: _Store = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Registered model name (default: MLCI_REGISTERED_MODEL_NAME).")] = None,
+) -> None:
+    """List registered model versions with their aliases and macro metrics, newest first."""
+    from mlflow.exceptions import MlflowException
+
+    from mlci.models import list_versions
+
+    settings = _settings(store)
+    model_name = name or settings.registered_model_name
+    try:
+        versions = list_versions(settings.tracking_uri, model_name)
+    except (MlflowException, ValueError, OSError) as exc:
+        _fail(str(exc))
+    if not versions:
+        typer.echo(f"no versions of {model_name!r} in {settings.tracking_uri}")
+        return
+    typer.echo(f"{'version':>7}  {'aliases':<22} {'macro_ap':>8} {'roc_auc':>8} {'f1':>6}  {'trigger':<8} decision")
+    for v in versions:
+        m = v.metrics
+        typer.echo(
+            f"{v.version:>7}  {','.join(v.aliases) or '-':<22} {_num(m.get('macro_ap')):>8} "
+            f"{_num(m.get('macro_roc_auc')):>8} {_num(m.get('macro_f1')):>6}  {v.tags.get('mlci.trigger', '-'):<8} "
+            f"{v.tags.get('mlci.promotion.reason', '')}"
+        )
+
+
+def _num(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"

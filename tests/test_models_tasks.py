@@ -1,0 +1,39 @@
+"""The training tasks inside a real Prefect flow run (the session's Prefect test server)."""
+
+from __future__ import annotations
+
+from mlflow import MlflowClient
+from prefect import flow
+from prefect.runtime import flow_run
+from prefect.states import Failed
+
+from mlci.models import FeatureSchemaMismatchError, FeatureSpec
+from tasks.training import build_training_set_task, load_model_task, retry_on_io_only, train_register_task
+from test_models import CLASSES, make_corpus
+
+
+@flow(name="train-models-test")
+def train_flow(tracking_uri: str) -> dict:
+    keys, X, consensus, _ = make_corpus(120, seed=3)
+    ts = build_training_set_task(keys, X, consensus, list(CLASSES))
+    result = train_register_task(
+        ts, tracking_uri=tracking_uri, experiment_name="flow-test", model_name="flow-model",
+        feature_schema=FeatureSpec("demo-av", "1"), label_snapshot_id="snap", trigger="nightly",
+    )
+    model = load_model_task(tracking_uri, "flow-model")
+    return {"flow_run_id": flow_run.get_id(), "run_id": result.run_id, "version": result.model_version,
+            "proba_shape": model.predict_proba(X).shape}
+
+
+def test_train_register_task_records_the_flow_run(prefect_harness, tracking_uri):
+    out = train_flow(tracking_uri)
+    assert out["version"] == "1" and out["proba_shape"] == (120, len(CLASSES))
+    tags = MlflowClient(tracking_uri).get_run(out["run_id"]).data.tags
+    assert tags["mlci.prefect_flow_run_id"] == out["flow_run_id"] and tags["mlci.trigger"] == "nightly"
+
+
+def test_only_io_failures_are_retried():
+    assert retry_on_io_only(None, None, Failed(data=ConnectionError("mlflow server down")))
+    assert retry_on_io_only(None, None, Failed(data=OSError("disk")))
+    assert not retry_on_io_only(None, None, Failed(data=ValueError("trigger must be one of")))
+    assert not retry_on_io_only(None, None, Failed(data=FeatureSchemaMismatchError({"version": "1"}, {"version": "2"})))
