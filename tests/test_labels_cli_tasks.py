@@ -1,0 +1,67 @@
+"""`mlci labels ingest` / `mlci consensus` commands, and the Prefect tasks around the library."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from typer.testing import CliRunner
+
+from mlci.cli.labels import app as labels_app
+from mlci.cli.labels import consensus_command
+
+SEED_BASE = "https://vmlr-workshop.STORAGE/"
+
+
+def cli() -> typer.Typer:
+    # The same wiring mlci/cli/__init__.py uses: a labels sub-app and a consensus command.
+    main = typer.Typer()
+    main.add_typer(labels_app, name="labels")
+    main.command("consensus")(consensus_command)
+    return main
+
+
+def test_cli_ingest_and_consensus(tmp_path, seed_labels_path):
+    store = str(tmp_path / "store")
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    env = {"MLCI_CLIP_BASE_URL": SEED_BASE, "MLCI_HOME": str(tmp_path / "home")}
+    runner = CliRunner()
+    res = runner.invoke(cli(), ["labels", "ingest", "--store", store, str(seed_labels_path), str(bad)], env=env)
+    assert res.exit_code == 0, res.output
+    assert "labels_final.json" in res.output and "ingested" in res.output and "not_text" in res.output
+    assert "998 answers accepted" in res.output
+    res = runner.invoke(cli(), ["labels", "ingest", "--store", store, "--strict", str(bad)], env=env)
+    assert res.exit_code == 2
+    res = runner.invoke(cli(), ["labels", "ingest", "--store", store, "--format", "xml"], env=env)
+    assert res.exit_code == 1 and "--format must be one of" in res.output
+
+    res = runner.invoke(cli(), ["consensus", "--store", store, "--method", "majority"], env=env)
+    assert res.exit_code == 0, res.output
+    assert "label snapshot" in res.output and "family moments" in res.output and "413" in res.output
+    res = runner.invoke(cli(), ["consensus", "--store", store], env=env)  # another method, same snapshot
+    assert res.exit_code == 1 and "refusing to overwrite" in res.output
+
+
+def test_prefect_tasks_in_a_flow(prefect_harness, tmp_path, seed_labels_path):
+    from prefect import flow
+
+    from mlci.config import Settings
+    from tasks.consensus import compute_consensus_task
+    from tasks.labels import ingest_labels_task
+
+    settings = Settings(home=tmp_path / "home", clip_base_url=SEED_BASE, _env_file=None)
+    store = settings.open_store()
+    store.write_bytes("labels/labels_final.json", seed_labels_path.read_bytes())
+
+    @flow(name="labels-test")
+    def labels_flow():
+        report = ingest_labels_task(settings=settings)
+        result = compute_consensus_task(store, method="majority")
+        return report, result
+
+    report, result = labels_flow()
+    assert report.n_new == 1 and report.n_accepted == 998
+    assert result.method == "majority" and len(result.labels) == 998 * 5
+    manifest = json.loads(store.read_text(f"consensus/{result.snapshot}/manifest.json"))
+    assert manifest["positives"]["holiday"] == 318
