@@ -1,0 +1,223 @@
+"""Stopping criteria: signals recorded along a simulated run, the rules that read them, and how
+their stop points compare with where the learning curve really levelled off (question 4).
+
+Signals (computed by the engine every round):
+
+``kappa``
+    Cohen's kappa between the 0/1 predictions (score >= 0.5) of this round's model and the
+    previous round's on a fixed *stop set* of pool clips.
+``uncertainty``
+    Mean binary entropy (in bits, so in [0, 1]) of the model's scores over the remaining pool.
+``oof_ap``
+    Out-of-fold average precision on the labeled clips (stratified k-fold): the only score a real
+    project can compute without a test set.
+
+Rules (each returns the first round at which it says "stop", or None):
+
+:func:`stabilizing_predictions`
+    Bloodgood & Vijay-Shanker (2009), "A method for stopping active learning based on stabilizing
+    predictions and the need for user-adjustable stopping", CoNLL: stop when the mean kappa of
+    the last ``window`` (3) rounds is >= ``threshold`` (0.99).
+:func:`overall_uncertainty`
+    Zhu, Wang & Hovy (2008), "Multi-criteria-based strategy to stop active learning for data
+    annotation", COLING: stop when the pool's mean uncertainty is <= ``threshold``.
+:func:`oof_plateau`
+    Stop when the best out-of-fold AP of the last ``window`` rounds is less than ``min_delta``
+    above the best before them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from mlci.simulate.linear import fit_logistic
+from mlci.simulate.metrics import average_precision
+from mlci.strategies.uncertainty import binary_entropy
+
+__all__ = [
+    "cohen_kappa",
+    "mean_uncertainty",
+    "oof_average_precision",
+    "stabilizing_predictions",
+    "overall_uncertainty",
+    "oof_plateau",
+    "STOPPING_RULES",
+    "first_reaching",
+    "evaluate_stopping",
+]
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cohen's kappa between two 0/1 prediction matrices, per column.
+
+    ``(p_o - p_e) / (1 - p_e)`` with observed agreement ``p_o`` and chance agreement ``p_e`` from
+    the two marginals. NaN where ``p_e = 1`` (both predict one and the same class everywhere: the
+    agreement carries no information, so it cannot count towards stopping).
+    """
+    a = np.asarray(a, dtype=bool)
+    b = np.asarray(b, dtype=bool)
+    if a.ndim == 1:
+        a, b = a[:, None], b[:, None]
+    po = (a == b).mean(axis=0)
+    pa, pb = a.mean(axis=0), b.mean(axis=0)
+    pe = pa * pb + (1 - pa) * (1 - pb)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kappa = (po - pe) / (1 - pe)
+    return np.where(pe < 1, kappa, np.nan)
+
+
+def mean_uncertainty(proba: np.ndarray) -> np.ndarray:
+    """Mean binary entropy in bits of each column of ``proba`` (n, m): 0 = certain, 1 = coin flip."""
+    return binary_entropy(np.asarray(proba, dtype=np.float64)).mean(axis=0) / np.log(2.0)
+
+
+def oof_average_precision(
+    X: np.ndarray,
+    y: np.ndarray,
+    train_weights: np.ndarray | None,
+    *,
+    C: float = 1.0,
+    coef_init: np.ndarray | None = None,
+    intercept_init: float | None = None,
+) -> float:
+    """AP of out-of-fold scores on the labeled clips (all folds fitted at once).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, n_features)
+    y : ndarray of {0, 1} of shape (n,)
+    train_weights : ndarray of {0, 1} of shape (n, k) or None
+        Column ``f`` marks the rows fold ``f`` trains on; each row is held out by exactly one
+        fold. None (too few positives or negatives to split) gives NaN.
+    C : float, default=1.0
+    coef_init, intercept_init : warm start (the model on all labeled clips)
+    """
+    if train_weights is None:
+        return float("nan")
+    k = train_weights.shape[1]
+    Y = np.repeat(np.asarray(y, dtype=np.float64)[:, None], k, axis=1)
+    init = None if coef_init is None else np.repeat(np.asarray(coef_init)[None, :], k, axis=0)
+    b0 = None if intercept_init is None else np.full(k, float(intercept_init))
+    fit = fit_logistic(X, Y, C=C, sample_weight=train_weights, coef_init=init, intercept_init=b0)
+    scores = fit.predict(X)
+    held_out = np.argmin(train_weights, axis=1)
+    oof = scores[np.arange(len(y)), held_out]
+    return float(average_precision(y, oof)[0])
+
+
+def _first(mask: np.ndarray) -> int | None:
+    idx = np.flatnonzero(mask)
+    return int(idx[0]) if idx.size else None
+
+
+def stabilizing_predictions(kappa, *, threshold: float = 0.99, window: int = 3) -> int | None:
+    """First round whose last ``window`` kappas are all defined with mean >= ``threshold``."""
+    k = np.asarray(kappa, dtype=np.float64)
+    if k.size < window:
+        return None
+    windows = np.lib.stride_tricks.sliding_window_view(k, window)
+    ok = ~np.isnan(windows).any(axis=1) & (np.nan_to_num(windows).mean(axis=1) >= threshold)
+    first = _first(ok)
+    return None if first is None else first + window - 1
+
+
+def overall_uncertainty(uncertainty, *, threshold: float = 0.05) -> int | None:
+    """First round whose mean pool uncertainty (bits) is <= ``threshold``."""
+    u = np.asarray(uncertainty, dtype=np.float64)
+    return _first(~np.isnan(u) & (u <= threshold))
+
+
+def oof_plateau(oof_ap, *, window: int = 3, min_delta: float = 0.01) -> int | None:
+    """First round ``r`` at which the best OOF AP of rounds ``r-window+1..r`` is < ``min_delta`` above the best before."""
+    a = np.asarray(oof_ap, dtype=np.float64)
+    for r in range(window, a.size):
+        before, recent = a[: r - window + 1], a[r - window + 1 : r + 1]
+        if np.isnan(before).all() or np.isnan(recent).all():
+            continue
+        if np.nanmax(recent) - np.nanmax(before) < min_delta:
+            return r
+    return None
+
+
+#: Rule name -> (signal column, rule with its default parameters).
+STOPPING_RULES: dict[str, tuple[str, Callable]] = {
+    "stabilizing_predictions": ("kappa", stabilizing_predictions),
+    "overall_uncertainty": ("uncertainty", overall_uncertainty),
+    "oof_plateau": ("oof_ap", oof_plateau),
+}
+
+
+def first_reaching(values, target: float) -> int | None:
+    """First index whose value is >= ``target`` (NaN never reaches), or None."""
+    v = np.asarray(values, dtype=np.float64)
+    return _first(~np.isnan(v) & (v >= target))
+
+
+def evaluate_stopping(
+    curves: pd.DataFrame,
+    *,
+    metric: str = "test_ap",
+    rules: dict[str, tuple[str, Callable]] | None = None,
+) -> pd.DataFrame:
+    """Where each rule stops every run, against where the run's curve reached 95 % / 99 % of its final value.
+
+    Parameters
+    ----------
+    curves : pandas.DataFrame
+        The engine's curves table (needs the signal columns and ``metric``).
+    metric : str, default="test_ap"
+    rules : dict, default=None
+        Name -> (signal column, rule function); default :data:`STOPPING_RULES`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (strategy, schedule, repetition, concept, rule): ``stop_labels`` (NaN if the
+        rule never fired; the run then uses every label), ``score_at_stop``, ``final_labels``,
+        ``final_score``, ``labels_95``, ``labels_99``, ``labels_saved`` (final minus stop
+        labels), ``score_given_up`` (final minus score at stop) and ``timing``: ``early``
+        (before the 95 % point), ``on time`` (between the 95 % and 99 % points), ``late`` (after
+        the 99 % point) or ``never``.
+    """
+    rules = STOPPING_RULES if rules is None else rules
+    rows = []
+    keys = ["strategy", "schedule", "repetition", "concept"]
+    for key, run in curves.sort_values("round").groupby(keys, sort=True):
+        labels = run["labels"].to_numpy()
+        score = run[metric].to_numpy(dtype=np.float64)
+        final = score[-1]
+        i95 = first_reaching(score, 0.95 * final) if np.isfinite(final) else None
+        i99 = first_reaching(score, 0.99 * final) if np.isfinite(final) else None
+        l95 = float(labels[i95]) if i95 is not None else np.nan
+        l99 = float(labels[i99]) if i99 is not None else np.nan
+        for name, (signal, rule) in rules.items():
+            stop = rule(run[signal].to_numpy(dtype=np.float64))
+            if stop is None:
+                stop_labels, at_stop, timing = np.nan, np.nan, "never"
+                saved, given_up = 0.0, 0.0
+            else:
+                stop_labels, at_stop = float(labels[stop]), float(score[stop])
+                saved, given_up = float(labels[-1] - labels[stop]), float(final - score[stop])
+                if np.isnan(l95) or stop_labels < l95:
+                    timing = "early"
+                elif stop_labels > l99:
+                    timing = "late"
+                else:
+                    timing = "on time"
+            rows.append({
+                **dict(zip(keys, key)),
+                "rule": name,
+                "stop_labels": stop_labels,
+                "score_at_stop": at_stop,
+                "final_labels": float(labels[-1]),
+                "final_score": float(final),
+                "labels_95": l95,
+                "labels_99": l99,
+                "labels_saved": saved,
+                "score_given_up": given_up,
+                "timing": timing,
+            })
+    return pd.DataFrame(rows)
