@@ -120,8 +120,8 @@ def main() -> None:
     print(f"{'step':<34}{'time s':>9}{'peak MiB':>10}{'accuracy':>10}{'acc >=2 votes':>15}")
     rows = [
         ("majority vote (baseline)", mv_s, mv_mb, accuracy(mv, truth), acc_multi(mv)),
-        (f"Dawid-Skene fit ({ds.n_iter_} iterations)", ds_s, ds_mb, accuracy(ds_labels, truth), acc_multi(ds_labels)),
-        (f"one-coin DS fit ({oc.n_iter_} iterations)", oc_s, oc_mb, accuracy(oc_labels, truth), acc_multi(oc_labels)),
+        (f"Dawid-Skene fit ({ds.n_iter_} EM steps)", ds_s, ds_mb, accuracy(ds_labels, truth), acc_multi(ds_labels)),
+        (f"one-coin DS fit ({oc.n_iter_} EM steps)", oc_s, oc_mb, accuracy(oc_labels, truth), acc_multi(oc_labels)),
         ("compute_consensus (DS+agreement)", full_s, full_mb, accuracy(full.labels, truth), acc_multi(full.labels)),
     ]
     for name, s, mb, acc, accm in rows:
