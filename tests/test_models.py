@@ -206,6 +206,22 @@ def test_features_from_another_extractor_are_refused():
     assert model.predict_proba(X, feature_schema=SPEC).shape == (60, 5)
 
 
+def test_extractor_parameters_are_checked_when_both_sides_know_them():
+    keys, X, consensus, _ = make_corpus(40)
+    ts = build_training_set(keys, X, consensus, CLASSES)
+
+    class Schema:  # shaped like the features package's FeatureSchema
+        def __init__(self, params_hash):
+            self.extractor, self.version, self.params_hash = "demo-av", 1, params_hash
+
+    model = MultiLabelModel(CLASSES, feature_schema=Schema("abc123")).fit(ts.X, ts.Y)
+    assert model.feature_schema_["params_hash"] == "abc123"
+    model.check_features(Schema("abc123"))
+    model.check_features(SPEC)  # a bare name + version cannot say, so it is not refused
+    with pytest.raises(FeatureSchemaMismatchError, match="params_hash: model expects 'abc123', got 'fff000'"):
+        model.check_features(Schema("fff000"))
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

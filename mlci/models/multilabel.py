@@ -106,7 +106,8 @@ class MultiLabelModel(BaseEstimator):
     priors_ : ndarray of shape (n_classes,)
         Positive rate among the known labels (0.0 when none are known).
     feature_schema_ : dict or None
-        ``{"extractor", "version", "modality"}`` of the training features.
+        ``{"extractor", "version", "modality"}`` of the training features (and ``"params_hash"``
+        when the schema has one).
     n_features_in_ : int
         Width of ``X``.
 
@@ -240,14 +241,18 @@ class MultiLabelModel(BaseEstimator):
     def check_features(self, schema: Any) -> None:
         """Raise :class:`FeatureSchemaMismatchError` unless ``schema`` is what the model was fit on.
 
-        Compares extractor name and version, and the modality when ``schema`` names one.
+        Compares extractor name and version, the parameters digest when both record one, and the
+        modality when ``schema`` names one.
         """
         check_is_fitted(self, "estimators_")
         if self.feature_schema_ is None:
             raise ModelError("this model records no feature schema, so features cannot be checked against it")
         spec = feature_spec_from(schema)
         expected = {k: self.feature_schema_[k] for k in ("extractor", "version")}
-        got = spec.as_dict()
+        got = {"extractor": spec.extractor, "version": spec.version}
+        # Parameters are compared only when both sides know them (a bare name + version does not).
+        if self.feature_schema_.get("params_hash") is not None and spec.params_hash is not None:
+            expected["params_hash"], got["params_hash"] = self.feature_schema_["params_hash"], spec.params_hash
         modality = schema.get("modality") if isinstance(schema, dict) else getattr(schema, "modality", None)
         if modality is not None:
             expected["modality"], got["modality"] = self.feature_schema_["modality"], str(modality)

@@ -26,7 +26,7 @@ from mlci.models.evaluation import METRICS, Evaluation, cross_validate, evaluate
 from mlci.models.exceptions import FeatureSchemaMismatchError, ModelError, ModelNotFoundError, UnsafeModelFormatError
 from mlci.models.multilabel import SKOPS_TRUSTED_TYPES, MultiLabelModel
 from mlci.models.promotion import PromotionDecision, decide_promotion
-from mlci.models.schema import FeatureSpec, feature_spec_from
+from mlci.models.schema import feature_spec_from
 from mlci.models.tracking import (
     class_keys,
     clean_params,
@@ -540,6 +540,7 @@ def _run_params(training_set, model, spec, label_snapshot_id, weighted, keys, **
         "modality": model.modality,
         "feature_extractor": spec.extractor,
         "feature_version": spec.version,
+        "feature_params_hash": spec.params_hash,
         "n_features": int(training_set.X.shape[1]),
         "label_snapshot_id": label_snapshot_id,
         "n_clips": len(training_set),
