@@ -9,7 +9,7 @@ from mlci.config import Settings
 from mlci.consensus import ConsensusError, ConsensusResult, run_consensus
 from mlci.storage import Store
 
-__all__ = ["compute_consensus_task"]
+__all__ = ["compute_consensus_task", "load_consensus_task"]
 
 
 def _retry_on_io_only(task_, task_run, state) -> bool:
@@ -55,3 +55,11 @@ def compute_consensus_task(
     if result.fit and not result.fit.get("converged", True):
         logger.warning("Dawid-Skene EM did not converge within max_iter; raise max_iter")
     return result
+
+
+@task(name="load-consensus", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io_only, cache_policy=NO_CACHE)
+def load_consensus_task(settings: Settings, snapshot: str | None = None):
+    """The consensus table of ``snapshot`` (default: the latest); ``attrs["snapshot"]`` names it."""
+    from mlci.consensus import load_consensus
+
+    return load_consensus(settings.open_store(), snapshot)

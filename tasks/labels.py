@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mlci.catalog import ClassCatalog
 from mlci.config import Settings
-from mlci.labels import IngestReport, ingest_labels
+from mlci.labels import IngestReport, ingest_labels, load_annotations
 from mlci.storage import Store
 
-__all__ = ["ingest_labels_task"]
+__all__ = ["ingest_labels_task", "load_annotation_history_task"]
 
 
 # Ingestion is idempotent (files are keyed by content hash), so a retry after an I/O failure is safe.
@@ -47,3 +48,9 @@ def ingest_labels_task(
         elif f.n_rejected:
             logger.warning("%s: %d records rejected %s", f.source, f.n_rejected, f.rejected_by_reason)
     return report
+
+
+@task(name="load-annotation-history", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def load_annotation_history_task(settings: Settings) -> pd.DataFrame:
+    """Every answer ever ingested, with ``ingested_at`` (the round uses it to close batches)."""
+    return load_annotations(settings.open_store(), current=False)

@@ -1,6 +1,7 @@
 """Labeling batches: plan a round (which clips, why) and publish it once to ``batches/<round_id>/``."""
 
 from mlci.batches.plan import RoundInputs, RoundPlan, consensus_matrix, plan_round, round_id, score_column
+from mlci.batches.round import RoundResult, run_round
 from mlci.batches.publish import (
     BatchConflictError,
     PublishResult,
@@ -23,4 +24,6 @@ __all__ = [
     "publish_batch",
     "list_batches",
     "open_batch_keys",
+    "RoundResult",
+    "run_round",
 ]

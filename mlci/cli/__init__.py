@@ -6,11 +6,16 @@ flow import it lazily, so ``import mlci`` never imports Prefect.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from mlci.config import Settings
+from mlci.cli.common import StoreOption, fail, print_table, settings_for
+from mlci.cli.labels import app as labels_app
+from mlci.cli.labels import consensus_command
+from mlci.cli.models import models_command, train_command
 
 app = typer.Typer(
     name="mlci",
@@ -18,23 +23,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-StoreOption = Annotated[
-    Optional[str],
-    typer.Option("--store", help="Store URI (folder, file://..., s3://bucket/prefix). Default: MLCI_STORE."),
-]
-
-
-def settings_for(store: str | None) -> Settings:
-    """Settings from the environment, with ``--store`` applied."""
-    return Settings(store=store) if store else Settings()
-
-
-def fail(message: str) -> None:
-    """Print a one-line error and exit with status 1 (no stack trace for expected errors)."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
-
 
 @app.command("demo-data")
 def demo_data(
@@ -68,13 +56,110 @@ def demo_data(
     typer.echo(summary.format())
 
 
+@app.command("nightly")
+def nightly_command(
+    store: StoreOption = None,
+    strategy: Annotated[str, typer.Option(help="Query strategy (see docs/strategies.md).")] = "margin",
+    batch_size: Annotated[int, typer.Option(min=1, help="Clips per batch.")] = 50,
+    relabel_share: Annotated[float, typer.Option(min=0, max=1, help="Share of the batch for relabeling.")] = 0.1,
+) -> None:
+    """Run the nightly flow once: labels, features, consensus, train and gate, publish a batch."""
+    from flows.nightly import nightly
+
+    summary = nightly(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
+                      trigger="manual")
+    typer.echo(summary.to_markdown())
+
+
+@app.command("round")
+def round_command(
+    store: StoreOption = None,
+    strategy: Annotated[str, typer.Option(help="Query strategy (see docs/strategies.md).")] = "margin",
+    batch_size: Annotated[int, typer.Option(min=1, help="Clips per batch.")] = 50,
+    relabel_share: Annotated[float, typer.Option(min=0, max=1, help="Share of the batch for relabeling.")] = 0.1,
+) -> None:
+    """Publish a labeling batch from the current consensus and the champion model."""
+    from flows.round import round_flow
+
+    result = round_flow(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share)
+    typer.echo(result.summary())
+    print_table(result.batch.head(10))
+
+
+@app.command("batches")
+def batches_command(store: StoreOption = None) -> None:
+    """List published batches and how many of their clips have come back labeled."""
+    from mlci.batches import list_batches
+    from mlci.labels import load_annotations
+
+    target = settings_for(store).open_store()
+    listing = list_batches(target, load_annotations(target, current=False))
+    if listing.empty:
+        typer.echo("no batches published yet")
+    else:
+        print_table(listing)
+
+
+@app.command("serve")
+def serve_command(
+    cron: Annotated[str, typer.Option(help="Cron schedule of the nightly run.")] = "0 2 * * *",
+    timezone: Annotated[str, typer.Option(help="Timezone of the cron schedule (IANA name).")] = "UTC",
+    store: StoreOption = None,
+) -> None:
+    """Serve the nightly schedule in this process (no Prefect server needed); see docs/operations.md."""
+    from prefect.schedules import Cron
+
+    from flows.nightly import nightly
+
+    nightly.serve(
+        name="nightly",
+        schedule=Cron(cron, timezone=timezone),
+        parameters={"store": store} if store else {},
+        limit=1,
+        global_limit=1,
+    )
+
+
 @app.command("demo")
 def demo(store: StoreOption = None) -> None:
-    """The main job on the embedded default: build the demo corpus and summarise it."""
+    """The main job on the embedded default: the demo corpus, then one nightly round."""
     demo_data(store=store)
     settings = settings_for(store)
-    typer.echo(f"\nstore: {settings.store_uri}")
-    typer.echo(f"MLflow tracking store: {settings.tracking_uri}")
+    from flows.nightly import nightly
+
+    summary = nightly(store=settings.store_uri, trigger="manual")
+    model, batch = summary.model, summary.batch
+    typer.echo("")
+    typer.echo(f"batch: {batch['location']} ({batch['n_clips']} clips, round {batch['round_id']})")
+    top = _read_batch_top(settings, batch["round_id"])
+    print_table(top)
+    typer.echo(
+        f"model: {model['name']} version {model['version']} "
+        f"({'champion' if model['promoted'] or model['version'] == model['champion_version'] else 'challenger'}); "
+        f"macro AP {model['metrics'].get('macro_ap', float('nan')):.3f}, "
+        f"macro ROC AUC {model['metrics'].get('macro_roc_auc', float('nan')):.3f}"
+    )
+    for key, name in model["classes"]:
+        typer.echo(f"  {name:<16} AP {model['metrics'].get(f'ap_{key}', float('nan')):.3f}  "
+                   f"[{model['class_status'].get(name, '-')}]")
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    typer.echo(f"\nMLflow UI: {mlflow_bin} ui "
+               f"--backend-store-uri {settings.tracking_uri} --host 127.0.0.1 --port 5000")
+
+
+def _read_batch_top(settings, round_id: str, n: int = 10):
+    import io
+
+    import pandas as pd
+
+    data = settings.open_store().read_bytes(f"batches/{round_id}/batch.csv")
+    return pd.read_csv(io.BytesIO(data))[["rank", "key", "utility", "reason"]].head(n)
+
+
+app.add_typer(labels_app, name="labels")
+app.command("consensus")(consensus_command)
+app.command("train")(train_command)
+app.command("models")(models_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

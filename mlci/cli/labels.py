@@ -11,51 +11,18 @@ from typing import Annotated, Optional
 
 import typer
 
+from mlci.cli.common import StoreOption, fail, print_table, settings_for
+
 __all__ = ["app", "ingest_command", "consensus_command"]
 
 app = typer.Typer(help="Label files: ingest and validate.", no_args_is_help=True)
-
-_Store = Annotated[
-    Optional[str],
-    typer.Option("--store", help="Store URI (folder, file://..., s3://bucket/prefix). Default: MLCI_STORE."),
-]
-
-
-def _settings(store: str | None):
-    from mlci.config import Settings
-
-    return Settings(store=store) if store else Settings()
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}" if value == value else "-"
-    return str(value)
-
-
-def _print_table(df, *, max_width: int = 60) -> None:
-    """A plain aligned table (no extra dependency, readable in logs)."""
-    cols = list(df.columns)
-    rows = [[_fmt(v)[:max_width] for v in row] for row in df.itertuples(index=False)]
-    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(cols)]
-    typer.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
-    for r in rows:
-        typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
-
 
 @app.command("ingest")
 def ingest_command(
     paths: Annotated[
         Optional[list[Path]], typer.Argument(help="Extra local label files or folders (the store's labels/ is always read).")
     ] = None,
-    store: _Store = None,
+    store: StoreOption = None,
     fmt: Annotated[
         Optional[str],
         typer.Option("--format", help="flat, label_studio, label_studio_min or csv (default: detect per file)."),
@@ -73,21 +40,21 @@ def ingest_command(
     from mlci.storage import StorageError
 
     if fmt is not None and fmt not in FORMATS:
-        _fail(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+        fail(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     if empty not in ("skip", "negative"):
-        _fail(f"--empty must be 'skip' or 'negative'; got {empty!r}")
-    settings = _settings(store)
+        fail(f"--empty must be 'skip' or 'negative'; got {empty!r}")
+    settings = settings_for(store)
     try:
         catalog = ClassCatalog.from_json(settings.class_catalog)
         target = settings.open_store()
         report = ingest_labels(target, catalog, base_url=settings.clip_base_url, paths=list(paths or []), fmt=fmt,
                                empty=empty, choice_name=choice_name)
     except (StorageError, OSError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if not report.files:
         typer.echo(f"no label files under {target.uri}/labels/ and no paths given")
         return
-    _print_table(report.to_frame())
+    print_table(report.to_frame())
     for f in report.files:
         for rec in f.rejected[:show_rejected]:
             typer.echo(f"  rejected {f.source} {rec['location'] or rec['index']}: {rec['reason']}: {rec['message']}")
@@ -103,7 +70,7 @@ def ingest_command(
 
 
 def consensus_command(
-    store: _Store = None,
+    store: StoreOption = None,
     method: Annotated[
         str, typer.Option("--method", help="dawid_skene, one_coin (sparse data) or majority.")
     ] = "dawid_skene",
@@ -118,15 +85,15 @@ def consensus_command(
     from mlci.storage import StorageError
 
     if method not in METHODS:
-        _fail(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
-    settings = _settings(store)
+        fail(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
+    settings = settings_for(store)
     try:
         result = run_consensus(settings.open_store(), method=method, tie=tie, tol=tol, max_iter=max_iter,
                                band=(band_low, band_high))
     except (ConsensusError, StorageError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     fit = result.fit
     extra = f", EM {fit['n_iter']} steps{'' if fit.get('converged') else ' (NOT converged)'}" if fit else ""
     typer.echo(f"label snapshot {result.snapshot}: method {result.method}{extra}")
-    _print_table(result.summary())
+    print_table(result.summary())
     typer.echo(f"stored under consensus/{result.snapshot}/ ; {len(result.relabel)} relabel candidates")

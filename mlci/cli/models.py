@@ -11,27 +11,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from mlci.cli.common import StoreOption, fail, settings_for
+
 __all__ = ["train_command", "models_command"]
 
-_Store = Annotated[
-    Optional[str],
-    typer.Option("--store", help="Store URI (folder, file://..., s3://bucket/prefix). Default: MLCI_STORE."),
-]
-
-
-def _settings(store: str | None):
-    from mlci.config import Settings
-
-    return Settings(store=store) if store else Settings()
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
-
-
 def train_command(
-    store: _Store = None,
+    store: StoreOption = None,
     extractor: Annotated[Optional[str], typer.Option("--extractor", help="Feature extractor (default: the features package's).")] = None,
     modality: Annotated[str, typer.Option("--modality", help="audio, video or combined.")] = "combined",
     snapshot: Annotated[Optional[str], typer.Option("--snapshot", help="Consensus label snapshot (default: latest).")] = None,
@@ -57,14 +42,14 @@ def train_command(
         from mlci.consensus import load_consensus
         from mlci.features import load_features
     except ImportError as exc:  # pragma: no cover - only while the packages are being built
-        _fail(f"training needs mlci.features and mlci.consensus: {exc}")
-    settings = _settings(store)
+        fail(f"training needs mlci.features and mlci.consensus: {exc}")
+    settings = settings_for(store)
     if extractor is None:
         import mlci.features
 
         extractor = getattr(mlci.features, "DEFAULT_EXTRACTOR", None)
         if extractor is None:
-            _fail("--extractor is required")
+            fail("--extractor is required")
     params: dict = {}
     if c is not None:
         params["C"] = c
@@ -94,7 +79,7 @@ def train_command(
             min_new_labels=min_new_labels,
         )
     except (ModelError, MlflowException, ValueError, LookupError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(
         f"{'reused' if result.reused else 'registered'} {result.model_name} version {result.model_version} "
         f"(run {result.run_id}; {len(ts)} clips)"
@@ -107,7 +92,7 @@ def train_command(
 
 
 def models_command(
-    store: _Store = None,
+    store: StoreOption = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Registered model name (default: MLCI_REGISTERED_MODEL_NAME).")] = None,
 ) -> None:
     """List registered model versions with their aliases and macro metrics, newest first."""
@@ -115,12 +100,12 @@ def models_command(
 
     from mlci.models import list_versions
 
-    settings = _settings(store)
+    settings = settings_for(store)
     model_name = name or settings.registered_model_name
     try:
         versions = list_versions(settings.tracking_uri, model_name)
     except (MlflowException, ValueError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if not versions:
         typer.echo(f"no versions of {model_name!r} in {settings.tracking_uri}")
         return

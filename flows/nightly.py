@@ -1,0 +1,143 @@
+"""The nightly round, top to bottom.
+
+1. take the store lock (a second run at the same time skips; a stale lock from a crash expires);
+2. ingest new label files from ``labels/``;
+3. compute features for new or changed clips (incremental; broken clips are quarantined);
+4. merge annotators into consensus labels (Dawid–Skene by default);
+5. train one classifier per concept, log to MLflow, register, and gate the challenger;
+6. score the unlabeled pool with the champion and publish the next labeling batch once;
+7. leave a markdown summary and a table of the batch as Prefect artifacts.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from flows.features import features as features_flow
+from mlci.catalog import ClassCatalog
+from mlci.config import Settings
+from mlci.models.tracking import class_keys
+from mlci.reporting import NightlySummary
+from tasks.consensus import compute_consensus_task
+from tasks.features import load_features_task, quarantined_keys_task
+from tasks.labels import ingest_labels_task, load_annotation_history_task
+from tasks.round import acquire_lock_task, load_champion_task, release_lock_task, run_round_task
+from tasks.training import build_training_set_task, train_register_task
+
+__all__ = ["nightly"]
+
+
+@flow(name="nightly", description="Ingest labels, features, consensus, train and gate, publish the next batch.")
+def nightly(
+    store: str | None = None,
+    strategy: str = "margin",
+    batch_size: int = 50,
+    relabel_share: float = 0.1,
+    consensus_method: str = "dawid_skene",
+    estimator: str = "logistic_regression",
+    modality: str = "combined",
+    tolerance: float = 0.0,
+    open_batch_days: float = 7.0,
+    lock_ttl_hours: float = 6.0,
+    trigger: str = "nightly",
+    random_state: int = 0,
+) -> NightlySummary:
+    """Run one nightly round; ``store`` defaults to ``MLCI_STORE``. Returns what each step did."""
+    settings = Settings(store=store) if store else Settings()
+    logger = get_run_logger()
+    lock = acquire_lock_task(settings, "nightly", lock_ttl_hours)
+    if lock is None:
+        summary = NightlySummary(status="skipped", reason="another nightly run holds the store lock")
+        create_markdown_artifact(summary.to_markdown(), key="nightly-summary", description="nightly: skipped")
+        return summary
+    try:
+        ingest = ingest_labels_task(settings=settings)
+        feature_report = features_flow(store=settings.store_uri)
+        consensus = compute_consensus_task(settings=settings, method=consensus_method)
+
+        catalog = ClassCatalog.from_json(settings.class_catalog)
+        keys, X, schema = load_features_task(settings, modality=modality)
+        training_set = build_training_set_task(keys, X, consensus.labels, catalog.names)
+        training = train_register_task(
+            training_set,
+            tracking_uri=settings.tracking_uri,
+            experiment_name=settings.experiment_name,
+            model_name=settings.registered_model_name,
+            feature_schema=schema,
+            label_snapshot_id=consensus.snapshot,
+            estimator=estimator,
+            modality=modality,
+            tolerance=tolerance,
+            trigger=trigger,
+            random_state=random_state,
+        )
+
+        champion, champion_version = load_champion_task(settings)
+        round_result = run_round_task(
+            settings,
+            model=champion,
+            model_name=settings.registered_model_name,
+            model_version=champion_version,
+            keys=keys,
+            X=X,
+            feature_schema=schema,
+            consensus=consensus.labels,
+            label_snapshot=consensus.snapshot,
+            annotations_history=load_annotation_history_task(settings),
+            quarantined=quarantined_keys_task(settings),
+            strategy=strategy,
+            batch_size=batch_size,
+            relabel_share=relabel_share,
+            open_batch_expiry=timedelta(days=open_batch_days),
+            random_state=random_state,
+        )
+    finally:
+        release_lock_task(lock)
+
+    ingest_summary = ingest.summary()
+    summary = NightlySummary(
+        status="completed",
+        labels={
+            "files_new": ingest_summary["new"],
+            "rows_added": ingest_summary["rows_new"],
+            "records_rejected": ingest_summary["rejected"],
+        },
+        features=feature_report.counts(),
+        consensus={
+            "snapshot": consensus.snapshot,
+            "method": consensus.method,
+            "n_clips": int(consensus.labels["asset"].nunique()),
+        },
+        model={
+            "name": training.model_name,
+            "version": training.model_version,
+            "reused": training.reused,
+            "promoted": training.promoted,
+            "decision": training.decision.reason,
+            "champion_version": champion_version,
+            "metrics": training.metrics,
+            "class_status": training.class_status,
+            "classes": [(key, name) for name, key in class_keys(catalog.names).items()],
+        },
+        batch={
+            "round_id": round_result.round_id,
+            "location": round_result.location,
+            "published": round_result.published,
+            "n_clips": len(round_result.batch),
+            "strategy": strategy,
+        },
+    )
+    create_markdown_artifact(summary.to_markdown(), key="nightly-summary", description="nightly round summary")
+    create_table_artifact(
+        round_result.batch.head(200).to_dict(orient="records"),
+        key="nightly-batch",
+        description=f"batch {round_result.round_id}",
+    )
+    logger.info(
+        "nightly done: model %s v%s (%s), %s", training.model_name, training.model_version,
+        "promoted" if training.promoted else "not promoted", round_result.summary(),
+    )
+    return summary

@@ -1,0 +1,141 @@
+"""One active-learning round against the store: pool, score with the champion, plan, publish once."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlci.batches.plan import RoundInputs, consensus_matrix, plan_round, round_id
+from mlci.batches.publish import PublishResult, label_studio_tasks, open_batch_keys, publish_batch
+from mlci.storage import Store
+from mlci.strategies import get_strategy
+
+__all__ = ["RoundResult", "run_round"]
+
+
+@dataclass
+class RoundResult:
+    """What a round did. ``published`` is False when the same round was already out."""
+
+    round_id: str
+    location: str
+    published: bool
+    batch: pd.DataFrame
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        verb = "published" if self.published else "already published (nothing new)"
+        return f"round {self.round_id}: {len(self.batch)} clips {verb} at {self.location}"
+
+
+def run_round(
+    store: Store,
+    *,
+    model: Any,
+    model_name: str,
+    model_version: str,
+    keys: np.ndarray,
+    X: np.ndarray,
+    feature_schema: Any,
+    consensus: pd.DataFrame,
+    label_snapshot: str,
+    annotations_history: pd.DataFrame,
+    quarantined: Sequence[str] = (),
+    strategy: str = "margin",
+    strategy_params: dict[str, Any] | None = None,
+    batch_size: int = 50,
+    relabel_share: float = 0.1,
+    open_batch_expiry: timedelta = timedelta(days=7),
+    base_url: str | None = None,
+    random_state: int = 0,
+    now: datetime | None = None,
+) -> RoundResult:
+    """Score the pool with ``model``, choose a batch with ``strategy`` and publish it once.
+
+    The pool is every clip with features, without consensus labels, not quarantined and not in a
+    batch still out (published less than ``open_batch_expiry`` ago and not answered yet). The round
+    id is derived from the model version, label snapshot, feature snapshot, strategy and its
+    parameters, so running the same round again publishes nothing. Batches still out are not part
+    of the id on purpose: with nothing new, the next night must not publish another batch.
+    """
+    now = now or datetime.now(timezone.utc)
+    strategy_params = dict(strategy_params or {})
+    classes = list(model.classes_)
+    still_out = open_batch_keys(store, annotations_history, expiry=open_batch_expiry, now=now)
+    feature_snapshot = _feature_snapshot(keys)
+    determinants = {
+        "model": f"{model_name}/{model_version}",
+        "label_snapshot": label_snapshot,
+        "feature_snapshot": feature_snapshot,
+        "extractor": _schema_dict(feature_schema),
+        "strategy": strategy,
+        "strategy_params": strategy_params,
+        "batch_size": batch_size,
+        "relabel_share": relabel_share,
+        "random_state": random_state,
+    }
+    rid = round_id(determinants)
+    if store.exists(f"batches/{rid}/manifest.json"):
+        batch = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{rid}/batch.csv")))
+        return RoundResult(rid, store.url_for(f"batches/{rid}/"), False, batch)
+
+    proba = model.predict_proba(X, feature_schema=feature_schema) if len(keys) else np.zeros((0, len(classes)))
+    trained = np.asarray(getattr(model, "trained_mask_", np.ones(len(classes), bool)))
+    proba = np.where(trained[None, :], proba, np.nan)
+    labeled_keys, labeled_y = consensus_matrix(consensus, classes)
+    inputs = RoundInputs(
+        keys=np.asarray(keys, dtype=object),
+        X=X,
+        proba=proba,
+        classes=classes,
+        labeled_keys=labeled_keys,
+        labeled_y=labeled_y,
+        consensus=consensus,
+        unavailable=frozenset(quarantined) | frozenset(still_out),
+    )
+    url_for = (lambda k: base_url + k[len("clips/"):]) if base_url else store.url_for
+    plan = plan_round(
+        inputs,
+        get_strategy(strategy, **strategy_params),
+        batch_size=batch_size,
+        relabel_share=relabel_share,
+        url_for=url_for,
+        random_state=random_state,
+    )
+    tasks = label_studio_tasks(plan.batch, classes, model_version=f"{model_name}/{model_version}", uri_for=store.url_for)
+    manifest = {
+        "model_name": model_name,
+        "model_version": str(model_version),
+        "strategy": strategy,
+        "strategy_params": strategy_params,
+        "feature_extractor": _schema_dict(feature_schema),
+        "label_snapshot": label_snapshot,
+        "feature_snapshot": feature_snapshot,
+        "counts": {
+            "pool": plan.n_pool,
+            "new": plan.n_new,
+            "relabel": plan.n_relabel,
+            "quarantined": len(quarantined),
+            "still_out": len(still_out),
+        },
+        "untrained_concepts": plan.dropped_concepts,
+    }
+    result: PublishResult = publish_batch(store, rid, plan.batch, tasks, manifest, now=now)
+    return RoundResult(rid, result.location, result.published, plan.batch, manifest)
+
+
+def _feature_snapshot(keys: np.ndarray) -> str:
+    return hashlib.sha256("\n".join(sorted(map(str, keys))).encode()).hexdigest()[:16]
+
+
+def _schema_dict(schema: Any) -> dict[str, str]:
+    if isinstance(schema, dict):
+        return {k: str(schema[k]) for k in ("extractor", "version") if k in schema}
+    return {k: str(getattr(schema, k)) for k in ("extractor", "version") if hasattr(schema, k)}

@@ -1,0 +1,53 @@
+"""Prefect tasks of the active-learning round: the run lock and the round itself."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from mlci.batches import RoundResult, run_round
+from mlci.config import Settings
+from mlci.locks import LockHeldError, StoreLock
+
+__all__ = ["acquire_lock_task", "release_lock_task", "run_round_task", "load_champion_task"]
+
+
+@task(name="acquire-lock", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
+      retry_condition_fn=lambda t, r, s: not isinstance(s.result(raise_on_failure=False), LockHeldError))
+def acquire_lock_task(settings: Settings, name: str, ttl_hours: float) -> StoreLock | None:
+    """Take the store lock ``name``; None (and a log line) when another run holds it."""
+    lock = StoreLock(settings.open_store(), name, ttl=timedelta(hours=ttl_hours))
+    try:
+        lock.acquire()
+    except LockHeldError as exc:
+        get_run_logger().warning("not running: %s", exc)
+        return None
+    return lock
+
+
+@task(name="release-lock", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+def release_lock_task(lock: StoreLock | None) -> None:
+    if lock is not None:
+        lock.release()
+
+
+@task(name="run-round", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10,
+      retry_condition_fn=lambda t, r, s: not isinstance(s.result(raise_on_failure=False), (ValueError, TypeError)))
+def run_round_task(settings: Settings, **kwargs: Any) -> RoundResult:
+    """Score the pool with the champion and publish the batch once (:func:`mlci.batches.run_round`)."""
+    result = run_round(settings.open_store(), base_url=settings.clip_base_url, **kwargs)
+    get_run_logger().info(result.summary())
+    return result
+
+
+@task(name="load-champion", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def load_champion_task(settings: Settings) -> tuple[Any, str]:
+    """The champion model and its version, through the registry (``models:/<name>@champion``)."""
+    from mlci.models import load_model, resolve_version
+
+    info = resolve_version(settings.tracking_uri, settings.registered_model_name, alias="champion")
+    model = load_model(settings.tracking_uri, settings.registered_model_name, version=info.version)
+    return model, info.version
