@@ -39,17 +39,14 @@ def train_command(
     from mlci.models.tracking import sanitize_name
 
     try:
+        from mlci import features
         from mlci.consensus import load_consensus
-        from mlci.features import load_features
     except ImportError as exc:  # pragma: no cover - only while the packages are being built
         fail(f"training needs mlci.features and mlci.consensus: {exc}")
     settings = settings_for(store)
+    extractor = extractor or getattr(features, "DEFAULT_EXTRACTOR", None)
     if extractor is None:
-        import mlci.features
-
-        extractor = getattr(mlci.features, "DEFAULT_EXTRACTOR", None)
-        if extractor is None:
-            fail("--extractor is required")
+        fail("--extractor is required")
     params: dict = {}
     if c is not None:
         params["C"] = c
@@ -57,7 +54,7 @@ def train_command(
         params["class_weight"] = None if class_weight == "none" else class_weight
     try:
         target = settings.open_store()
-        keys, X, schema = load_features(target, extractor=extractor, modality=modality)
+        keys, X, schema = features.load_features(target, extractor=extractor, modality=modality)
         consensus = load_consensus(target, snapshot)
         classes = ClassCatalog.from_json(settings.class_catalog).names
         ts = build_training_set(keys, X, consensus, classes, weight_by_posterior=weight_by_posterior)

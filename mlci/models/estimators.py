@@ -89,7 +89,7 @@ def resolve_estimator_params(estimator: str, params: dict[str, Any] | None = Non
             raise ValueError("estimator_params must not set 'random_state'; pass random_state to the model")
         if name not in allowed:
             raise ValueError(
-                f"estimator_params has {name!r}, which {cls.__name__} does not accept; valid: {sorted(allowed)}"
+                f"estimator_params has {name!r}, which {cls.__name__} does not accept; valid: {sorted(allowed - {'random_state'})}"
             )
     return {**defaults, **params}
 
