@@ -11,8 +11,8 @@ Store layout (keys relative to the store root)::
     truth/                          demo corpus ground truth; read by evaluation code only
     annotations/                    ingested labels: append-only history shards + ingest markers
     consensus/<snapshot>/           consensus labels, annotator quality, agreement per label snapshot
-    features/<extractor>/           clip- and window-level feature shards per extractor+version+params
-    quarantine/<extractor>/         clips that could not be processed, with the reason
+    features/<extractor>-v<version>-<params hash>/   schema.json, clips/ and windows/ shards, active/ index
+    quarantine/<extractor>-v<version>-<params hash>/ clips that could not be processed, with the reason
     batches/<round_id>/             published labeling batches (tasks.json, batch.csv, manifest.json)
     reports/                        validation and run reports (JSON/markdown)
     detections/                     timed detections from the detection flow
@@ -35,6 +35,7 @@ __all__ = [
     "CLIP_FEATURES",
     "WINDOW_FEATURES",
     "QUARANTINE",
+    "FEATURE_INDEX",
     "OOF_SCORES",
     "BATCH",
     "TRUTH",
@@ -130,46 +131,64 @@ RELABEL = Table(
 
 CLIP_FEATURES = Table(
     "clip_features",
-    "features/<extractor>-v<version>-<params hash>/clips/part-<run>.parquet",
+    "features/<extractor>-v<version>-<params hash>/clips/part-<run>-<chunk>.parquet",
     {
         "key": "string",  # clip key
         "identity": "string",  # content identity (S3 ETag / sha256) the features were computed from
-        "has_audio": "bool",
-        "duration": "float64",  # seconds
+        "has_audio": "bool",  # False: no decodable audio, the audio vector is zeros
+        "has_video": "bool",  # False: no decodable video (an audio-only file), the video vector is zeros
+        "duration": "float64",  # seconds of decoded content
+        "n_windows": "int64",
         "computed_at": "datetime64[us, UTC]",
     },
     "Clip-level feature vectors: mean and std over windows, L2-normalised per modality.",
-    extra_columns="audio, video, combined: list<float32> in schema order",
+    extra_columns="audio, video, combined: fixed-size list<float32> in schema order",
     key=("key", "identity"),
 )
 
 WINDOW_FEATURES = Table(
     "window_features",
-    "features/<extractor>-v<version>-<params hash>/windows/part-<run>.parquet",
+    "features/<extractor>-v<version>-<params hash>/windows/part-<run>-<chunk>.parquet",
     {
         "key": "string",
         "identity": "string",
         "window": "int64",  # 0-based window index
         "start": "float64",  # seconds
         "end": "float64",
+        "has_audio": "bool",  # any audio in this window (else its audio vector is zeros)
+        "has_video": "bool",  # any sampled frame in this window (else its video vector is zeros)
     },
     "Per-window feature vectors (the detection flow's timed features).",
-    extra_columns="audio, video: list<float32> in schema order",
+    extra_columns="audio, video: fixed-size list<float32> in schema order",
     key=("key", "identity", "window"),
 )
 
 QUARANTINE = Table(
     "quarantine",
-    "quarantine/<extractor>-v<version>-<params hash>/part-<run>.parquet",
+    "quarantine/<extractor>-v<version>-<params hash>/part-<run>-<chunk>.parquet",
     {
         "key": "string",
         "identity": "string",
-        "error_kind": "string",  # empty_file | not_media | truncated | no_video | decode_error | ...
+        "error_kind": "string",  # empty_file | not_media | truncated | no_streams | no_content | decode_error | extractor_error
         "message": "string",
         "detected_at": "datetime64[us, UTC]",
     },
     "Clips that could not be processed; retried only when their identity changes.",
     key=("key", "identity"),
+)
+
+FEATURE_INDEX = Table(
+    "feature_index",
+    "features/<extractor>-v<version>-<params hash>/active/<run>.parquet",
+    {
+        "key": "string",  # every clip listed under clips/ at that run (deleted clips drop out)
+        "identity": "string",
+        "status": "string",  # ok | quarantined
+        "part": "string",  # store key of the shard holding the clip's row (clips/ or quarantine shard)
+    },
+    "The active set after a feature run: which row is current for each clip. Written only when it "
+    "changes; the latest (by run id) is the one readers use.",
+    key=("key",),
 )
 
 OOF_SCORES = Table(
@@ -214,6 +233,7 @@ TABLES: dict[str, Table] = {
         CLIP_FEATURES,
         WINDOW_FEATURES,
         QUARANTINE,
+        FEATURE_INDEX,
         OOF_SCORES,
         BATCH,
         TRUTH,
