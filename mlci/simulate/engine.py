@@ -52,6 +52,9 @@ __all__ = [
     "plan_units",
     "run_unit",
     "simulate",
+    "collect_result",
+    "reference_frame",
+    "sort_curves",
     "CURVE_COLUMNS",
 ]
 
@@ -424,6 +427,10 @@ class SimulationResult:
         Test metrics of the whole-pool model: repetition, concept, ``ap``, ``auc``, ...
     config : SimulationConfig
     concepts : tuple of str
+    strategies, schedules : tuple of str
+        In the order they were given (the first schedule is the one the report answers on).
+    n_pool, n_test : int
+        Clips in each repetition's pool and test split.
     skipped : dict of str to str
     seconds : float
         Wall time of the simulation.
@@ -433,6 +440,10 @@ class SimulationResult:
     reference: pd.DataFrame
     config: SimulationConfig
     concepts: tuple[str, ...]
+    strategies: tuple[str, ...] = ()
+    schedules: tuple[str, ...] = ()
+    n_pool: int = 0
+    n_test: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = float("nan")
 
@@ -495,9 +506,31 @@ def simulate(
         from joblib import Parallel, delayed
 
         parts = Parallel(n_jobs=n_jobs)(delayed(run_unit)(data, reps[u.repetition], u, config) for u in units)
-    curves = sort_curves(pd.concat(parts, ignore_index=True))
+    return collect_result(data, reps, parts, config, strategies, names, time.perf_counter() - started)
+
+
+def collect_result(
+    data: SimulationData,
+    repetitions: Sequence[Repetition],
+    parts: Sequence[pd.DataFrame],
+    config: SimulationConfig,
+    strategies: Sequence[str],
+    schedules: Sequence[str],
+    seconds: float = float("nan"),
+) -> SimulationResult:
+    """Assemble the units' curve tables (in any order) into a :class:`SimulationResult`."""
+    curves = sort_curves(pd.concat(list(parts), ignore_index=True))
     return SimulationResult(
-        curves, reference_frame(data, reps), config, data.concepts, dict(data.skipped), time.perf_counter() - started
+        curves=curves,
+        reference=reference_frame(data, repetitions),
+        config=config,
+        concepts=data.concepts,
+        strategies=tuple(strategies),
+        schedules=tuple(str(s) for s in schedules),
+        n_pool=int(len(repetitions[0].pool)) if repetitions else 0,
+        n_test=int(len(repetitions[0].test)) if repetitions else 0,
+        skipped=dict(data.skipped),
+        seconds=seconds,
     )
 
 

@@ -4,8 +4,9 @@ A simulation fits thousands of small logistic regressions (every concept, round,
 repetition). scikit-learn's ``LogisticRegression`` solves each with L-BFGS to a loose tolerance and
 spends most of its time in Python and validation overhead. Here the problems that share a feature
 matrix (every concept of a shared labeled set, every fold of a cross-validation) are solved
-together by damped Newton steps: one weighted Gram matrix and one small linear solve per problem
-and iteration, warm-started from the previous round. The objective is scikit-learn's, so the
+together by damped Newton steps, warm-started from the previous round: one weighted Gram matrix
+and one (d+1) x (d+1) solve per problem and iteration, or, when there are fewer rows than features,
+one n x n solve through the kernel matrix ``X X'`` (the same step, exactly). The objective is scikit-learn's, so the
 solution is its optimum (to ``tol``)::
 
     C * sum_i s_i * (log(1 + exp(z_i)) - y_i z_i) + ||w||^2 / 2,   z_i = x_i . w + b
@@ -135,10 +136,50 @@ def fit_logistic(
     return LogisticFit(theta[:, :-1].copy(), theta[:, -1].copy(), constant, n_iter)
 
 
+def _step_primal(Xa, weights, grad, penalty):
+    """Newton step from the (d+1) x (d+1) Hessians (cheaper when rows outnumber features)."""
+    m, d1 = grad.shape
+    H = np.empty((m, d1, d1))
+    for k in range(m):
+        H[k] = (Xa * weights[:, k : k + 1]).T @ Xa
+    H[:, np.arange(d1), np.arange(d1)] += penalty
+    return np.linalg.solve(H, grad[:, :, None])[:, :, 0]
+
+
+def _step_dual(X, K, weights, grad):
+    """The same Newton step through n x n systems (cheaper when features outnumber rows).
+
+    With ``W = diag(weights)`` and ``s = sum(weights)``, eliminating the unpenalised intercept
+    leaves ``(I + X' M X) dw = r`` with ``M = W - W 1 1' W / s`` and ``r = g_w - X' W 1 g_b / s``;
+    the push-through identity ``(I + X' M X)^-1 = I - X' (I + M K)^-1 M X`` (``K = X X'``) turns
+    it into one n x n solve. Then ``db = (g_b - 1' W X dw) / s``.
+    """
+    m = grad.shape[0]
+    n = X.shape[0]
+    g_w, g_b = grad[:, :-1], grad[:, -1]
+    s = np.maximum(weights.sum(axis=0), 1e-300)
+    r = g_w - (X.T @ weights).T * (g_b / s)[:, None]
+    u = X @ r.T  # (n, m)
+    wu = weights * u
+    Mu = wu - weights * (wu.sum(axis=0) / s)
+    wt = weights.T  # (m, n)
+    A = wt[:, :, None] * K[None, :, :] - wt[:, :, None] * (wt @ K)[:, None, :] / s[:, None, None]
+    A[:, np.arange(n), np.arange(n)] += 1.0
+    z = np.linalg.solve(A, Mu.T[:, :, None])[:, :, 0]  # (m, n)
+    dw = r - z @ X
+    db = (g_b - (weights * (X @ dw.T)).sum(axis=0)) / s
+    return np.hstack([dw, db[:, None]])
+
+
 def _newton(Xa, Y, S, theta, C, tol, max_iter):
     m, d1 = theta.shape
+    n = Xa.shape[0]
     penalty = np.ones(d1)
     penalty[-1] = 0.0
+    dual = n < d1 - 1
+    if dual:
+        X = Xa[:, :-1]
+        K = X @ X.T
     f = _objective(Xa, Y, S, theta, C)
     n_iter = np.zeros(m, dtype=np.int64)
     todo = np.ones(m, dtype=bool)
@@ -152,11 +193,7 @@ def _newton(Xa, Y, S, theta, C, tol, max_iter):
         r = S[:, idx] * (p - Y[:, idx])
         grad = C * (Xa.T @ r).T + th * penalty
         w = C * S[:, idx] * p * (1.0 - p)
-        H = np.empty((idx.size, d1, d1))
-        for k in range(idx.size):
-            H[k] = (Xa * w[:, k : k + 1]).T @ Xa
-        H[:, np.arange(d1), np.arange(d1)] += penalty
-        step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
+        step = _step_dual(X, K, w, grad) if dual else _step_primal(Xa, w, grad, penalty)
         decrement = 0.5 * np.einsum("ij,ij->i", grad, step)
         n_iter[idx] += 1
         done = decrement <= tol * np.maximum(1.0, np.abs(f[idx]))

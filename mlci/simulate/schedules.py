@@ -145,7 +145,7 @@ def parse_schedule(text: str | Schedule) -> Schedule:
         sizes = tuple(int(v) for v in t.split(","))
         if min(sizes) < 1:
             raise ValueError(f"schedule sizes must be >= 1, got {text!r}")
-        return Schedule("list" + "-".join(str(s) for s in sizes), sizes)
+        return Schedule(",".join(str(s) for s in sizes), sizes)  # the name parses back to itself
     raise ValueError(
         f"unknown schedule {text!r}: use 'doubling5', 'doubling5-max400', '20x20' (batch x rounds) "
         "or a comma-separated list of sizes such as '5,5,10,10'"

@@ -45,6 +45,7 @@ __all__ = [
     "overall_uncertainty",
     "oof_plateau",
     "STOPPING_RULES",
+    "make_rules",
     "first_reaching",
     "evaluate_stopping",
 ]
@@ -101,7 +102,8 @@ def oof_average_precision(
     Y = np.repeat(np.asarray(y, dtype=np.float64)[:, None], k, axis=1)
     init = None if coef_init is None else np.repeat(np.asarray(coef_init)[None, :], k, axis=0)
     b0 = None if intercept_init is None else np.full(k, float(intercept_init))
-    fit = fit_logistic(X, Y, C=C, sample_weight=train_weights, coef_init=init, intercept_init=b0)
+    # A looser tolerance than the main fit: AP only needs the order of the scores.
+    fit = fit_logistic(X, Y, C=C, sample_weight=train_weights, coef_init=init, intercept_init=b0, tol=1e-8)
     scores = fit.predict(X)
     held_out = np.argmin(train_weights, axis=1)
     oof = scores[np.arange(len(y)), held_out]
@@ -150,6 +152,36 @@ STOPPING_RULES: dict[str, tuple[str, Callable]] = {
 }
 
 
+def make_rules(
+    *,
+    kappa_threshold: float = 0.99,
+    kappa_window: int = 3,
+    uncertainty_threshold: float = 0.05,
+    plateau_window: int = 3,
+    plateau_delta: float = 0.01,
+) -> dict[str, tuple[str, Callable, str]]:
+    """The three rules with chosen parameters: name -> (signal column, rule, description)."""
+    from functools import partial
+
+    return {
+        "stabilizing_predictions": (
+            "kappa",
+            partial(stabilizing_predictions, threshold=kappa_threshold, window=kappa_window),
+            f"Stabilizing predictions (mean kappa of the last {kappa_window} rounds ≥ {kappa_threshold})",
+        ),
+        "overall_uncertainty": (
+            "uncertainty",
+            partial(overall_uncertainty, threshold=uncertainty_threshold),
+            f"Overall pool uncertainty (mean ≤ {uncertainty_threshold} bits)",
+        ),
+        "oof_plateau": (
+            "oof_ap",
+            partial(oof_plateau, window=plateau_window, min_delta=plateau_delta),
+            f"Out-of-fold AP plateau (gain < {plateau_delta} over {plateau_window} rounds)",
+        ),
+    }
+
+
 def first_reaching(values, target: float) -> int | None:
     """First index whose value is >= ``target`` (NaN never reaches), or None."""
     v = np.asarray(values, dtype=np.float64)
@@ -170,7 +202,7 @@ def evaluate_stopping(
         The engine's curves table (needs the signal columns and ``metric``).
     metric : str, default="test_ap"
     rules : dict, default=None
-        Name -> (signal column, rule function); default :data:`STOPPING_RULES`.
+        Name -> (signal column, rule function[, description]); default :data:`STOPPING_RULES`.
 
     Returns
     -------
@@ -180,7 +212,8 @@ def evaluate_stopping(
         ``final_score``, ``labels_95``, ``labels_99``, ``labels_saved`` (final minus stop
         labels), ``score_given_up`` (final minus score at stop) and ``timing``: ``early``
         (before the 95 % point), ``on time`` (between the 95 % and 99 % points), ``late`` (after
-        the 99 % point) or ``never``.
+        the 99 % point) or ``never``; ``signal_at_95`` is the rule's signal at the 95 % point
+        (what a threshold would have had to be to stop there).
     """
     rules = STOPPING_RULES if rules is None else rules
     rows = []
@@ -193,8 +226,9 @@ def evaluate_stopping(
         i99 = first_reaching(score, 0.99 * final) if np.isfinite(final) else None
         l95 = float(labels[i95]) if i95 is not None else np.nan
         l99 = float(labels[i99]) if i99 is not None else np.nan
-        for name, (signal, rule) in rules.items():
-            stop = rule(run[signal].to_numpy(dtype=np.float64))
+        for name, (signal, rule, *_) in rules.items():
+            values = run[signal].to_numpy(dtype=np.float64)
+            stop = rule(values)
             if stop is None:
                 stop_labels, at_stop, timing = np.nan, np.nan, "never"
                 saved, given_up = 0.0, 0.0
@@ -219,5 +253,6 @@ def evaluate_stopping(
                 "labels_saved": saved,
                 "score_given_up": given_up,
                 "timing": timing,
+                "signal_at_95": float(values[i95]) if i95 is not None else np.nan,
             })
     return pd.DataFrame(rows)

@@ -1,0 +1,187 @@
+"""The analysis flow: answer the seed notebook's four questions by simulating labeling on known labels.
+
+1. load features and labels (consensus labels from the store, or the demo corpus's truth);
+2. if an analysis with the same data and parameters is already in MLflow, return it (re-running
+   changes nothing);
+3. prepare each repetition (test split, pool order, stop set, whole-pool reference model);
+4. simulate every (strategy x schedule x concept chunk x repetition) unit as mapped tasks;
+5. run the consensus study (question 3) per repetition;
+6. summarise (AULC, labels to 90/95 %, paired tests, query depth, stopping rules);
+7. draw the figures, write the tables and the generated report, log them to MLflow (a parent run
+   with a nested run per strategy and schedule, metrics stepped by number of labels) and publish
+   them once to ``reports/analysis/<analysis_id>/`` in the store;
+8. leave the answers as a Prefect markdown artifact.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.artifacts import create_markdown_artifact
+
+from mlci.config import Settings
+from mlci.simulate import SimulationConfig, collect_result, parse_schedule, plan_units
+from mlci.simulate.data import data_fingerprint
+from mlci.simulate.outputs import ANALYSIS_PREFIX, answers_markdown
+from mlci.simulate.report import answers
+from mlci.simulate.stopping import make_rules
+from tasks.simulate import (
+    consensus_study_task,
+    find_analysis_run_task,
+    load_analysis_data_task,
+    prepare_repetition_task,
+    record_analysis_task,
+    simulate_units_task,
+    summarise_analysis_task,
+)
+
+__all__ = ["analysis", "AnalysisOutcome", "DEFAULT_STRATEGIES", "DEFAULT_SCHEDULES", "run_analysis"]
+
+#: Every simulated strategy family, the seed's oracle bounds, and question 1's fixed orders.
+DEFAULT_STRATEGIES = (
+    "random",
+    "fixed_order",
+    "fixed_order:by=margin",
+    "margin",
+    "least_confidence",
+    "entropy",
+    "positive",
+    "negative",
+    "anomaly",
+    "local_outlier",
+    "label_spreading_entropy",
+    "kmeans_diversity",
+    "coreset",
+    "ranked_batch",
+    "oracle_inlier",
+    "oracle_outlier",
+)
+#: The seed's schedules: doubling from 5, and fixed depths 20x20, 50x8, 100x4.
+DEFAULT_SCHEDULES = ("doubling5", "20x20", "50x8", "100x4")
+
+
+@dataclass
+class AnalysisOutcome:
+    """What an analysis run produced (or found already done)."""
+
+    analysis_id: str
+    run_id: str
+    experiment_name: str
+    tracking_uri: str
+    report_key: str
+    reused: bool
+    answers: dict[str, list[str]] = field(default_factory=dict)
+    skipped_concepts: dict[str, str] = field(default_factory=dict)
+    n_units: int = 0
+    seconds: float = 0.0
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@flow(name="analysis", description="Simulate labeling on known labels and answer the seed notebook's four questions.")
+def analysis(
+    store: str | None = None,
+    source: Literal["consensus", "truth"] = "consensus",
+    strategies: list[str] | None = None,
+    schedules: list[str] | None = None,
+    repetitions: int = 5,
+    seed: int = 0,
+    test_size: float = 0.25,
+    extractor: str = "basic",
+    modality: str = "combined",
+    snapshot: str | None = None,
+    C: float = 1.0,
+    concepts_per_task: int | None = None,
+    units_per_task: int = 1,
+    stopping: bool = True,
+    oof_folds: int = 5,
+    kappa_threshold: float = 0.99,
+    uncertainty_threshold: float = 0.05,
+    plateau_delta: float = 0.01,
+    run_consensus_study: bool = True,
+    consensus_ks: list[int] | None = None,
+    min_positives: int = 5,
+    tracking_uri: str | None = None,
+    experiment_name: str | None = None,
+    force: bool = False,
+) -> AnalysisOutcome:
+    """Run the analysis; ``store``, ``tracking_uri`` and ``experiment_name`` default to the settings
+    (the experiment is ``<MLCI_EXPERIMENT_NAME>-analysis``). With ``force`` an analysis already in
+    MLflow is run and logged again."""
+    started = time.perf_counter()
+    logger = get_run_logger()
+    settings = Settings(store=store) if store else Settings()
+    tracking_uri = tracking_uri or settings.tracking_uri
+    experiment_name = experiment_name or f"{settings.experiment_name}-analysis"
+    strategies = list(strategies or DEFAULT_STRATEGIES)
+    schedules = [str(parse_schedule(s)) for s in (schedules or DEFAULT_SCHEDULES)]
+    consensus_ks = sorted(set(consensus_ks or [1, 3, 5]))
+    config = SimulationConfig(
+        repetitions=repetitions, seed=seed, test_size=test_size, C=C, stopping=stopping,
+        oof_folds=oof_folds if stopping else 0,
+    )
+    config.validate()
+    rules = make_rules(kappa_threshold=kappa_threshold, uncertainty_threshold=uncertainty_threshold, plateau_delta=plateau_delta)
+
+    data, description = load_analysis_data_task(
+        settings, source=source, extractor=extractor, modality=modality, snapshot=snapshot, min_positives=min_positives
+    )
+    params = {
+        "source": source, "strategies": strategies, "schedules": schedules, "repetitions": repetitions, "seed": seed,
+        "test_size": test_size, "extractor": extractor, "modality": modality, "C": C, "stopping": stopping,
+        "oof_folds": config.oof_folds, "kappa_threshold": kappa_threshold,
+        "uncertainty_threshold": uncertainty_threshold, "plateau_delta": plateau_delta,
+        "consensus_study": run_consensus_study, "consensus_ks": consensus_ks, "min_positives": min_positives,
+    }
+    analysis_id = data_fingerprint(data, params)
+    existing = None if force else find_analysis_run_task(tracking_uri, experiment_name, analysis_id)
+    if existing:
+        logger.info("analysis %s is already in MLflow (run %s); nothing to do", analysis_id, existing)
+        return AnalysisOutcome(analysis_id, existing, experiment_name, tracking_uri,
+                               f"{ANALYSIS_PREFIX}{analysis_id}/report.md", reused=True,
+                               skipped_concepts=dict(data.skipped), seconds=time.perf_counter() - started)
+
+    reps = [f.result() for f in prepare_repetition_task.map(unmapped(data), list(range(repetitions)), unmapped(config))]
+    units = plan_units(strategies, schedules, len(data.concepts), repetitions, concepts_per_unit=concepts_per_task)
+    groups = _chunks(units, max(1, units_per_task))
+    logger.info("analysis %s: %d clips, %d concepts, %d units in %d tasks", analysis_id, len(data.keys),
+                len(data.concepts), len(units), len(groups))
+    sims = simulate_units_task.map(unmapped(data), unmapped(reps), groups, unmapped(config))
+    consensus = None
+    if run_consensus_study:
+        methods = ["majority", "dawid_skene", "one_coin"]
+        studies = consensus_study_task.map(unmapped(data), reps, unmapped(config), unmapped(consensus_ks), unmapped(methods))
+        import pandas as pd
+
+        consensus = pd.concat([f.result() for f in studies], ignore_index=True)
+    result = collect_result(data, reps, [f.result() for f in sims], config, strategies, schedules,
+                            time.perf_counter() - started)
+    summary = summarise_analysis_task(result, consensus, stopping_rules=rules)
+    run_id, report_key = record_analysis_task(
+        settings, summary, result, analysis_id=analysis_id, tracking_uri=tracking_uri,
+        experiment_name=experiment_name, run_name=f"analysis {analysis_id}", params=params,
+        data_description=description,
+    )
+    blocks = answers(summary, result)
+    create_markdown_artifact(
+        f"# Analysis {analysis_id}\n\nMLflow run `{run_id}`, report `{report_key}`\n\n" + answers_markdown(summary, result),
+        key="analysis-answers", description=f"analysis {analysis_id}",
+    )
+    return AnalysisOutcome(analysis_id, run_id, experiment_name, tracking_uri, report_key, reused=False,
+                           answers=blocks, skipped_concepts=dict(data.skipped), n_units=len(units),
+                           seconds=time.perf_counter() - started)
+
+
+def run_analysis(**kwargs) -> AnalysisOutcome:
+    """Run :func:`analysis`, on the Dask cluster at ``MLCI_DASK_ADDRESS`` when one is configured."""
+    settings = Settings(store=kwargs.get("store")) if kwargs.get("store") else Settings()
+    if settings.dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return analysis.with_options(task_runner=DaskTaskRunner(address=settings.dask_address))(**kwargs)
+    return analysis(**kwargs)

@@ -1,0 +1,85 @@
+"""``mlci simulate``: run the analysis flow (simulated labeling on known labels) and print its answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from mlci.cli.common import StoreOption, fail, settings_for
+
+__all__ = ["simulate_command"]
+
+
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(";" if ";" in text else ",") if t.strip()]
+    return items or None
+
+
+def simulate_command(
+    store: StoreOption = None,
+    source: Annotated[
+        str, typer.Option("--source", help="Labels to simulate on: 'consensus' (latest snapshot) or 'truth' (demo corpus).")
+    ] = "consensus",
+    strategies: Annotated[
+        Optional[str],
+        typer.Option("--strategies", help="Comma-separated strategy specs (e.g. random,margin,fixed_order). "
+                                          "Use ';' between specs that carry parameters. Default: all."),
+    ] = None,
+    schedule: Annotated[
+        Optional[list[str]],
+        typer.Option("--schedule", help="Query schedule, repeatable: doubling5, 20x20, 50x8, 100x4 or a list like "
+                                        "5,5,10. Default: the seed's four."),
+    ] = None,
+    repetitions: Annotated[int, typer.Option("--repetitions", min=1, help="Repetitions (differ by seed).")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice; same seed, same results.")] = 0,
+    snapshot: Annotated[Optional[str], typer.Option("--snapshot", help="Consensus snapshot (default: latest).")] = None,
+    modality: Annotated[str, typer.Option("--modality", help="audio, video or combined features.")] = "combined",
+    no_consensus_study: Annotated[bool, typer.Option("--no-consensus-study", help="Skip question 3.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Run again even if this analysis is already in MLflow.")] = False,
+) -> None:
+    """Simulate labeling strategies on labels you already have and answer the seed's four questions."""
+    if source not in ("consensus", "truth"):
+        fail(f"--source must be 'consensus' or 'truth', got {source!r}")
+    from mlci.simulate import UnknownSimulationStrategyError, make_simulation_strategy, parse_schedule
+
+    specs = _split(strategies)
+    try:
+        for spec in specs or []:
+            make_simulation_strategy(spec)
+        for sched in schedule or []:
+            parse_schedule(sched)
+    except (UnknownSimulationStrategyError, ValueError, TypeError) as exc:
+        fail(str(exc))
+    settings = settings_for(store)
+    from flows.analysis import run_analysis
+
+    try:
+        outcome = run_analysis(
+            store=settings.store_uri,
+            source=source,
+            strategies=specs,
+            schedules=schedule or None,
+            repetitions=repetitions,
+            seed=seed,
+            snapshot=snapshot,
+            modality=modality,
+            run_consensus_study=not no_consensus_study,
+            force=force,
+        )
+    except (ValueError, LookupError, FileNotFoundError) as exc:
+        fail(str(exc))
+    state = "already in MLflow, nothing recomputed" if outcome.reused else f"done in {outcome.seconds:.0f} s"
+    typer.echo(f"analysis {outcome.analysis_id}: {state}")
+    typer.echo(f"  MLflow: {outcome.tracking_uri}  experiment {outcome.experiment_name}  run {outcome.run_id}")
+    typer.echo(f"  report: {settings.store_uri.rstrip('/')}/{outcome.report_key}")
+    if outcome.skipped_concepts:
+        typer.echo("  concepts left out: " + "; ".join(f"{k} ({v})" for k, v in outcome.skipped_concepts.items()))
+    titles = {"q1": "1. Re-ranking vs a fixed order", "q2": "2. Strategies", "q3": "3. Consensus", "q4": "4. Stopping"}
+    for key, title in titles.items():
+        if outcome.answers.get(key):
+            typer.echo(f"\n{title}")
+            for sentence in outcome.answers[key]:
+                typer.echo(f"  - {sentence}")

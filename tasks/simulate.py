@@ -1,0 +1,149 @@
+"""Prefect tasks of the analysis flow: thin wrappers around :mod:`mlci.simulate`.
+
+Tasks that touch the store or MLflow retry on I/O errors only; the simulation tasks are pure
+functions of their inputs and do not retry (a bad input fails the same way twice).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from mlci.config import Settings
+from mlci.simulate import Repetition, SimulationConfig, SimulationData, Unit, prepare_repetition, run_unit
+from mlci.simulate.analysis import AnalysisSummary, summarise_analysis
+from mlci.simulate.consensus_study import DEFAULT_PROFILES, consensus_study
+from mlci.simulate.data import align_features, labels_from_consensus, labels_from_truth
+from mlci.simulate.engine import SimulationResult
+from mlci.simulate.outputs import find_analysis_run, log_to_mlflow, publish_outputs, write_outputs
+
+__all__ = [
+    "load_analysis_data_task",
+    "find_analysis_run_task",
+    "prepare_repetition_task",
+    "simulate_units_task",
+    "consensus_study_task",
+    "summarise_analysis_task",
+    "record_analysis_task",
+]
+
+
+def _retry_on_io_only(task_, task_run, state) -> bool:
+    """Retry a failed task unless it failed on its input (a retry would fail the same way)."""
+    exc = state.data if isinstance(state.data, BaseException) else None
+    if exc is None:
+        try:
+            exc = state.result(raise_on_failure=False)
+        except Exception as err:  # an unreadable result: treat as I/O
+            exc = err
+    return not isinstance(exc, (ValueError, TypeError, KeyError, LookupError))
+
+
+@task(name="load-analysis-data", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io_only, cache_policy=NO_CACHE)
+def load_analysis_data_task(
+    settings: Settings,
+    *,
+    source: str = "consensus",
+    extractor: str = "basic",
+    modality: str = "combined",
+    snapshot: str | None = None,
+    min_positives: int = 5,
+) -> tuple[SimulationData, str]:
+    """Features and labels of the clips that have both, and one sentence saying where they came from."""
+    from mlci.catalog import ClassCatalog
+    from mlci.features import load_features
+
+    store = settings.open_store()
+    keys, X, _ = load_features(store, extractor=extractor, modality=modality)
+    if source == "consensus":
+        from mlci.consensus import load_consensus
+
+        table = load_consensus(store, snapshot)
+        catalog = ClassCatalog.from_json(settings.class_catalog).names
+        concepts = [c for c in catalog if c in set(table["class"])]
+        labels = labels_from_consensus(table, concepts)
+        origin = f"consensus labels of snapshot {table.attrs.get('snapshot', '?')}"
+    elif source == "truth":
+        from mlci.demo import load_truth
+
+        labels = labels_from_truth(load_truth(store))
+        origin = "the demo corpus's ground truth (truth/labels.csv)"
+    else:
+        raise ValueError(f"source must be 'consensus' or 'truth', got {source!r}")
+    data, counts = align_features(keys, X, labels, min_positives=min_positives)
+    description = (
+        f"Data: store {store.uri}; labels are {origin}; features are the {extractor} extractor's {modality} "
+        f"features ({data.X.shape[1]} dimensions). {counts['used']} clips have both "
+        f"({counts['features_without_labels']} clips with features have no labels, "
+        f"{counts['labels_without_features']} labeled clips have no features)."
+    )
+    get_run_logger().info(description)
+    if data.skipped:
+        get_run_logger().warning("concepts left out: %s", data.skipped)
+    return data, description
+
+
+@task(name="find-analysis-run", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io_only, cache_policy=NO_CACHE)
+def find_analysis_run_task(tracking_uri: str, experiment_name: str, analysis_id: str) -> str | None:
+    """The finished MLflow run of this exact analysis (same data and parameters), if any."""
+    return find_analysis_run(tracking_uri, experiment_name, analysis_id)
+
+
+@task(name="prepare-repetition", cache_policy=NO_CACHE)
+def prepare_repetition_task(data: SimulationData, index: int, config: SimulationConfig) -> Repetition:
+    """Split, pool order, stop set and whole-pool reference model of one repetition."""
+    return prepare_repetition(data, index, config)
+
+
+@task(name="simulate-units", cache_policy=NO_CACHE)
+def simulate_units_task(
+    data: SimulationData, repetitions: list[Repetition], units: list[Unit], config: SimulationConfig
+) -> pd.DataFrame:
+    """Curves of some (strategy, schedule, repetition, concepts) units (:func:`mlci.simulate.run_unit`)."""
+    parts = [run_unit(data, repetitions[u.repetition], u, config) for u in units]
+    return pd.concat(parts, ignore_index=True)
+
+
+@task(name="consensus-study", cache_policy=NO_CACHE)
+def consensus_study_task(
+    data: SimulationData, repetition: Repetition, config: SimulationConfig, ks: list[int], methods: list[str]
+) -> pd.DataFrame:
+    """Question 3 on one repetition (:func:`mlci.simulate.consensus_study.consensus_study`)."""
+    return consensus_study(data, [repetition], config, profiles=DEFAULT_PROFILES, ks=ks, methods=methods)
+
+
+@task(name="summarise-analysis", cache_policy=NO_CACHE)
+def summarise_analysis_task(result: SimulationResult, consensus: pd.DataFrame | None, **kwargs: Any) -> AnalysisSummary:
+    """Every summary table (:func:`mlci.simulate.analysis.summarise_analysis`)."""
+    return summarise_analysis(result, consensus, **kwargs)
+
+
+@task(name="record-analysis", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io_only, cache_policy=NO_CACHE)
+def record_analysis_task(
+    settings: Settings,
+    summary: AnalysisSummary,
+    result: SimulationResult,
+    *,
+    analysis_id: str,
+    tracking_uri: str,
+    experiment_name: str,
+    run_name: str,
+    params: dict,
+    data_description: str,
+) -> tuple[str, str]:
+    """Draw, write, log to MLflow and publish to the store; return (parent run id, report key)."""
+    with tempfile.TemporaryDirectory(prefix="mlci-analysis-") as tmp:
+        write_outputs(summary, result, tmp, title=f"Labeling analysis {analysis_id}", data_description=data_description)
+        run_id = log_to_mlflow(
+            summary, result, tmp, tracking_uri=tracking_uri, experiment_name=experiment_name,
+            analysis_id=analysis_id, run_name=run_name, params=params,
+        )
+        written = publish_outputs(settings.open_store(), analysis_id, tmp)
+    report_key = next(k for k in written if k.endswith("/report.md"))
+    get_run_logger().info("analysis %s: MLflow run %s, report %s (%d files new)", analysis_id, run_id, report_key,
+                          sum(written.values()))
+    return run_id, report_key
