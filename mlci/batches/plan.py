@@ -41,7 +41,8 @@ class RoundInputs:
 
     ``labeled_y`` is the consensus label matrix of the labeled clips (rows follow
     ``labeled_keys``; columns follow ``classes``). ``unavailable`` are keys that must not be
-    offered: quarantined clips and clips in batches still out.
+    offered: quarantined clips and clips in batches still out. ``recently_batched`` are clips of
+    batches not yet expired, answered or not: they are not offered again for relabeling.
     """
 
     keys: np.ndarray
@@ -52,6 +53,7 @@ class RoundInputs:
     labeled_y: np.ndarray
     consensus: pd.DataFrame
     unavailable: frozenset[str] = field(default_factory=frozenset)
+    recently_batched: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass
@@ -110,7 +112,7 @@ def plan_round(
         inputs.consensus,
         batch_size=int(np.floor(relabel_share * batch_size)),
         classes=classes,
-        exclude=inputs.unavailable,
+        exclude=inputs.unavailable | inputs.recently_batched,
     ) if len(inputs.consensus) and relabel_share > 0 else None
     n_relabel = 0 if relabel is None else len(relabel)
     n_new = min(batch_size - n_relabel, int(in_pool.sum()))

@@ -168,9 +168,18 @@ def list_batches(store: Store, annotations: pd.DataFrame) -> pd.DataFrame:
 
 
 def open_batch_keys(
-    store: Store, annotations: pd.DataFrame, *, expiry: timedelta, now: datetime | None = None
+    store: Store,
+    annotations: pd.DataFrame,
+    *,
+    expiry: timedelta,
+    now: datetime | None = None,
+    include_returned: bool = False,
 ) -> set[str]:
-    """Clips of batches published within ``expiry`` whose labels have not come back yet."""
+    """Clips of batches published within ``expiry`` whose labels have not come back yet.
+
+    With ``include_returned``, every clip of those batches: a clip answered in a recent batch is
+    not offered again for relabeling until the batch has expired.
+    """
     now = now or datetime.now(timezone.utc)
     out: set[str] = set()
     for manifest, batch in _read_batches(store):
@@ -178,7 +187,7 @@ def open_batch_keys(
         if created + expiry < pd.Timestamp(now):
             continue
         came_back = set()
-        if not annotations.empty:
+        if not annotations.empty and not include_returned:
             came_back = set(annotations.loc[annotations["ingested_at"] > created, "asset"])
         out.update(k for k in batch["key"] if k not in came_back)
     return out

@@ -69,6 +69,7 @@ def run_round(
     strategy_params = dict(strategy_params or {})
     classes = list(model.classes_)
     still_out = open_batch_keys(store, annotations_history, expiry=open_batch_expiry, now=now)
+    recent = open_batch_keys(store, annotations_history, expiry=open_batch_expiry, now=now, include_returned=True)
     feature_snapshot = _feature_snapshot(keys)
     determinants = {
         "model": f"{model_name}/{model_version}",
@@ -99,6 +100,7 @@ def run_round(
         labeled_y=labeled_y,
         consensus=consensus,
         unavailable=frozenset(quarantined) | frozenset(still_out),
+        recently_batched=frozenset(recent),
     )
     url_for = (lambda k: base_url + k[len("clips/"):]) if base_url else store.url_for
     plan = plan_round(

@@ -1,0 +1,170 @@
+"""The nightly flow end to end: Prefect test server, S3 over HTTP (moto), SQLite MLflow, real clips.
+
+One corpus lives through three nights, in order:
+1. night 1 registers version 1 as champion and publishes batch 1 (a corrupt clip is quarantined);
+2. batch 1 is answered as the simulated annotators would; two night-2 runs start together and
+   exactly one publishes; the next run is not blocked by a crashed run's stale lock;
+3. night 3 with nothing new publishes nothing and registers nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlci.catalog import NONE_OF_THE_ABOVE
+from mlci.demo import CONCEPTS, DemoCorpusSpec, generate_demo_corpus, load_truth
+from mlci.storage import open_store
+
+pytestmark = pytest.mark.slow
+
+BATCH_SIZE = 12
+
+
+@pytest.fixture(scope="module")
+def env(prefect_harness, s3_endpoint, tmp_path_factory):
+    """MLCI_* settings for the flows: an S3 store on moto, a SQLite MLflow store in a temp dir."""
+    bucket = "mlci-nightly"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    home = tmp_path_factory.mktemp("nightly-home")
+    values = {
+        "MLCI_STORE": f"s3://{bucket}/store",
+        "MLCI_S3_ENDPOINT_URL": s3_endpoint,
+        "MLCI_HOME": str(home),
+        "MLCI_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+    }
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    store = open_store(values["MLCI_STORE"], endpoint_url=s3_endpoint)
+    generate_demo_corpus(store, DemoCorpusSpec(n_clips=48, seed=11, duration=1.5, size=(64, 48)), n_jobs=2)
+    store.write_bytes("clips/demo/broken.mp4", b"\x00\x00\x00\x18ftypmp42 truncated")
+    yield values, store
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _run(**params):
+    from flows.nightly import nightly
+
+    return nightly(batch_size=BATCH_SIZE, relabel_share=0.0, **params)
+
+
+def _answer(store, round_id: str, name: str, seed: int) -> None:
+    """Answer a published batch as a careful annotator would, via a label file in labels/."""
+    batch = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{round_id}/batch.csv")))
+    truth = load_truth(store).set_index("key")
+    rng = np.random.default_rng(seed)
+    records = []
+    for key in batch["key"]:
+        said = [c for c in CONCEPTS if (rng.random() < 0.95 if truth.loc[key, c] else rng.random() > 0.97)]
+        records.append({
+            "etag": f"{seed}{len(records)}", "labels": said or [NONE_OF_THE_ABOVE],
+            "data": "https://clips.mlci.invalid/" + key[len("clips/"):], "annotator": "careful",
+        })
+    store.write_bytes(f"labels/answers/{name}.json", json.dumps(records).encode())
+
+
+def _versions(env_values):
+    from mlci.models import list_versions
+
+    return list_versions(env_values["MLCI_MLFLOW_TRACKING_URI"], "mlci-concepts")
+
+
+def test_three_nights(env):
+    values, store = env
+
+    # Night 1: first model becomes champion, batch 1 is published, the broken clip is quarantined.
+    first = _run()
+    assert first.status == "completed"
+    assert first.model["version"] == "1" and first.model["promoted"]
+    assert first.batch["published"] and first.batch["n_clips"] == BATCH_SIZE
+    assert first.features["quarantined"] >= 1
+    batch1 = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{first.batch['round_id']}/batch.csv")))
+    assert len(batch1) == BATCH_SIZE and batch1["key"].is_unique
+    assert "clips/demo/broken.mp4" not in set(batch1["key"])
+    tasks = json.loads(store.read_text(f"batches/{first.batch['round_id']}/tasks.json"))
+    assert tasks[0]["predictions"][0]["model_version"] == "mlci-concepts/1"
+    [v1] = _versions(values)
+    assert "champion" in v1.aliases
+
+    # A crashed run left a lock behind that has expired by now.
+    store.write_bytes(
+        "locks/nightly/0000009000.json",
+        json.dumps({"owner": "crashed", "acquired_at": "2026-01-01T00:00:00+00:00",
+                    "expires_at": (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()}).encode(),
+    )
+
+    # Night 2: batch 1 comes back; two runs start together and exactly one publishes.
+    _answer(store, first.batch["round_id"], "batch-1", seed=1)
+    results: list = []
+    barrier = threading.Barrier(2)
+
+    def night_two():
+        barrier.wait()
+        results.append(_run())
+
+    threads = [threading.Thread(target=night_two) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    completed = [r for r in results if r.status == "completed"]
+    assert len(results) == 2
+    assert sum(bool(r.batch.get("published")) for r in results) == 1
+    second = next(r for r in completed if r.batch.get("published"))
+    assert second.model["version"] == "2"
+    assert second.model["decision"]
+    batch2 = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{second.batch['round_id']}/batch.csv")))
+    assert not set(batch2["key"]) & set(batch1["key"])
+    versions = _versions(values)
+    assert [v.version for v in versions] == ["2", "1"]
+    assert "challenger" in versions[0].aliases
+    assert any("champion" in v.aliases for v in versions)
+
+    # Night 3: nothing new.
+    before = {k: store.stat(k).identity for k in store.list("batches/")}
+    third = _run()
+    assert third.status == "completed"
+    assert not third.batch["published"] and third.model["reused"]
+    assert [v.version for v in _versions(values)] == ["2", "1"]
+    assert {k: store.stat(k).identity for k in store.list("batches/")} == before
+
+
+def test_prefect_yaml_deploys_and_reads_back(prefect_harness):
+    """prefect.yaml is valid: deploy it against the test server and read the schedule back."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "MLCI_PROJECT_DIR": str(root)}
+    prefect = [sys.executable, "-m", "prefect"]
+    subprocess.run([*prefect, "work-pool", "create", "mlci-process", "--type", "process"],
+                   env=env, cwd=root, check=False, capture_output=True)
+    done = subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], env=env, cwd=root,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    with get_client(sync_client=True) as client:
+        nightly = client.read_deployment_by_name("nightly/nightly")
+        analysis = client.read_deployment_by_name("analysis/analysis")
+    [schedule] = nightly.schedules
+    assert schedule.schedule.cron == "0 2 * * *" and schedule.schedule.timezone == "UTC"
+    assert nightly.work_pool_name == "mlci-process"
+    assert nightly.global_concurrency_limit is not None and nightly.global_concurrency_limit.limit == 1
+    assert nightly.parameters["strategy"] == "margin"
+    assert analysis.schedules[0].schedule.cron == "0 4 * * 0"
