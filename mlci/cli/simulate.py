@@ -38,6 +38,10 @@ def simulate_command(
     snapshot: Annotated[Optional[str], typer.Option("--snapshot", help="Consensus snapshot (default: latest).")] = None,
     modality: Annotated[str, typer.Option("--modality", help="audio, video or combined features.")] = "combined",
     no_consensus_study: Annotated[bool, typer.Option("--no-consensus-study", help="Skip question 3.")] = False,
+    local_cluster: Annotated[
+        bool, typer.Option("--local-cluster", help="Run the simulations on a local Dask cluster of worker processes.")
+    ] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads, or processes with --local-cluster.")] = 2,
     force: Annotated[bool, typer.Option("--force", help="Run again even if this analysis is already in MLflow.")] = False,
 ) -> None:
     """Simulate labeling strategies on labels you already have and answer the seed's four questions."""
@@ -54,10 +58,10 @@ def simulate_command(
     except (UnknownSimulationStrategyError, ValueError, TypeError) as exc:
         fail(str(exc))
     settings = settings_for(store)
-    from flows.analysis import run_analysis
+    from flows.analysis import analysis
 
     try:
-        outcome = run_analysis(
+        outcome = analysis(
             store=settings.store_uri,
             source=source,
             strategies=specs,
@@ -67,6 +71,8 @@ def simulate_command(
             snapshot=snapshot,
             modality=modality,
             run_consensus_study=not no_consensus_study,
+            local_cluster=local_cluster,
+            n_workers=workers,
             force=force,
         )
     except (ValueError, LookupError, FileNotFoundError) as exc:

@@ -8,6 +8,8 @@ labeled data set can be simulated. See ``docs/analysis.md``.
 Oracle orderings (:mod:`mlci.simulate.oracles`) read true labels and exist only here.
 """
 
+from mlci.simulate.analysis import AnalysisSummary, summarise_analysis
+from mlci.simulate.consensus_study import DEFAULT_PROFILES, AnnotatorProfile, consensus_study
 from mlci.simulate.engine import (
     CURVE_COLUMNS,
     Repetition,
@@ -28,6 +30,7 @@ from mlci.simulate.exceptions import NotEnoughDataError, SimulationError, Unknow
 from mlci.simulate.linear import LogisticFit, fit_logistic, predict_logistic
 from mlci.simulate.metrics import METRICS, average_precision, binary_metrics, roc_auc
 from mlci.simulate.oracles import OracleInlier, OracleOutlier
+from mlci.simulate.report import answers, render_report
 from mlci.simulate.schedules import SEED_SCHEDULES, Schedule, doubling, fixed_depth, parse_schedule
 from mlci.simulate.stopping import (
     STOPPING_RULES,
@@ -45,6 +48,13 @@ from mlci.simulate.strategies import (
 )
 
 __all__ = [
+    "AnalysisSummary",
+    "summarise_analysis",
+    "AnnotatorProfile",
+    "DEFAULT_PROFILES",
+    "consensus_study",
+    "answers",
+    "render_report",
     "CURVE_COLUMNS",
     "Repetition",
     "SimulationConfig",

@@ -1,4 +1,7 @@
-"""Figures of an analysis (matplotlib, Agg backend; each function returns a Figure).
+"""Figures of an analysis (each function returns a ``matplotlib.figure.Figure``).
+
+Figures are built on ``Figure`` objects, not pyplot, so no global state is touched: drawing is safe
+in worker threads and never opens a window.
 
 * :func:`learning_curve_grid` — the seed's grid: one panel per concept (and the macro mean),
   one line per strategy, mean ± std over repetitions, the whole-pool model dashed.
@@ -13,14 +16,12 @@ import math
 from collections.abc import Sequence
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from mlci.simulate.analysis import is_oracle  # noqa: E402
-from mlci.simulate.summary import MACRO  # noqa: E402
+from mlci.simulate.analysis import is_oracle
+from mlci.simulate.summary import MACRO
 
 __all__ = ["learning_curve_grid", "query_depth_figure", "consensus_figure", "stability_figure", "save"]
 
@@ -28,7 +29,7 @@ _METRIC_NAMES = {"ap": "AP", "auc": "ROC AUC", "accuracy": "accuracy", "recall":
 
 
 def _colors(names: Sequence[str]) -> dict[str, tuple]:
-    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    cmap = matplotlib.colormaps["tab20" if len(names) > 10 else "tab10"]
     return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
 
 
@@ -42,9 +43,8 @@ def _log_x(ax, labels: np.ndarray) -> None:
 
 
 def save(fig, path) -> None:
-    """Write ``fig`` to ``path`` (PNG, 110 dpi) and close it."""
+    """Write ``fig`` to ``path`` (PNG, 110 dpi)."""
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def learning_curve_grid(
@@ -63,7 +63,8 @@ def learning_curve_grid(
     concepts = list(dict.fromkeys(data["concept"])) + [MACRO]
     ncols = min(4, len(concepts))
     nrows = math.ceil(len(concepts) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False, sharex=True)
+    fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
     colors = _colors(strategies)
     macro = data.groupby(["strategy", "repetition", "labels"])[col].mean().reset_index().assign(concept=MACRO)
     both = pd.concat([data[["strategy", "repetition", "labels", "concept", col]], macro], ignore_index=True)
@@ -107,7 +108,8 @@ def query_depth_figure(curves: pd.DataFrame, query_depth: pd.DataFrame, *, metri
     colors = _colors(schedules)
     ncols = min(4, len(strategies))
     nrows = math.ceil(len(strategies) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False, sharey=True)
+    fig = Figure(figsize=(4.2 * ncols, 3.2 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
     macro = curves.groupby(["strategy", "schedule", "repetition", "labels"])[col].mean().groupby(["strategy", "schedule", "labels"]).mean()
     rng = (query_depth["range_from"].iloc[0], query_depth["range_to"].iloc[0]) if len(query_depth) else None
     for ax, s in zip(axes.ravel(), strategies):
@@ -139,7 +141,8 @@ def query_depth_figure(curves: pd.DataFrame, query_depth: pd.DataFrame, *, metri
 
 def consensus_figure(consensus_summary: pd.DataFrame):
     """Left: label accuracy against answers per clip; right: downstream test AP against labels bought."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig = Figure(figsize=(12, 4.2))
+    ax1, ax2 = fig.subplots(1, 2)
     methods = list(dict.fromkeys(consensus_summary["method"]))
     colors = _colors(methods)
     full = consensus_summary.loc[consensus_summary.groupby(["method", "k"])["n_clips"].idxmax()]
@@ -177,7 +180,8 @@ def stability_figure(curves: pd.DataFrame, stopping: pd.DataFrame, *, schedule: 
     data = curves[(curves["schedule"] == schedule) & ~curves["strategy"].map(is_oracle)]
     strategies = list(strategies or dict.fromkeys(data["strategy"]))
     colors = _colors(strategies)
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
+    fig = Figure(figsize=(19, 4.2))
+    axes = fig.subplots(1, 4)
     mean = data.groupby(["strategy", "labels"])[["kappa", "uncertainty", "oof_ap", "test_ap"]].mean()
     for s in strategies:
         if s not in mean.index.get_level_values(0):
@@ -200,12 +204,12 @@ def stability_figure(curves: pd.DataFrame, stopping: pd.DataFrame, *, schedule: 
     stop = stopping[(stopping["schedule"] == schedule) & ~stopping["strategy"].map(is_oracle)]
     rules = list(dict.fromkeys(stop["rule"]))
     ratios = [(stop.loc[stop["rule"] == r, "stop_labels"] / stop.loc[stop["rule"] == r, "labels_95"]).dropna() for r in rules]
-    axes[3].boxplot([r.to_numpy() if len(r) else [np.nan] for r in ratios], tick_labels=rules, vert=True)
+    axes[3].boxplot([r.to_numpy() if len(r) else [np.nan] for r in ratios], tick_labels=rules, orientation="vertical")
     axes[3].axhline(1.0, color="black", ls="--", lw=1)
     axes[3].set_yscale("log")
     axes[3].set_ylabel("stop labels / labels at 95 % of final AP")
     axes[3].tick_params(axis="x", labelrotation=20)
-    never = [f"{r}: {float((stop['rule'] == r).sum() and (stop.loc[stop['rule'] == r, 'timing'] == 'never').mean()):.0%} never" for r in rules]
+    never = [f"{r}: {(stop.loc[stop['rule'] == r, 'timing'] == 'never').mean():.0%} never" for r in rules]
     axes[3].set_title("; ".join(never), fontsize=8)
     fig.suptitle(f"Question 4: stopping signals, schedule {schedule} (macro over concepts, mean over repetitions; "
                  "right: below 1 = stopped before the curve reached 95 % of its final value)")

@@ -29,7 +29,9 @@ def _p(p: float) -> str:
 
 
 def _f(x: float, digits: int = 3) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    return f"{x + 0.0:.{digits}f}" if abs(x) >= 0.5 * 10**-digits else f"{0.0:.{digits}f}"
 
 
 def _labels(x: float) -> str:
@@ -194,13 +196,14 @@ def _q3(s: AnalysisSummary) -> list[str]:
                 f"({_p(r.test_ap_p)}, {r.test_ap_verdict})."
             )
     # Equal budgets: which (method, k) gives the best model for the labels bought?
-    shared = cs.groupby("budget").filter(lambda g: g["k"].nunique() > 1)
+    # Budgets where one answer per clip and several answers per clip can both be bought.
+    shared = cs.groupby("budget").filter(lambda g: g["k"].nunique() > 1 and (g["k"] == 1).any())
     if len(shared):
         lines = []
         for budget, g in shared.groupby("budget", sort=True):
             best = g.sort_values("test_ap_mean", ascending=False).iloc[0]
             lines.append(f"{budget} labels → {best['method']} with k = {best['k']} ({best['n_clips']} clips, AP {best['test_ap_mean']:.3f})")
-        out.append("For a fixed number of labels bought, the best downstream model comes from: " + "; ".join(lines) + ".")
+        out.append("For a fixed number of answers bought, the best downstream model comes from: " + "; ".join(lines) + ".")
         single = cs[cs["method"] == "single"]
         if len(single):
             wins = sum(
@@ -208,8 +211,9 @@ def _q3(s: AnalysisSummary) -> list[str]:
                 if g.sort_values("test_ap_mean", ascending=False).iloc[0]["method"] == "single"
             )
             out.append(
-                f"One answer per clip on more clips wins at {wins} of {shared['budget'].nunique()} such budgets; "
-                f"buying several answers per clip and merging them wins at the other {shared['budget'].nunique() - wins}."
+                f"Where both are affordable, one answer per clip on more clips gives the better model at {wins} of "
+                f"{shared['budget'].nunique()} budgets, several answers per clip merged at the other "
+                f"{shared['budget'].nunique() - wins}."
             )
     return out
 
@@ -232,7 +236,7 @@ def _q4(s: AnalysisSummary, schedule: str) -> list[str]:
             f"{_pct(r.late)}, and never fired in {_pct(r.never)}; median stop at {_labels(r.stop_labels_median)} labels "
             f"(the curves' median 95 % point: {_labels(r.labels_95_median)}, 99 % point: {_labels(r.labels_99_median)}); "
             f"on average it saved {r.labels_saved_mean:.0f} of up to {r.final_labels:.0f} labels and gave up "
-            f"{r.score_given_up_mean:.3f} {s.metric.upper()} (at worst {r.score_given_up_max:.3f}). {at95}"
+            f"{_f(r.score_given_up_mean)} {s.metric.upper()} (at worst {_f(r.score_given_up_max)}). {at95}"
         )
     if len(ss):
         best = ss.sort_values(["on_time", "never"], ascending=[False, True]).iloc[0]
@@ -256,10 +260,11 @@ def _seed_findings(s: AnalysisSummary, schedule: str, n_pool: int) -> list[str]:
     real = t[~t.index.map(is_oracle)]
     if s.baseline in t.index and len(real) > 1:
         rank = int((real["aulc_mean"] > t.loc[s.baseline, "aulc_mean"]).sum()) + 1
+        fastest = real["labels_95_mean"].idxmin() if real["labels_95_mean"].notna().any() else None
         out.append(
             f"“Random does okay but flatlines”: random ranks {rank} of {len(real)} real strategies by macro AULC; "
-            f"its 95 % point comes at {_labels(t.loc[s.baseline].get('labels_95_mean', np.nan))} labels "
-            f"against {_labels(real['labels_95_mean'].min())} for the fastest strategy."
+            f"it reaches 95 % of the whole-pool model after {_labels(t.loc[s.baseline].get('labels_95_mean', np.nan))} labels"
+            + (f", against {_labels(real.loc[fastest, 'labels_95_mean'])} for {fastest}." if fastest else ".")
         )
     for name in ("positive", "negative"):
         row = s.versus_baseline[(s.versus_baseline["strategy"] == name) & (s.versus_baseline["concept"] == MACRO)
@@ -268,12 +273,14 @@ def _seed_findings(s: AnalysisSummary, schedule: str, n_pool: int) -> list[str]:
             r = row.iloc[0]
             out.append(f"“{name.capitalize()} does badly”: {name} against random, AULC {r['diff_mean']:+.3f} ({_p(r['p_ttest'])}): "
                        f"{'confirmed' if r['verdict'] == 'worse' else 'not confirmed'} here.")
-    if len(real) and "labels_95_mean" in real.columns:
-        best = real["labels_95_mean"].min()
+    if len(real) and "labels_95_mean" in real.columns and real["labels_95_mean"].notna().any():
+        fastest = real["labels_95_mean"].idxmin()
+        best = real.loc[fastest, "labels_95_mean"]
         out.append(
-            f"“200–300 labels (20–30 % of the data) is the sweet spot”: here the fastest strategy reaches 95 % of the "
-            f"whole-pool model after {_labels(best)} labels, {_pct(best / n_pool) if np.isfinite(best) else 'n/a'} of a "
-            f"{n_pool:.0f}-clip pool."
+            f"“200–300 labels (20–30 % of the data) is the sweet spot”: here the strategy that gets there fastest, "
+            f"{fastest}, reaches 95 % of the whole-pool model after {_labels(best)} labels on average "
+            f"({int(real.loc[fastest, 'labels_95_reached'])} of {int(real.loc[fastest, 'repetitions'])} repetitions), "
+            f"{_pct(best / n_pool)} of the {n_pool:.0f}-clip pool."
         )
     runs = s.runs[(s.runs["concept"] != MACRO) & (s.runs["strategy"] == "oracle_inlier")]
     if len(runs) and runs["schedule"].nunique() > 1:
@@ -349,7 +356,7 @@ def render_report(
         lines.append(data_description)
     lines.append(
         f"{len(result.concepts)} concepts ({_join(list(result.concepts))}) were simulated with {cfg.repetitions} repetitions "
-        f"(seed {cfg.seed}); each repetition holds out {cfg.test_size:.0%} of the clips as a stratified test split "
+        f"(seed {cfg.seed}); each repetition holds out {100 * cfg.test_size:.0f} % of the clips as a stratified test split "
         f"({result.n_test} clips) and labels a {n_pool}-clip pool batch by batch, starting from a random start set shared by every strategy. "
         f"The model is an L2 logistic regression per concept (C = {cfg.C}); scores are {s.metric.upper()} on the test split "
         f"unless stated. Strategies: {_join(strategies)}. Schedules: {_join(schedules)}; the answers use {schedule}."
