@@ -52,6 +52,12 @@ def _looks_like_media(path: Path) -> bool:
     return head[4:8] in _ISO_BOXES or any(head.startswith(sig) for sig in _SIGNATURES)
 
 
+def _describe(exc: BaseException) -> str:
+    """An FFmpeg error without the (temporary, local) file name PyAV appends."""
+    strerror = getattr(exc, "strerror", None)
+    return f"{strerror} ({getattr(exc, 'errno', '?')})" if strerror else str(exc)
+
+
 def analysis_size(width: int, height: int, frame_height: int) -> tuple[int, int]:
     """(width, height) frames are scaled to: ``frame_height`` high, source aspect, even width."""
     aspect = width / height if width > 0 and height > 0 else 16 / 9
@@ -170,9 +176,9 @@ def _open(path: Path):
     except av.error.FFmpegError as exc:
         if _looks_like_media(path):
             raise TruncatedMediaError(
-                f"the file starts like a media container but cannot be opened ({size} bytes): {exc}"
+                f"the file starts like a media container but cannot be opened ({size} bytes): {_describe(exc)}"
             ) from exc
-        raise NotMediaError(f"not a media file the decoder recognises ({size} bytes): {exc}") from exc
+        raise NotMediaError(f"not a media file the decoder recognises ({size} bytes): {_describe(exc)}") from exc
 
 
 def decode_file(
@@ -262,7 +268,7 @@ def decode_file(
             except av.error.FFmpegError as exc:
                 bad_packets += 1
                 if bad_packets > max(_MAX_BAD_PACKETS, 0.05 * n_packets):
-                    raise DecodeError(f"{bad_packets} undecodable packets {where()}; last error: {exc}") from exc
+                    raise DecodeError(f"{bad_packets} undecodable packets {where()}; last error: {_describe(exc)}") from exc
                 return ()
 
         try:
@@ -289,8 +295,8 @@ def decode_file(
                     _push_audio(out, on_audio, first_audio, stats)
         except av.error.FFmpegError as exc:
             if isinstance(exc, (av.error.InvalidDataError, av.error.EOFError)):
-                raise TruncatedMediaError(f"the container breaks off {where()}: {exc}") from exc
-            raise DecodeError(f"decoding failed {where()}: {exc}") from exc
+                raise TruncatedMediaError(f"the container breaks off {where()}: {_describe(exc)}") from exc
+            raise DecodeError(f"decoding failed {where()}: {_describe(exc)}") from exc
         if bad_packets:
             stats.notes.append(f"{bad_packets} undecodable packets skipped")
 

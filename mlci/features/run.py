@@ -142,6 +142,19 @@ class FeatureRunReport:
     index_key: str | None
     seconds: float
 
+    def counts(self) -> dict[str, int]:
+        """The numbers a run summary shows: ``computed``, ``cached``, ``quarantined`` (active), ..."""
+        return {
+            "listed": self.n_listed,
+            "computed": self.n_computed,
+            "cached": self.n_reused,
+            "quarantined": self.n_quarantined,
+            "quarantined_new": self.n_quarantined_new,
+            "active": self.n_active,
+            "removed": self.n_removed,
+            "skipped": len(self.skipped),
+        }
+
     def format(self) -> str:
         lines = [
             f"features {self.cache_id} (run {self.run_id})",
@@ -217,7 +230,7 @@ def compute_feature_chunk(
     run_id: str,
     chunk: int,
     threads: int = 1,
-    progress: Callable[[int, int], None] | None = None,
+    on_clip: Callable[[str, str], None] | None = None,
 ) -> ChunkResult:
     """Compute the features of one chunk of clips and write its shards.
 
@@ -237,8 +250,8 @@ def compute_feature_chunk(
         Chunk number (names the shards).
     threads : int, default=1
         Decoder threads per clip (does not change the features).
-    progress : callable(done, quarantined), default=None
-        Called after each clip with increments (1, 0) or (1, 1).
+    on_clip : callable(key, outcome), default=None
+        Called after each clip with ``"ok"``, ``"quarantined"`` or ``"skipped"``.
     """
     t_start = time.perf_counter()
     ex = resolve_extractor(extractor, params)
@@ -299,8 +312,8 @@ def compute_feature_chunk(
                 )
             window_vectors["audio"].append(win.audio)
             window_vectors["video"].append(win.video)
-        if progress is not None:
-            progress(1, int(error is not None and key not in result.skipped))
+        if on_clip is not None:
+            on_clip(key, "skipped" if key in result.skipped else QUARANTINED if error is not None else OK)
 
     schema = ex.schema
     if clip_rows:
@@ -403,8 +416,7 @@ def compute_features(
     chunk_size: int = 16,
     prefix: str = CLIP_PREFIX,
     threads: int = 1,
-    progress: Callable[[int, int], None] | None = None,
-    on_plan: Callable[[FeatureRunPlan], None] | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> FeatureRunReport:
     """Bring the features of every clip under ``prefix`` up to date, in this process.
 
@@ -418,10 +430,8 @@ def compute_features(
     prefix : str, default="clips/"
     threads : int, default=1
         Decoder threads per clip.
-    progress : callable(done, quarantined), default=None
-        Called after each clip with increments.
-    on_plan : callable(plan), default=None
-        Called once with the plan (e.g. to size a progress bar with ``len(plan.todo)``).
+    progress : callable(done, total, quarantined), default=None
+        Called once the plan is known and after each clip, with counts of clips of this run.
 
     Returns
     -------
@@ -429,13 +439,19 @@ def compute_features(
     """
     started = time.perf_counter()
     plan = plan_feature_run(store, extractor=extractor, params=params, prefix=prefix)
-    if on_plan is not None:
-        on_plan(plan)
     ex = resolve_extractor(extractor, params)
+    total = len(plan.todo)
+    counts = Counter()
+
+    def on_clip(key: str, outcome: str) -> None:
+        counts[outcome] += 1
+        if progress is not None:
+            progress(sum(counts.values()), total, counts[QUARANTINED])
+
+    if progress is not None:
+        progress(0, total, 0)
     results = [
-        compute_feature_chunk(
-            store, items, extractor=ex, run_id=plan.run_id, chunk=n, threads=threads, progress=progress
-        )
+        compute_feature_chunk(store, items, extractor=ex, run_id=plan.run_id, chunk=n, threads=threads, on_clip=on_clip)
         for n, items in enumerate(plan.chunks(chunk_size))
     ]
     return commit_feature_run(store, plan, results, started=started)

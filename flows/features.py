@@ -1,0 +1,205 @@
+"""The features flow: audio and video features of every new or changed clip.
+
+1. plan: list ``clips/``, read content identities, reuse every (clip, identity) already computed
+   or quarantined, split the rest into chunks;
+2. compute: one ``compute-feature-chunk`` task per chunk on the task runner — local threads by
+   default, a Dask cluster when ``dask_address`` (or ``MLCI_DASK_ADDRESS``) is given, or a local
+   Dask cluster started for the run (``local_cluster=True``); progress is logged every
+   ``log_every`` clips; a chunk that fails after its retries is reported, the rest goes on;
+3. commit: write the active index (only if it changed) and return the run report.
+
+Run again with nothing new, it computes nothing and writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from prefect import flow, get_run_logger
+from prefect.futures import as_completed
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from mlci.config import Settings
+from mlci.features import DEFAULT_EXTRACTOR, ChunkResult, FeatureRunReport
+from tasks.features import commit_feature_run_task, compute_feature_chunk_task, plan_feature_run_task
+
+__all__ = ["features", "make_task_runner", "worker_environment", "reporting_progress"]
+
+#: Progress callback: ``progress(done, total, quarantined)`` with counts of clips in this run.
+Progress = Callable[[int, int, int], None]
+
+# Not a flow parameter: parameters travel with the run context to every Dask worker, and a
+# callback holding a progress bar neither pickles nor belongs there.
+_PROGRESS: ContextVar[Progress | None] = ContextVar("mlci_features_progress", default=None)
+
+
+def _current_progress() -> Progress | None:
+    # A module function (pickled by reference) rather than the ContextVar itself: Prefect ships
+    # the flow function, by value, inside the run context it sends to Dask workers.
+    return _PROGRESS.get()
+
+
+@contextmanager
+def reporting_progress(callback: Progress) -> Iterator[None]:
+    """Within the block, the ``features`` flow calls ``callback(done, total, quarantined)`` as chunks finish."""
+    token = _PROGRESS.set(callback)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def worker_environment() -> dict[str, str]:
+    """Environment for Dask worker processes started by this flow: the Prefect API they report to.
+
+    Without ``PREFECT_API_URL`` every worker process would start a temporary Prefect server of its
+    own; pointing them at the flow's server (a configured one, or the temporary one this process
+    started) keeps all task runs in one place.
+    """
+    from prefect.settings import get_current_settings
+
+    env = {}
+    url = get_current_settings().api.url
+    if not url:
+        try:
+            from prefect.server.api.server import SubprocessASGIServer
+
+            server = SubprocessASGIServer()
+            url = server.api_url if server.running else None
+        except Exception:  # noqa: BLE001 - no temporary server: workers fall back to their own
+            url = None
+    if url:
+        env["PREFECT_API_URL"] = str(url)
+    if os.environ.get("PREFECT_HOME"):
+        env["PREFECT_HOME"] = os.environ["PREFECT_HOME"]
+    return env
+
+
+def make_task_runner(
+    *, dask_address: str | None = None, local_cluster: bool = False, n_workers: int = 2
+) -> TaskRunner:
+    """The task runner for the chunk tasks.
+
+    Parameters
+    ----------
+    dask_address : str, default=None
+        Scheduler address of an existing Dask cluster (``tcp://host:8786``): use prefect-dask's
+        ``DaskTaskRunner`` on it.
+    local_cluster : bool, default=False
+        Without an address, start a local Dask cluster of ``n_workers`` single-threaded worker
+        processes on 127.0.0.1 for the run.
+    n_workers : int, default=2
+        Threads of the default runner, or processes of the local cluster.
+    """
+    if not isinstance(n_workers, int) or n_workers < 1:
+        raise ValueError(f"n_workers must be an int >= 1, got {n_workers!r}")
+    if dask_address or local_cluster:
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError as exc:  # pragma: no cover - a pinned dependency
+            raise ImportError("Dask runs need prefect-dask: pip install 'prefect-dask==0.3.7'") from exc
+        if dask_address:
+            return DaskTaskRunner(address=dask_address)
+        return DaskTaskRunner(
+            cluster_class="distributed.LocalCluster",
+            cluster_kwargs={
+                "n_workers": n_workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "host": "127.0.0.1",
+                "dashboard_address": "127.0.0.1:0",
+                "env": worker_environment(),
+            },
+        )
+    # Threads: decoding (FFmpeg) and most numpy work release the GIL, see docs/features.md.
+    return ThreadPoolTaskRunner(max_workers=n_workers)
+
+
+@flow(name="features", description="Audio and video features of new or changed clips; broken clips are quarantined.")
+def features(
+    store: str | None = None,
+    extractor: str = DEFAULT_EXTRACTOR,
+    params: dict | None = None,
+    chunk_size: int = 16,
+    dask_address: str | None = None,
+    local_cluster: bool = False,
+    n_workers: int = 2,
+    threads: int = 1,
+    log_every: int = 50,
+) -> FeatureRunReport:
+    """Bring the store's features up to date and return the run report.
+
+    Parameters
+    ----------
+    store : str, default=None
+        Store URI; ``MLCI_STORE`` when None.
+    extractor : str, default="basic"
+        Registered extractor name or ``"package.module:Class"``.
+    params : dict, default=None
+        Extractor parameters (defaults when None).
+    chunk_size : int, default=16
+        Clips per task (and per shard).
+    dask_address : str, default=None
+        Dask scheduler to run the chunks on; ``MLCI_DASK_ADDRESS`` when None.
+    local_cluster : bool, default=False
+        Start a local Dask cluster for the run (ignored when an address is set).
+    n_workers : int, default=2
+        Parallel chunks on the local runner, or worker processes of the local cluster.
+    threads : int, default=1
+        Decoder threads per clip.
+    log_every : int, default=50
+        Log progress every this many clips (see also :func:`reporting_progress`).
+    """
+    if not isinstance(log_every, int) or log_every < 1:
+        raise ValueError(f"log_every must be an int >= 1, got {log_every!r}")
+    settings = Settings(store=store) if store else Settings()
+    logger = get_run_logger()
+    progress = _current_progress()
+    plan = plan_feature_run_task(settings, extractor=extractor, params=params)
+    chunks = plan.chunks(chunk_size)
+    total = len(plan.todo)
+    if progress is not None:
+        progress(0, total, 0)
+
+    results: list[ChunkResult] = []
+    if chunks:
+        address = dask_address or settings.dask_address
+        runner = make_task_runner(dask_address=address, local_cluster=local_cluster, n_workers=n_workers)
+        logger.info("computing %d clips in %d chunks on %s", total, len(chunks), type(runner).__name__)
+        done = quarantined = 0
+        next_log = log_every
+        with runner:
+            futures = [
+                runner.submit(
+                    compute_feature_chunk_task,
+                    parameters={
+                        "settings": settings,
+                        "items": items,
+                        "extractor": plan.extractor,
+                        "params": plan.params,
+                        "run_id": plan.run_id,
+                        "chunk": n,
+                        "threads": threads,
+                    },
+                )
+                for n, items in enumerate(chunks)
+            ]
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 - a failed chunk is retried next run
+                    logger.error("a feature chunk failed after its retries: %s", exc)
+                    continue
+                results.append(result)
+                done += result.n_done
+                quarantined += result.n_quarantined
+                if progress is not None:
+                    progress(done, total, quarantined)
+                if done >= next_log or done == total:
+                    logger.info("features: %d/%d clips done, %d quarantined", done, total, quarantined)
+                    next_log = (done // log_every + 1) * log_every
+    report = commit_feature_run_task(settings, plan, sorted(results, key=lambda r: r.chunk))
+    return report

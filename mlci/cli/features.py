@@ -1,0 +1,101 @@
+"""``mlci features``: run the features flow with a progress bar and print what it did.
+
+A plain typer command callback; ``mlci/cli/__init__.py`` registers it. Prefect and the flow are
+imported inside, so ``import mlci.cli`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from mlci.cli.common import StoreOption, fail, settings_for
+
+__all__ = ["features_command", "parse_params"]
+
+_SHOW_QUARANTINED = 20
+
+
+def parse_params(pairs: list[str] | None) -> dict:
+    """``["sample_fps=4", "skip_loop_filter=false"]`` -> ``{"sample_fps": 4, "skip_loop_filter": False}``.
+
+    Values are read as JSON when they parse (numbers, true/false, null), else kept as strings.
+    """
+    params: dict = {}
+    for pair in pairs or []:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--param must look like name=value, got {pair!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        params[name.strip()] = value
+    return params
+
+
+def features_command(
+    store: StoreOption = None,
+    extractor: Annotated[Optional[str], typer.Option("--extractor", help="Extractor name or package.module:Class (default: basic).")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", help="Extractor parameter name=value; repeatable.")] = None,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Clips per task and per shard.")] = 16,
+    dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Dask scheduler to run on (default: MLCI_DASK_ADDRESS).")] = None,
+    local_cluster: Annotated[bool, typer.Option("--local-cluster", help="Start a local Dask cluster for the run.")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel chunks (threads), or local cluster processes.")] = 2,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Decoder threads per clip.")] = 1,
+    log_every: Annotated[int, typer.Option("--log-every", min=1, help="Log progress every N clips.")] = 50,
+) -> None:
+    """Compute audio and video features of new or changed clips; broken clips go to quarantine."""
+    from tqdm import tqdm
+
+    from flows.features import features as features_flow
+    from flows.features import reporting_progress
+    from mlci.features import DEFAULT_EXTRACTOR, FeatureError, list_quarantined
+    from mlci.storage import StorageError
+
+    settings = settings_for(store)
+    try:
+        params = parse_params(param)
+    except ValueError as exc:
+        fail(str(exc))
+    extractor = extractor or DEFAULT_EXTRACTOR
+    bars: list = []
+
+    def progress(done: int, total: int, quarantined: int) -> None:
+        if not bars:  # created once the plan is known, so the rate ignores flow start-up
+            bars.append(tqdm(total=total, unit="clip", desc="features", dynamic_ncols=True))
+        bar = bars[0]
+        bar.set_postfix(quarantined=quarantined, refresh=False)
+        bar.update(done - bar.n)
+
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
+    try:
+        with reporting_progress(progress):
+            report = features_flow(
+                store=settings.store_uri,
+                extractor=extractor,
+                params=params or None,
+                chunk_size=chunk_size,
+                dask_address=dask_address,
+                local_cluster=local_cluster,
+                n_workers=workers,
+                threads=threads,
+                log_every=log_every,
+            )
+        quarantined = list_quarantined(settings.open_store(), extractor=extractor, params=params or None)
+    except (FeatureError, StorageError, ValueError, ImportError) as exc:
+        close()
+        fail(str(exc))
+    close()
+    typer.echo(report.format())
+    if len(quarantined):
+        typer.echo(f"quarantined clips ({len(quarantined)}; retried when their content changes):")
+        for row in quarantined.head(_SHOW_QUARANTINED).itertuples(index=False):
+            typer.echo(f"  {row.key}  [{row.error_kind}] {row.message[:120]}")
+        if len(quarantined) > _SHOW_QUARANTINED:
+            typer.echo(f"  ... and {len(quarantined) - _SHOW_QUARANTINED} more")
