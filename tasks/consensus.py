@@ -8,26 +8,16 @@ from prefect.cache_policies import NO_CACHE
 from mlci.config import Settings
 from mlci.consensus import ConsensusError, ConsensusResult, run_consensus
 from mlci.storage import Store
+from tasks.retry import retry_unless
 
 __all__ = ["compute_consensus_task", "load_consensus_task"]
-
-
-def _retry_on_io_only(task_, task_run, state) -> bool:
-    """Retry unless the failure is about the input (no annotations, a conflicting stored result)."""
-    try:
-        state.result(raise_on_failure=True)
-    except (ConsensusError, ValueError, TypeError):
-        return False
-    except Exception:
-        return True
-    return False
 
 
 @task(
     name="compute-consensus",
     retries=2,
     retry_delay_seconds=10,
-    retry_condition_fn=_retry_on_io_only,
+    retry_condition_fn=retry_unless(ConsensusError),
     cache_policy=NO_CACHE,
 )
 def compute_consensus_task(
@@ -57,7 +47,7 @@ def compute_consensus_task(
     return result
 
 
-@task(name="load-consensus", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io_only, cache_policy=NO_CACHE)
+@task(name="load-consensus", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(ConsensusError), cache_policy=NO_CACHE)
 def load_consensus_task(settings: Settings, snapshot: str | None = None):
     """The consensus table of ``snapshot`` (default: the latest); ``attrs["snapshot"]`` names it."""
     from mlci.consensus import load_consensus

@@ -11,12 +11,13 @@ from prefect.cache_policies import NO_CACHE
 from mlci.batches import RoundResult, run_round
 from mlci.config import Settings
 from mlci.locks import LockHeldError, StoreLock
+from tasks.retry import retry_unless
 
 __all__ = ["acquire_lock_task", "release_lock_task", "run_round_task", "load_champion_task"]
 
 
 @task(name="acquire-lock", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
-      retry_condition_fn=lambda t, r, s: not isinstance(s.result(raise_on_failure=False), LockHeldError))
+      retry_condition_fn=retry_unless(LockHeldError))
 def acquire_lock_task(settings: Settings, name: str, ttl_hours: float) -> StoreLock | None:
     """Take the store lock ``name``; None (and a log line) when another run holds it."""
     lock = StoreLock(settings.open_store(), name, ttl=timedelta(hours=ttl_hours))
@@ -34,8 +35,7 @@ def release_lock_task(lock: StoreLock | None) -> None:
         lock.release()
 
 
-@task(name="run-round", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10,
-      retry_condition_fn=lambda t, r, s: not isinstance(s.result(raise_on_failure=False), (ValueError, TypeError)))
+@task(name="run-round", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless())
 def run_round_task(settings: Settings, **kwargs: Any) -> RoundResult:
     """Score the pool with the champion and publish the batch once (:func:`mlci.batches.run_round`)."""
     result = run_round(settings.open_store(), base_url=settings.clip_base_url, **kwargs)
@@ -43,7 +43,7 @@ def run_round_task(settings: Settings, **kwargs: Any) -> RoundResult:
     return result
 
 
-@task(name="load-champion", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(name="load-champion", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless())
 def load_champion_task(settings: Settings) -> tuple[Any, str]:
     """The champion model and its version, through the registry (``models:/<name>@champion``)."""
     from mlci.models import load_model, resolve_version

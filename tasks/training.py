@@ -19,19 +19,13 @@ from mlci.models import (
     load_model,
     train_and_register,
 )
+from tasks.retry import retry_unless
 
 __all__ = ["build_training_set_task", "train_register_task", "load_model_task", "retry_on_io_only"]
 
+#: Retry MLflow/store I/O failures; never a failure caused by the training data or parameters.
+retry_on_io_only = retry_unless(ModelError)
 
-def retry_on_io_only(task_, task_run, state) -> bool:
-    """Retry a failed task unless it failed on bad input (a retry would fail the same way)."""
-    exc = state.data if isinstance(state.data, BaseException) else None
-    if exc is None:
-        try:
-            exc = state.result(raise_on_failure=False)
-        except Exception as err:  # the result itself may be unreadable; treat as I/O
-            exc = err
-    return not isinstance(exc, (ValueError, TypeError, ModelError))
 
 
 @task(name="build-training-set", cache_policy=NO_CACHE)

@@ -1,0 +1,27 @@
+"""Retry conditions shared by the tasks: retry I/O failures, never failures caused by the input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["retry_unless"]
+
+#: Exceptions that say the input is wrong: a retry would fail the same way.
+INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, LookupError)
+
+
+def retry_unless(*input_errors: type[BaseException]) -> Callable:
+    """A Prefect ``retry_condition_fn`` that retries unless the task raised one of ``input_errors``
+    (or one of :data:`INPUT_ERRORS`)."""
+    dont_retry = INPUT_ERRORS + input_errors
+
+    def condition(task, task_run, state) -> bool:
+        exc = state.data if isinstance(state.data, BaseException) else None
+        if exc is None:
+            try:
+                exc = state.result(raise_on_failure=False)
+            except Exception as err:  # an unreadable result: treat it as I/O
+                exc = err
+        return not isinstance(exc, dont_retry)
+
+    return condition
