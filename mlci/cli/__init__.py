@@ -13,9 +13,11 @@ from typing import Annotated
 import typer
 
 from mlci.cli.common import StoreOption, fail, print_table, settings_for
+from mlci.cli.features import features_command
 from mlci.cli.labels import app as labels_app
 from mlci.cli.labels import consensus_command
 from mlci.cli.models import models_command, train_command
+from mlci.cli.simulate import simulate_command
 
 app = typer.Typer(
     name="mlci",
@@ -157,9 +159,11 @@ def _read_batch_top(settings, round_id: str, n: int = 10):
 
 
 app.add_typer(labels_app, name="labels")
+app.command("features")(features_command)
 app.command("consensus")(consensus_command)
 app.command("train")(train_command)
 app.command("models")(models_command)
+app.command("simulate")(simulate_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point
