@@ -242,7 +242,7 @@ def main(argv=None) -> None:
     for o in DETERMINISTIC:
         d = det[det["ordering"] == o]
         print(f"  {o:9s} {d['test_ap_diff'].max():.2e} / {d['pool_ap_diff'].max(skipna=True):.2e}"
-              f"  ({(d['test_ap_diff'] > 1e-9).sum()} of {len(d)} points differ by > 1e-9)")
+              f"  ({(d['test_ap_diff'] > 1e-9).sum()} of {len(d)} test-split points differ by > 1e-9)")
     print(f"largest over all deterministic orderings: {det[['test_ap_diff', 'pool_ap_diff']].max().max():.2e}")
     for o in ("random", "anomaly"):
         mean = merged[merged["ordering"] == o].groupby("labels")[["test_ap_seed", "test_ap_ours"]].mean()

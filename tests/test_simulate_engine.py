@@ -203,3 +203,12 @@ def test_report_sentences_come_from_the_numbers(digits):
     assert "consensus study was not run" in blocks["q3"][0]
     assert all(s.strip() for s in blocks["q4"])
     assert "## 4." in text and "oracle_outlier" in text
+
+
+def test_split_falls_back_when_label_combinations_outnumber_test_clips():
+    rng = np.random.default_rng(3)
+    Y = (rng.random((48, 5)) < 0.5).astype(int)  # ~30 distinct combinations, 12 test clips
+    data = make_data(None, rng.normal(size=(48, 4)), Y, min_positives=5)
+    rep = prepare_repetition(data, 0, SimulationConfig(repetitions=1))
+    assert len(rep.test) == 12 and len(rep.pool) == 36
+    assert not set(rep.test) & set(rep.pool)

@@ -246,7 +246,12 @@ def prepare_repetition(data: SimulationData, index: int, config: SimulationConfi
     seed = strategy_seed(config.seed, index, "split")
     rng = np.random.default_rng(seed)
     positions = np.arange(n)
-    pool, test = train_test_split(positions, test_size=config.test_size, random_state=seed, stratify=_strata(data.Y))
+    try:
+        pool, test = train_test_split(positions, test_size=config.test_size, random_state=seed, stratify=_strata(data.Y))
+    except ValueError:
+        # More label combinations than test clips: stratify on the rarest concept alone.
+        rarest = int(np.argmin(np.minimum(data.Y.sum(axis=0), n - data.Y.sum(axis=0))))
+        pool, test = train_test_split(positions, test_size=config.test_size, random_state=seed, stratify=data.Y[:, rarest])
     for name, part in (("test split", test), ("pool", pool)):
         pos = data.Y[part].sum(axis=0)
         bad = [c for c, p, size in zip(data.concepts, pos, [len(part)] * len(pos)) if p == 0 or p == size]
