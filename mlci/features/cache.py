@@ -99,7 +99,17 @@ def publish_schema(store: Store, layout: CacheLayout) -> None:
 
 def to_parquet_bytes(df: pd.DataFrame, table: Table, vectors: dict[str, np.ndarray] | None = None) -> bytes:
     """Parquet bytes of ``df`` conformed to ``table``, plus 2-D float arrays as fixed-size list columns."""
-    arrow = pa.Table.from_pandas(conform(df, table), preserve_index=False)
+    df = conform(df, table)
+    columns = {}
+    for name in df.columns:
+        col = df[name]
+        if isinstance(col.dtype, pd.DatetimeTZDtype):
+            # Explicitly: pyarrow's pandas conversion goes through the deprecated Series.values here.
+            unit = col.dtype.unit
+            columns[name] = pa.array(col.dt.tz_convert(None).to_numpy(), type=pa.timestamp(unit, tz=str(col.dtype.tz)))
+        else:
+            columns[name] = pa.Array.from_pandas(col)
+    arrow = pa.table(columns)
     for name, matrix in (vectors or {}).items():
         matrix = np.ascontiguousarray(matrix, dtype=np.float32).reshape(len(df), -1)
         values = pa.array(matrix.ravel(), type=pa.float32())

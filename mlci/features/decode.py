@@ -132,7 +132,8 @@ class _FrameSampler:
         return self.prev_rgb
 
     def _emit_until(self, t_limit: float) -> None:
-        while self.k * self.step < t_limit:
+        # The tolerance keeps a sample time that equals a timestamp up to rounding on the new frame.
+        while self.k * self.step < t_limit - 1e-6:
             self.times.append(self.k * self.step)
             self.frames.append(self._rgb())
             self.k += 1
@@ -148,7 +149,7 @@ class _FrameSampler:
 
     def finish(self, end: float) -> None:
         if self.prev is not None:
-            self._emit_until(max(end, 1e-9))
+            self._emit_until(max(end, 2e-6))
         self.flush()
         self.prev = self.prev_rgb = None
 
@@ -301,7 +302,15 @@ def decode_file(
             stats.notes.append(f"{bad_packets} undecodable packets skipped")
 
         if sampler is not None and sampler.last_time is not None:
-            stats.video_end = sampler.last_time + (sampler.frame_duration or 1.0 / float(vstream.average_rate or 25))
+            rate = vstream.average_rate or vstream.guessed_rate
+            nominal = 1.0 / float(rate) if rate else (sampler.frame_duration or 0.04)
+            stats.video_end = sampler.last_time + nominal
+            if vstream.duration and vstream.time_base:
+                # Skipped non-reference frames may have followed the last decoded one: trust the
+                # stream's declared end when it is that close.
+                declared_end = float(vstream.duration * vstream.time_base) + (vstream.start_time or 0) * float(vstream.time_base) - t0
+                if 0 <= declared_end - stats.video_end <= (_MAX_NONREF_RUN + 1) * nominal:
+                    stats.video_end = declared_end
             sampler.finish(stats.video_end)
             stats.frames_sampled = sampler.k
         else:
