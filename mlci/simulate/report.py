@@ -210,11 +210,15 @@ def _q3(s: AnalysisSummary) -> list[str]:
                 1 for budget, g in shared.groupby("budget")
                 if g.sort_values("test_ap_mean", ascending=False).iloc[0]["method"] == "single"
             )
-            out.append(
-                f"Where both are affordable, one answer per clip on more clips gives the better model at {wins} of "
-                f"{shared['budget'].nunique()} budgets, several answers per clip merged at the other "
-                f"{shared['budget'].nunique() - wins}."
-            )
+            total = shared["budget"].nunique()
+            if wins in (0, total):
+                who = "one answer per clip on more clips" if wins else "several answers per clip, merged,"
+                out.append(f"Where both are affordable, {who} gives the better model at every one of the {total} budgets compared.")
+            else:
+                out.append(
+                    f"Where both are affordable, one answer per clip on more clips gives the better model at {wins} of "
+                    f"{total} budgets, several answers per clip merged at the other {total - wins}."
+                )
     return out
 
 
@@ -363,7 +367,7 @@ def render_report(
     )
     if result.skipped:
         lines.append("Concepts left out: " + "; ".join(f"{k} ({v})" for k, v in result.skipped.items()) + ".")
-    lines.append(f"The simulation took {result.seconds:.1f} s.")
+    lines.append(f"Loading the data and simulating every unit took {result.seconds:.1f} s.")
     blocks = answers(s, result)
     headings = {
         "q1": "1. Does re-ranking after each batch beat a fixed order?",
