@@ -50,7 +50,13 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from mlci.simulate import SimulationConfig, make_data, parse_schedule, prepare_repetition, simulate  # noqa: E402
+from mlci.simulate import (
+    SimulationConfig,
+    make_data,
+    parse_schedule,
+    prepare_repetition,
+    simulate,
+)
 
 SEED_ORDERINGS = ["anomaly", "entropy", "random", "outlier", "inlier", "positive", "negative"]
 OURS = {
@@ -78,7 +84,7 @@ def classifier_score(df_prediction, df_labels, class_name):
         return 1 if x >= 0.5 else 0
 
     metrics_obj["AP"] = metrics.average_precision_score(df_join["class"], df_join["score"])
-    fpr, tpr, thresholds = metrics.roc_curve(df_join["class"], df_join["score"])
+    fpr, tpr, _thresholds = metrics.roc_curve(df_join["class"], df_join["score"])
     metrics_obj["AUC"] = metrics.auc(fpr, tpr)
     metrics_obj["Accuracy"] = metrics.accuracy_score(df_join["class"], df_join["score"].apply(thresh))
     metrics_obj["Recall"] = metrics.recall_score(df_join["class"], df_join["score"].apply(thresh))

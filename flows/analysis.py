@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pandas as pd
-
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact
 
-from flows.features import make_task_runner
 import mlci
+from flows.features import make_task_runner
 from mlci.config import Settings
 from mlci.models.tracking import git_commit
 from mlci.simulate import SimulationConfig, collect_result, parse_schedule, plan_units
@@ -45,7 +44,7 @@ from tasks.simulate import (
     summarise_analysis_task,
 )
 
-__all__ = ["analysis", "AnalysisOutcome", "DEFAULT_STRATEGIES", "DEFAULT_SCHEDULES"]
+__all__ = ["DEFAULT_SCHEDULES", "DEFAULT_STRATEGIES", "AnalysisOutcome", "analysis"]
 
 #: Every simulated strategy family, the seed's oracle bounds, and question 1's fixed orders.
 #: (least_confidence and entropy are left out: on one concept at a time they rank exactly as margin.)

@@ -14,21 +14,33 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mlci.config import Settings
-from mlci.simulate import Repetition, SimulationConfig, SimulationData, Unit, prepare_repetition, run_unit
+from mlci.simulate import (
+    Repetition,
+    SimulationConfig,
+    SimulationData,
+    Unit,
+    prepare_repetition,
+    run_unit,
+)
 from mlci.simulate.analysis import AnalysisSummary, summarise_analysis
 from mlci.simulate.consensus_study import DEFAULT_PROFILES, consensus_study
 from mlci.simulate.data import align_features, labels_from_consensus, labels_from_truth
 from mlci.simulate.engine import SimulationResult
-from mlci.simulate.outputs import find_analysis_run, log_to_mlflow, publish_outputs, write_outputs
+from mlci.simulate.outputs import (
+    find_analysis_run,
+    log_to_mlflow,
+    publish_outputs,
+    write_outputs,
+)
 
 __all__ = [
-    "load_analysis_data_task",
-    "find_analysis_run_task",
-    "prepare_repetition_task",
-    "simulate_units_task",
     "consensus_study_task",
-    "summarise_analysis_task",
+    "find_analysis_run_task",
+    "load_analysis_data_task",
+    "prepare_repetition_task",
     "record_analysis_task",
+    "simulate_units_task",
+    "summarise_analysis_task",
 ]
 
 
@@ -38,7 +50,7 @@ def _retry_on_io_only(task_, task_run, state) -> bool:
     if exc is None:
         try:
             exc = state.result(raise_on_failure=False)
-        except Exception as err:  # an unreadable result: treat as I/O
+        except Exception as err:  # noqa: BLE001 - an unreadable result: treat as I/O
             exc = err
     return not isinstance(exc, (ValueError, TypeError, KeyError, LookupError))
 

@@ -20,7 +20,14 @@ from mlci.simulate.stopping import (
     overall_uncertainty,
     stabilizing_predictions,
 )
-from mlci.simulate.summary import aulc, holm, labels_to_target, paired_comparisons, run_summaries, total_drop
+from mlci.simulate.summary import (
+    aulc,
+    holm,
+    labels_to_target,
+    paired_comparisons,
+    run_summaries,
+    total_drop,
+)
 
 
 # --- metrics -------------------------------------------------------------------------------------

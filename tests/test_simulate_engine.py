@@ -19,12 +19,23 @@ from mlci.simulate import (
     simulation_strategy_names,
 )
 from mlci.simulate.analysis import summarise_analysis
-from mlci.simulate.consensus_study import AnnotatorProfile, consensus_study, merge_answers, simulate_answers
+from mlci.simulate.consensus_study import (
+    AnnotatorProfile,
+    consensus_study,
+    merge_answers,
+    simulate_answers,
+)
 from mlci.simulate.data import align_features, labels_from_consensus, labels_from_truth
 from mlci.simulate.oracles import OracleInlier, OracleOutlier
 from mlci.simulate.report import answers, render_report
 from mlci.simulate.strategies import RegisteredStrategy, RoundState
-from mlci.strategies import STRATEGIES, Pool, QueryStrategy, UnknownStrategyError, get_strategy
+from mlci.strategies import (
+    STRATEGIES,
+    Pool,
+    QueryStrategy,
+    UnknownStrategyError,
+    get_strategy,
+)
 
 FAST = SimulationConfig(repetitions=2, oof_folds=3, stop_set_size=100)
 

@@ -10,7 +10,12 @@ from typer.testing import CliRunner
 
 from mlci.simulate import SimulationConfig, make_data, simulate
 from mlci.simulate.analysis import summarise_analysis
-from mlci.simulate.outputs import find_analysis_run, log_to_mlflow, publish_outputs, write_outputs
+from mlci.simulate.outputs import (
+    find_analysis_run,
+    log_to_mlflow,
+    publish_outputs,
+    write_outputs,
+)
 
 STRATEGIES = ["random", "fixed_order", "margin", "oracle_outlier"]
 
@@ -43,7 +48,7 @@ def test_mlflow_parent_and_nested_runs_with_metrics_stepped_by_labels(small_resu
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == [5, 10, 20, 30]
     assert "ap_three" in child.data.metrics and "aulc_macro" in child.data.metrics
     expected = result.curves.query("strategy == 'margin' and schedule == '5,5,10,10' and labels == 30")
-    assert dict((m.step, m.value) for m in history)[30] == pytest.approx(expected["test_ap"].mean())
+    assert {m.step: m.value for m in history}[30] == pytest.approx(expected["test_ap"].mean())
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"report.md", "figures", "tables"} <= artifacts
     assert client.get_run(run_id).info.status == "FINISHED"
@@ -88,8 +93,8 @@ def test_analysis_flow_logs_publishes_and_does_nothing_the_second_time(prefect_h
     store_uri = str(demo_store / "store")
     tracking_uri = f"sqlite:///{demo_store / 'home' / 'mlflow.db'}"
     (demo_store / "home").mkdir(exist_ok=True)
-    kwargs = dict(store=store_uri, source="truth", strategies=["random", "fixed_order", "margin"],
-                  schedules=["5,5,10,10"], repetitions=2, min_positives=3, consensus_ks=[1, 3])
+    kwargs = {"store": store_uri, "source": "truth", "strategies": ["random", "fixed_order", "margin"],
+              "schedules": ["5,5,10,10"], "repetitions": 2, "min_positives": 3, "consensus_ks": [1, 3]}
     outcome = analysis(**kwargs)
     assert not outcome.reused and outcome.experiment_name == "mlci-analysis"
     assert outcome.tracking_uri == tracking_uri

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,18 +24,18 @@ def simulate_command(
         str, typer.Option("--source", help="Labels to simulate on: 'consensus' (latest snapshot) or 'truth' (demo corpus).")
     ] = "consensus",
     strategies: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--strategies", help="Comma-separated strategy specs (e.g. random,margin,fixed_order). "
                                           "Use ';' between specs that carry parameters. Default: all."),
     ] = None,
     schedule: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--schedule", help="Query schedule, repeatable: doubling5, 20x20, 50x8, 100x4 or a list like "
                                         "5,5,10. Default: the seed's four."),
     ] = None,
     repetitions: Annotated[int, typer.Option("--repetitions", min=1, help="Repetitions (differ by seed).")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice; same seed, same results.")] = 0,
-    snapshot: Annotated[Optional[str], typer.Option("--snapshot", help="Consensus snapshot (default: latest).")] = None,
+    snapshot: Annotated[str | None, typer.Option("--snapshot", help="Consensus snapshot (default: latest).")] = None,
     modality: Annotated[str, typer.Option("--modality", help="audio, video or combined features.")] = "combined",
     no_consensus_study: Annotated[bool, typer.Option("--no-consensus-study", help="Skip question 3.")] = False,
     local_cluster: Annotated[
@@ -47,7 +47,11 @@ def simulate_command(
     """Simulate labeling strategies on labels you already have and answer the seed's four questions."""
     if source not in ("consensus", "truth"):
         fail(f"--source must be 'consensus' or 'truth', got {source!r}")
-    from mlci.simulate import UnknownSimulationStrategyError, make_simulation_strategy, parse_schedule
+    from mlci.simulate import (
+        UnknownSimulationStrategyError,
+        make_simulation_strategy,
+        parse_schedule,
+    )
 
     specs = _split(strategies)
     try:

@@ -9,7 +9,11 @@ Oracle orderings (:mod:`mlci.simulate.oracles`) read true labels and exist only 
 """
 
 from mlci.simulate.analysis import AnalysisSummary, summarise_analysis
-from mlci.simulate.consensus_study import DEFAULT_PROFILES, AnnotatorProfile, consensus_study
+from mlci.simulate.consensus_study import (
+    DEFAULT_PROFILES,
+    AnnotatorProfile,
+    consensus_study,
+)
 from mlci.simulate.engine import (
     CURVE_COLUMNS,
     Repetition,
@@ -26,12 +30,22 @@ from mlci.simulate.engine import (
     simulate,
     sort_curves,
 )
-from mlci.simulate.exceptions import NotEnoughDataError, SimulationError, UnknownSimulationStrategyError
+from mlci.simulate.exceptions import (
+    NotEnoughDataError,
+    SimulationError,
+    UnknownSimulationStrategyError,
+)
 from mlci.simulate.linear import LogisticFit, fit_logistic, predict_logistic
 from mlci.simulate.metrics import METRICS, average_precision, binary_metrics, roc_auc
 from mlci.simulate.oracles import OracleInlier, OracleOutlier
 from mlci.simulate.report import answers, render_report
-from mlci.simulate.schedules import SEED_SCHEDULES, Schedule, doubling, fixed_depth, parse_schedule
+from mlci.simulate.schedules import (
+    SEED_SCHEDULES,
+    Schedule,
+    doubling,
+    fixed_depth,
+    parse_schedule,
+)
 from mlci.simulate.stopping import (
     STOPPING_RULES,
     cohen_kappa,
@@ -48,52 +62,52 @@ from mlci.simulate.strategies import (
 )
 
 __all__ = [
-    "AnalysisSummary",
-    "summarise_analysis",
-    "AnnotatorProfile",
-    "DEFAULT_PROFILES",
-    "consensus_study",
-    "answers",
-    "render_report",
     "CURVE_COLUMNS",
-    "Repetition",
-    "SimulationConfig",
-    "SimulationData",
-    "SimulationResult",
-    "Unit",
-    "collect_result",
-    "make_data",
-    "plan_units",
-    "prepare_repetition",
-    "reference_frame",
-    "run_unit",
-    "simulate",
-    "sort_curves",
-    "SimulationError",
-    "NotEnoughDataError",
-    "UnknownSimulationStrategyError",
-    "LogisticFit",
-    "fit_logistic",
-    "predict_logistic",
+    "DEFAULT_PROFILES",
     "METRICS",
-    "average_precision",
-    "binary_metrics",
-    "roc_auc",
-    "OracleInlier",
-    "OracleOutlier",
     "SEED_SCHEDULES",
-    "Schedule",
-    "doubling",
-    "fixed_depth",
-    "parse_schedule",
-    "STOPPING_RULES",
-    "cohen_kappa",
-    "evaluate_stopping",
-    "oof_plateau",
-    "overall_uncertainty",
-    "stabilizing_predictions",
     "SEED_STRATEGIES",
     "SIMULATION_ONLY",
+    "STOPPING_RULES",
+    "AnalysisSummary",
+    "AnnotatorProfile",
+    "LogisticFit",
+    "NotEnoughDataError",
+    "OracleInlier",
+    "OracleOutlier",
+    "Repetition",
+    "Schedule",
+    "SimulationConfig",
+    "SimulationData",
+    "SimulationError",
+    "SimulationResult",
+    "Unit",
+    "UnknownSimulationStrategyError",
+    "answers",
+    "average_precision",
+    "binary_metrics",
+    "cohen_kappa",
+    "collect_result",
+    "consensus_study",
+    "doubling",
+    "evaluate_stopping",
+    "fit_logistic",
+    "fixed_depth",
+    "make_data",
     "make_simulation_strategy",
+    "oof_plateau",
+    "overall_uncertainty",
+    "parse_schedule",
+    "plan_units",
+    "predict_logistic",
+    "prepare_repetition",
+    "reference_frame",
+    "render_report",
+    "roc_auc",
+    "run_unit",
+    "simulate",
     "simulation_strategy_names",
+    "sort_curves",
+    "stabilizing_predictions",
+    "summarise_analysis",
 ]

@@ -13,9 +13,14 @@ import pandas as pd
 
 from mlci.simulate.engine import SimulationResult
 from mlci.simulate.stopping import evaluate_stopping, make_rules
-from mlci.simulate.summary import MACRO, paired_comparisons, run_summaries, strategy_summary
+from mlci.simulate.summary import (
+    MACRO,
+    paired_comparisons,
+    run_summaries,
+    strategy_summary,
+)
 
-__all__ = ["AnalysisSummary", "summarise_analysis", "is_oracle", "common_label_range", "consensus_summary"]
+__all__ = ["AnalysisSummary", "common_label_range", "consensus_summary", "is_oracle", "summarise_analysis"]
 
 
 def is_oracle(strategy: str) -> bool:

@@ -38,12 +38,12 @@ from mlci.simulate.metrics import binary_metrics
 from mlci.simulate.strategies import strategy_seed
 
 __all__ = [
-    "AnnotatorProfile",
-    "DEFAULT_PROFILES",
     "CONSENSUS_METHODS",
-    "simulate_answers",
-    "merge_answers",
+    "DEFAULT_PROFILES",
+    "AnnotatorProfile",
     "consensus_study",
+    "merge_answers",
+    "simulate_answers",
 ]
 
 CONSENSUS_METHODS = ("single", "majority", "dawid_skene", "one_coin")

@@ -15,7 +15,7 @@ import pandas as pd
 
 from mlci.simulate.engine import SimulationData, make_data
 
-__all__ = ["labels_from_consensus", "labels_from_truth", "align_features", "data_fingerprint", "SOURCES"]
+__all__ = ["SOURCES", "align_features", "data_fingerprint", "labels_from_consensus", "labels_from_truth"]
 
 #: Where the labels of an analysis come from.
 SOURCES = ("consensus", "truth")
@@ -94,8 +94,8 @@ def align_features(
     Y = labels.to_numpy()[in_labels[keep]]
     data = make_data(keys[keep], np.asarray(X)[keep], Y, list(labels.columns), min_positives=min_positives)
     counts = {
-        "with_features": int(len(keys)),
-        "with_labels": int(len(labels)),
+        "with_features": len(keys),
+        "with_labels": len(labels),
         "used": int(keep.sum()),
         "labels_without_features": int(len(labels) - keep.sum()),
         "features_without_labels": int((~keep).sum()),

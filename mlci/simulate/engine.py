@@ -42,20 +42,20 @@ from mlci.simulate.strategies import RoundState, make_simulation_strategy, strat
 from mlci.strategies import Pool
 
 __all__ = [
-    "SimulationData",
-    "SimulationConfig",
+    "CURVE_COLUMNS",
     "Repetition",
-    "Unit",
+    "SimulationConfig",
+    "SimulationData",
     "SimulationResult",
+    "Unit",
+    "collect_result",
     "make_data",
-    "prepare_repetition",
     "plan_units",
+    "prepare_repetition",
+    "reference_frame",
     "run_unit",
     "simulate",
-    "collect_result",
-    "reference_frame",
     "sort_curves",
-    "CURVE_COLUMNS",
 ]
 
 #: Columns of the curves table, one row per (strategy, schedule, repetition, concept, round).
@@ -532,8 +532,8 @@ def collect_result(
         concepts=data.concepts,
         strategies=tuple(strategies),
         schedules=tuple(str(s) for s in schedules),
-        n_pool=int(len(repetitions[0].pool)) if repetitions else 0,
-        n_test=int(len(repetitions[0].test)) if repetitions else 0,
+        n_pool=len(repetitions[0].pool) if repetitions else 0,
+        n_test=len(repetitions[0].test) if repetitions else 0,
         skipped=dict(data.skipped),
         seconds=seconds,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SimulationError", "UnknownSimulationStrategyError", "NotEnoughDataError"]
+__all__ = ["NotEnoughDataError", "SimulationError", "UnknownSimulationStrategyError"]
 
 
 class SimulationError(Exception):

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from mlci.simulate.analysis import is_oracle
 from mlci.simulate.summary import MACRO
 
-__all__ = ["learning_curve_grid", "query_depth_figure", "consensus_figure", "stability_figure", "save"]
+__all__ = ["consensus_figure", "learning_curve_grid", "query_depth_figure", "save", "stability_figure"]
 
 _METRIC_NAMES = {"ap": "AP", "auc": "ROC AUC", "accuracy": "accuracy", "recall": "recall", "f1": "F1"}
 

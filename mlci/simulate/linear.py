@@ -154,7 +154,6 @@ def _step_dual(X, K, weights, grad):
     the push-through identity ``(I + X' M X)^-1 = I - X' (I + M K)^-1 M X`` (``K = X X'``) turns
     it into one n x n solve. Then ``db = (g_b - 1' W X dw) / s``.
     """
-    m = grad.shape[0]
     n = X.shape[0]
     g_w, g_b = grad[:, :-1], grad[:, -1]
     s = np.maximum(weights.sum(axis=0), 1e-300)
@@ -216,7 +215,7 @@ def _newton(Xa, Y, S, theta, C, tol, max_iter):
 
 
 def _lbfgs(Xa, Y, S, theta, C, tol, max_iter):
-    m, d1 = theta.shape
+    m = theta.shape[0]
     n_iter = np.zeros(m, dtype=np.int64)
     for j in range(m):
         y, s = Y[:, j], S[:, j]

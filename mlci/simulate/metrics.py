@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-__all__ = ["METRICS", "THRESHOLD", "binary_metrics", "average_precision", "roc_auc"]
+__all__ = ["METRICS", "THRESHOLD", "average_precision", "binary_metrics", "roc_auc"]
 
 #: Metric names in the order they are reported.
 METRICS = ("ap", "auc", "accuracy", "recall", "f1")

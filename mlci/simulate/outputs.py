@@ -33,7 +33,7 @@ from mlci.simulate.metrics import METRICS
 from mlci.simulate.report import answers, render_report
 from mlci.simulate.summary import MACRO
 
-__all__ = ["write_outputs", "publish_outputs", "log_to_mlflow", "find_analysis_run", "ANALYSIS_PREFIX", "ANALYSIS_TAG"]
+__all__ = ["ANALYSIS_PREFIX", "ANALYSIS_TAG", "find_analysis_run", "log_to_mlflow", "publish_outputs", "write_outputs"]
 
 #: Store prefix of published analyses.
 ANALYSIS_PREFIX = "reports/analysis/"
@@ -178,9 +178,15 @@ def log_to_mlflow(
     str
         The parent run id.
     """
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
-    from mlci.models.tracking import class_keys, clean_params, client_for, default_artifact_location, get_or_create_experiment
+    from mlci.models.tracking import (
+        class_keys,
+        clean_params,
+        client_for,
+        default_artifact_location,
+        get_or_create_experiment,
+    )
 
     client = client_for(tracking_uri)
     exp_id = get_or_create_experiment(client, experiment_name, artifact_location=default_artifact_location(tracking_uri))

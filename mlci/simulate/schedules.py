@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Schedule", "doubling", "fixed_depth", "parse_schedule", "SEED_SCHEDULES"]
+__all__ = ["SEED_SCHEDULES", "Schedule", "doubling", "fixed_depth", "parse_schedule"]
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def parse_schedule(text: str | Schedule) -> Schedule:
     if isinstance(text, Schedule):
         return text
     if not isinstance(text, str):
-        raise ValueError(f"schedule must be a string such as 'doubling5', '20x20' or '5,5,10', got {text!r}")
+        raise TypeError(f"schedule must be a string such as 'doubling5', '20x20' or '5,5,10', got {text!r}")
     t = text.strip().lower().replace(" ", "")
     m = re.fullmatch(r"doubling(\d+)?(?:-max(\d+))?", t)
     if m:

@@ -38,16 +38,16 @@ from mlci.simulate.metrics import average_precision
 from mlci.strategies.uncertainty import binary_entropy
 
 __all__ = [
+    "STOPPING_RULES",
     "cohen_kappa",
+    "evaluate_stopping",
+    "first_reaching",
+    "make_rules",
     "mean_uncertainty",
     "oof_average_precision",
-    "stabilizing_predictions",
-    "overall_uncertainty",
     "oof_plateau",
-    "STOPPING_RULES",
-    "make_rules",
-    "first_reaching",
-    "evaluate_stopping",
+    "overall_uncertainty",
+    "stabilizing_predictions",
 ]
 
 

@@ -23,8 +23,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
 from scipy.sparse.csgraph import laplacian as csgraph_laplacian
+from sklearn.neighbors import NearestNeighbors
 
 from mlci.simulate.exceptions import UnknownSimulationStrategyError
 from mlci.simulate.oracles import OracleInlier, OracleOutlier
@@ -44,16 +44,16 @@ from mlci.strategies.ranking import top_k
 from mlci.strategies.uncertainty import entropy
 
 __all__ = [
-    "SIMULATION_ONLY",
     "NOT_SIMULATED",
     "SEED_STRATEGIES",
-    "RoundState",
-    "SimulationStrategy",
-    "RegisteredStrategy",
+    "SIMULATION_ONLY",
     "FixedOrder",
     "OracleStrategy",
-    "parse_spec",
+    "RegisteredStrategy",
+    "RoundState",
+    "SimulationStrategy",
     "make_simulation_strategy",
+    "parse_spec",
     "simulation_strategy_names",
 ]
 

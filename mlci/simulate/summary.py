@@ -31,14 +31,14 @@ import pandas as pd
 from scipy import stats
 
 __all__ = [
+    "MACRO",
     "aulc",
+    "holm",
     "labels_to_target",
-    "total_drop",
+    "paired_comparisons",
     "run_summaries",
     "strategy_summary",
-    "paired_comparisons",
-    "holm",
-    "MACRO",
+    "total_drop",
 ]
 
 #: Concept name used for the macro average in summary tables.
@@ -264,7 +264,7 @@ def paired_comparisons(
     out = pd.DataFrame(rows, columns=["strategy", "baseline", "schedule", "concept", "n", "mean", "baseline_mean",
                                       "diff_mean", "diff_std", "p_ttest", "p_wilcoxon", "verdict"])
     out.insert(len(out.columns) - 1, "p_holm", np.nan)
-    for _, idx in out.groupby(["baseline", "schedule", "concept"]).groups.items():
+    for idx in out.groupby(["baseline", "schedule", "concept"]).groups.values():
         out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_ttest"].to_numpy())
     return out
 
