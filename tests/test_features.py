@@ -125,7 +125,7 @@ def test_vectors_follow_the_schema(media, extractor):
         assert v.dtype == np.float32 and np.linalg.norm(v) == pytest.approx(1.0, abs=1e-6)
     assert f.windows.n_windows == 3 and f.windows.window_has_audio.all() and f.windows.window_has_video.all()
     assert f.duration == pytest.approx(3.0, abs=0.1)
-    assert f.windows.info["frames_sampled"] == 9  # 3 s at 3 frames per second
+    assert f.windows.info["frames_sampled"] == 6  # 3 s at 2 frames per second
 
 
 def test_different_clips_give_different_vectors(media, extractor):
@@ -134,10 +134,10 @@ def test_different_clips_give_different_vectors(media, extractor):
 
 
 def test_schema_identity_and_json_round_trip():
-    default, other = get_extractor("basic").schema, get_extractor("basic", sample_fps=2.0).schema
+    default, other = get_extractor("basic").schema, get_extractor("basic", sample_fps=3.0).schema
     assert default.cache_id.startswith("basic-v1-") and default.cache_id != other.cache_id
     assert FeatureSchema.from_json(default.to_json()) == default
-    assert get_extractor("basic", sample_fps=3.0).schema.cache_id == default.cache_id
+    assert get_extractor("basic", sample_fps=2.0).schema.cache_id == default.cache_id
 
 
 def test_mel_filterbank_has_no_empty_band():
@@ -321,10 +321,10 @@ def test_variable_frame_rate_is_sampled_by_timestamps(extractor, tmp_path):
     red, blue = VIDEO_NAMES.index("hue_00"), VIDEO_NAMES.index("hue_08")
     video = f.windows.video + NEUTRAL.astype(np.float32)  # back to plain fractions of pixels
     assert f.windows.n_windows == 3
-    assert video[0, red] > 0.7 and video[0, blue] < 0.05  # samples at 0, 1/3, 2/3 s: all red
-    assert video[2, blue] > 0.7 and video[2, red] < 0.05  # samples at 2, 2 1/3, 2 2/3 s: all blue
-    assert 0.2 < video[1, red] < 0.5  # samples at 1 s red, 4/3 and 5/3 s blue
-    assert f.windows.info["frames_sampled"] == int(np.ceil(f.duration * 3))
+    assert video[0, red] > 0.7 and video[0, blue] < 0.05  # samples at 0 and 0.5 s: red
+    assert video[2, blue] > 0.7 and video[2, red] < 0.05  # samples at 2 and 2.5 s: blue
+    assert 0.3 < video[1, red] < 0.6 and 0.3 < video[1, blue] < 0.6  # 1 s red, 1.5 s blue
+    assert f.windows.info["frames_sampled"] == int(np.ceil(f.duration * 2))
 
 
 # -- the cache in the store -----------------------------------------------------------------------
@@ -459,7 +459,7 @@ def _cv_macro_ap(X, Y):
 def test_features_separate_the_demo_concepts(demo_features, modality, floor):
     """Macro AP of a plain cross-validated logistic regression, far above chance (prevalence 0.25).
 
-    Measured on this corpus: combined 0.80, audio 0.78, video 0.63 (seed 8: 0.82, 0.82, 0.65); the
+    Measured on this corpus: combined 0.79, audio 0.78, video 0.63 (seed 8: 0.82, 0.82, 0.64); the
     floors leave about 0.1 for encoder and platform differences.
     """
     from mlci.demo import CONCEPTS

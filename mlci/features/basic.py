@@ -94,7 +94,7 @@ class BasicExtractor(FeatureExtractor):
 
     Parameters
     ----------
-    sample_fps : float, default=3.0
+    sample_fps : float, default=2.0
         Frames analysed per second of video.
     frame_height : int, default=90
         Height frames are scaled to before analysis (width follows the aspect ratio).
@@ -121,7 +121,7 @@ class BasicExtractor(FeatureExtractor):
     def __init__(
         self,
         *,
-        sample_fps: float = 3.0,
+        sample_fps: float = 2.0,
         frame_height: int = 90,
         window: float = 1.0,
         audio_rate: int = 16000,

@@ -163,6 +163,77 @@ class _FrameSampler:
         return float(np.median(self.intervals)) if self.intervals else 0.0
 
 
+_NP_SAMPLE = {"flt": np.float32, "fltp": np.float32, "dbl": np.float64, "dblp": np.float64,
+              "s16": np.int16, "s16p": np.int16, "s32": np.int32, "s32p": np.int32}
+
+
+class _AudioStream:
+    """Collects decoded audio frames and resamples them about a second at a time.
+
+    One resampler call (and one array per output) per second instead of per decoded frame: the
+    per-call overhead was larger than the resampling itself.
+    """
+
+    def __init__(self, rate: int, sink: Callable[[np.ndarray, float], None], stats: DecodeStats, block: float = 1.0):
+        self.rate, self.sink, self.stats, self.block = rate, sink, stats, block
+        self.key = None
+        self.resampler = None
+        self.pending: list[np.ndarray] = []
+        self.n_pending = 0
+        self.pts = 0
+        self.offset = None
+
+    @staticmethod
+    def _planes(frame) -> np.ndarray:
+        """(channels, samples) in the frame's own sample format, without ``to_ndarray``'s overhead."""
+        fmt, n, ch = frame.format, frame.samples, frame.layout.nb_channels
+        dtype = _NP_SAMPLE.get(fmt.name)
+        if dtype is None:
+            return frame.to_ndarray().reshape(ch, -1) if fmt.is_planar else frame.to_ndarray().reshape(-1, ch).T
+        if fmt.is_planar:
+            return np.stack([np.frombuffer(p, dtype=dtype, count=n) for p in frame.planes[:ch]])
+        return np.frombuffer(frame.planes[0], dtype=dtype, count=n * ch).reshape(n, ch).T
+
+    def push(self, frame, t: float) -> None:
+        import av
+
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if key != self.key:  # the stream changed format: finish with the old resampler
+            self.flush(final=True)
+            self.key = key
+            self.resampler = av.AudioResampler(format="flt", rate=self.rate)
+        if self.offset is None:
+            self.offset = t
+            self.stats.audio_offset = t
+        self.pending.append(self._planes(frame))
+        self.n_pending += frame.samples
+        if self.n_pending >= self.block * frame.sample_rate:
+            self.flush()
+
+    def flush(self, final: bool = False) -> None:
+        import av
+
+        outs = []
+        if self.pending:
+            fmt_name, layout, sample_rate = self.key
+            planar = np.concatenate(self.pending, axis=1)
+            fmt = av.AudioFormat(fmt_name)
+            data = planar if fmt.is_planar else np.ascontiguousarray(planar.T).reshape(1, -1)
+            big = av.AudioFrame.from_ndarray(data, format=fmt_name, layout=layout)
+            big.sample_rate = sample_rate
+            big.pts, big.time_base = self.pts, Fraction(1, sample_rate)
+            self.pts += planar.shape[1]
+            self.pending, self.n_pending = [], 0
+            outs = self.resampler.resample(big)
+        if final and self.resampler is not None:
+            outs = list(outs) + list(self.resampler.resample(None))
+        for out in outs:
+            ch = out.layout.nb_channels
+            samples = np.frombuffer(out.planes[0], dtype=np.float32, count=out.samples * ch).reshape(-1, ch)
+            self.stats.audio_samples += samples.shape[0]
+            self.sink(samples.copy(), self.offset)
+
+
 def _open(path: Path):
     import av
 
@@ -241,15 +312,14 @@ def decode_file(
             sampler = _FrameSampler(options.sample_fps, stats.analysis_size, on_frames)
             stats.has_video = True
 
-        resampler = None
+        audio = None
         if astream is not None:
-            # Packed float at the target rate, channels kept: the downmix is a plain mean in numpy
-            # (swresample's stereo downmix is (L + R) / sqrt(2), which would make levels depend
-            # on the channel count).
-            resampler = av.AudioResampler(format="flt", rate=options.audio_rate)
+            # Packed float at the target rate, channels kept: the downmix is a plain mean, done by
+            # the caller (swresample's stereo downmix is (L + R) / sqrt(2), which would make levels
+            # depend on the channel count).
+            audio = _AudioStream(options.audio_rate, on_audio, stats)
             stats.has_audio = True
 
-        first_audio = None
         n_video_index = 0
         bad_packets = n_packets = 0
         streams = [s for s in (vstream, astream) if s is not None]
@@ -286,14 +356,9 @@ def decode_file(
                         sampler.push(frame, t)
                 else:
                     for frame in decode(packet):
-                        if first_audio is None:
-                            first_audio = max(0.0, (frame.time - t0) if frame.time is not None else 0.0)
-                            stats.audio_offset = first_audio
-                        for out in resampler.resample(frame):
-                            _push_audio(out, on_audio, first_audio, stats)
-            if resampler is not None and first_audio is not None:
-                for out in resampler.resample(None):
-                    _push_audio(out, on_audio, first_audio, stats)
+                        audio.push(frame, max(0.0, (frame.time - t0) if frame.time is not None else 0.0))
+            if audio is not None:
+                audio.flush(final=True)
         except av.error.FFmpegError as exc:
             if isinstance(exc, (av.error.InvalidDataError, av.error.EOFError)):
                 raise TruncatedMediaError(f"the container breaks off {where()}: {_describe(exc)}") from exc
@@ -317,8 +382,8 @@ def decode_file(
             stats.has_video = False
             if vstream is not None:
                 stats.notes.append("video stream without decodable frames")
-        if first_audio is not None and stats.audio_samples > 0:
-            stats.audio_end = first_audio + stats.audio_samples / options.audio_rate
+        if audio is not None and stats.audio_samples > 0:
+            stats.audio_end = stats.audio_offset + stats.audio_samples / options.audio_rate
         else:
             if astream is not None:
                 stats.notes.append("audio stream without decodable samples")
@@ -333,9 +398,3 @@ def decode_file(
         return stats
     finally:
         container.close()
-
-
-def _push_audio(frame, on_audio, offset: float, stats: DecodeStats) -> None:
-    samples = frame.to_ndarray().reshape(-1, frame.layout.nb_channels)
-    stats.audio_samples += samples.shape[0]
-    on_audio(samples, offset)

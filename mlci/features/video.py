@@ -113,10 +113,9 @@ def video_frame_descriptors(rgb: np.ndarray, prev_luma: np.ndarray | None = None
     n, h, w, _ = rgb.shape
     npx = h * w
     # Colour: one 15-bit histogram per frame, then the colour table turns counts into statistics.
-    q = (rgb >> (8 - _BITS)).astype(np.int32)
-    idx = (q[..., 0] << (2 * _BITS)) | (q[..., 1] << _BITS) | q[..., 2]
-    idx += (np.arange(n, dtype=np.int32) * _LEVELS**3)[:, None, None]
-    hist = np.bincount(idx.ravel(), minlength=n * _LEVELS**3).reshape(n, -1).astype(np.float32)
+    q = rgb >> (8 - _BITS)
+    idx = (q[..., 0].astype(np.uint16) << (2 * _BITS)) | (q[..., 1].astype(np.uint16) << _BITS) | q[..., 2]
+    hist = np.stack([np.bincount(frame.ravel(), minlength=_LEVELS**3) for frame in idx]).astype(np.float32)
     m = (hist @ _colour_table()).astype(np.float64) / npx
     hists = m[:, : HUE_BINS + SAT_BINS + VAL_BINS]
     luma_m, luma_q, s_m, s_q, rg_m, rg_q, yb_m, yb_q = m[:, HUE_BINS + SAT_BINS + VAL_BINS :].T
@@ -144,7 +143,8 @@ def video_frame_descriptors(rgb: np.ndarray, prev_luma: np.ndarray | None = None
 
     rb = np.linspace(0, h, GRID + 1).astype(int)
     cb = np.linspace(0, w, GRID + 1).astype(int)
-    sums = np.add.reduceat(np.add.reduceat(rgb, rb[:-1], axis=1, dtype=np.int64), cb[:-1], axis=2)
+    row_sums = np.add.reduceat(x, rb[:-1], axis=1)  # float32 sums of at most h/3 * 255: exact
+    sums = np.add.reduceat(row_sums, cb[:-1], axis=2, dtype=np.float64)
     area = (np.diff(rb)[:, None, None] * np.diff(cb)[None, :, None]) * 255.0
     grid = (sums / area).reshape(n, -1)
 

@@ -1,0 +1,178 @@
+"""Feature extraction against the cost of simply decoding the clips.
+
+Generates K clips like real ones (15 s, 640x360, 25 fps, H.264 + AAC 44.1 kHz stereo: a textured
+scene under a moving camera, a moving object, sensor noise; tone and noise on the sound track),
+then measures in this one run:
+
+(a) baseline: PyAV decoding every video frame and all audio, one thread, nothing else;
+(b) our extraction (``featurize`` with the default ``basic`` extractor), one clip at a time;
+
+and prints the ratio b/a (wall time and CPU time), clips per second per core, the throughput of two
+clips at a time in two threads and in two processes (how much the GIL costs), and the peak RSS of
+a fresh process that extracts all K clips. Targets: ratio <= 0.6, peak RSS < 1 GB whatever K.
+
+Run: ``.venv/bin/python benchmarks/features.py [--clips 4] [--threads 1] [--workdir DIR]``
+(clips are cached in ``--workdir`` when given, so repeated runs skip the encoding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+WIDTH, HEIGHT, FPS, SECONDS, AUDIO_RATE = 640, 360, 25, 15.0, 44100
+
+
+def make_clip(path: str, seed: int) -> str:
+    """One realistic-looking clip (runs in a worker process)."""
+    from mlci.media import encode_clip
+
+    rng = np.random.default_rng(seed)
+    W, H = WIDTH * 2, HEIGHT * 2
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    scene = np.empty((H, W, 3), np.float32)
+    for c in range(3):
+        f, ph = rng.uniform(0.002, 0.01, 2), rng.uniform(0, 6, 2)
+        scene[..., c] = 120 + 60 * np.sin(xx * f[0] + ph[0]) * np.cos(yy * f[1] + ph[1])
+    for _ in range(40):
+        cx, cy, r = rng.uniform(0, W), rng.uniform(0, H), rng.uniform(10, 80)
+        scene[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
+    scene = np.clip(scene + rng.normal(0, 10, scene.shape), 0, 255).astype(np.float32)
+    n = int(SECONDS * FPS)
+
+    def frames():
+        for i in range(n):
+            t = i / FPS
+            x0 = int((W - WIDTH) / 2 * (1 + 0.9 * np.sin(t * 0.4)))
+            y0 = int((H - HEIGHT) / 2 * (1 + 0.9 * np.sin(t * 0.3)))
+            img = scene[y0 : y0 + HEIGHT, x0 : x0 + WIDTH].copy()
+            bx = int((t * 80) % WIDTH)
+            img[HEIGHT // 3 : HEIGHT // 3 + 60, bx : bx + 60] = (250, 40, 40)
+            img += rng.normal(0, 4, img.shape).astype(np.float32)
+            yield np.clip(img, 0, 255).astype(np.uint8)
+
+    t = np.arange(int(SECONDS * AUDIO_RATE)) / AUDIO_RATE
+    tone = 0.2 * np.sin(2 * np.pi * (220 + 40 * seed) * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 0.5 * t))
+    left = tone + 0.05 * rng.normal(0, 1, t.size)
+    audio = np.stack([left, np.roll(left, 100)]).astype(np.float32)
+    encode_clip(path, frames=frames(), fps=FPS, audio=audio, sample_rate=AUDIO_RATE, crf=23, preset="veryfast")
+    return path
+
+
+def full_decode(path: str) -> int:
+    """The baseline: every video frame and all audio, one decoder thread, nothing computed."""
+    import av
+
+    n = 0
+    with av.open(path) as container:
+        streams = list(container.streams.video[:1]) + list(container.streams.audio[:1])
+        for s in streams:
+            s.codec_context.thread_count = 1
+        for packet in container.demux(*streams):
+            for _ in packet.decode():
+                n += 1
+    return n
+
+
+def extract(path: str, threads: int = 1) -> int:
+    from mlci.features import featurize, get_extractor
+
+    return featurize(get_extractor("basic"), path, threads=threads).windows.n_windows
+
+
+def timed(fn, paths, **kw) -> tuple[float, float]:
+    """(wall, cpu) seconds for fn over all paths in this process, best of ``repeat`` passes."""
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for p in paths:
+        fn(p, **kw)
+    return time.perf_counter() - wall0, time.process_time() - cpu0
+
+
+def best_of(fn, paths, repeat: int, **kw) -> tuple[float, float]:
+    runs = [timed(fn, paths, **kw) for _ in range(repeat)]
+    return min(r[0] for r in runs), min(r[1] for r in runs)
+
+
+def rss_child(paths: list[str], threads: int) -> tuple[float, list[float]]:
+    """Run in a fresh process: extract every clip, return peak RSS and RSS after each clip (MB)."""
+    import psutil
+
+    proc = psutil.Process()
+    after = []
+    for p in paths:
+        extract(p, threads)
+        after.append(proc.memory_info().rss / 2**20)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, after
+
+
+def throughput(executor_cls, paths: list[str], workers: int) -> float:
+    """Clips per second with ``workers`` clips in flight (threads or processes)."""
+    with executor_cls(max_workers=workers) as pool:
+        list(pool.map(extract, paths[:workers]))  # warm up (imports, process start)
+        t0 = time.perf_counter()
+        list(pool.map(extract, paths))
+        return len(paths) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=int, default=4, help="K, number of clips (default 4)")
+    parser.add_argument("--threads", type=int, default=1, help="decoder threads per clip in (b) (default 1)")
+    parser.add_argument("--repeat", type=int, default=3, help="passes per measurement; the best counts (default 3)")
+    parser.add_argument("--workdir", default=None, help="keep generated clips here between runs")
+    args = parser.parse_args()
+    if args.clips < 1:
+        parser.error(f"--clips must be >= 1, got {args.clips}")
+
+    tmp = None
+    if args.workdir:
+        workdir = Path(args.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="mlci-bench-features-")
+        workdir = Path(tmp.name)
+    paths = [str(workdir / f"clip-{i:03d}-{WIDTH}x{HEIGHT}-{FPS}fps.mp4") for i in range(args.clips)]
+    missing = [(p, i) for i, p in enumerate(paths) if not os.path.exists(p)]
+    if missing:
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=min(os.cpu_count() or 1, len(missing))) as pool:
+            list(pool.map(make_clip, *zip(*missing)))
+        print(f"generated {len(missing)} clips in {time.perf_counter() - t0:.1f} s")
+    size_mb = statistics.mean(os.path.getsize(p) for p in paths) / 2**20
+    print(f"{args.clips} clips: {SECONDS:.0f} s, {WIDTH}x{HEIGHT}, {FPS} fps, H.264 + AAC {AUDIO_RATE} Hz stereo, "
+          f"{size_mb:.2f} MB each; {os.cpu_count()} cores")
+
+    full_decode(paths[0]), extract(paths[0])  # warm up: imports, tables, caches
+    a_wall, a_cpu = best_of(full_decode, paths, args.repeat)
+    b_wall, b_cpu = best_of(extract, paths, args.repeat, threads=args.threads)
+    k = args.clips
+    print(f"(a) full decode, 1 thread:        {a_wall / k * 1e3:7.1f} ms/clip wall, {a_cpu / k * 1e3:7.1f} ms/clip CPU")
+    print(f"(b) our extraction, {args.threads} thread(s):  {b_wall / k * 1e3:7.1f} ms/clip wall, {b_cpu / k * 1e3:7.1f} ms/clip CPU")
+    print(f"ratio b/a: {b_wall / a_wall:.2f} (wall), {b_cpu / a_cpu:.2f} (CPU)   target <= 0.6")
+    print(f"clips/s/core: {k / b_cpu:.2f} (CPU time), {k / (b_wall * max(1, args.threads)):.2f} (wall x threads)")
+    print(f"real-time factor: {SECONDS * k / b_wall:.0f}x (seconds of video per second of wall time)")
+
+    serial = k / b_wall
+    threads2 = throughput(ThreadPoolExecutor, paths * 2, 2)
+    procs2 = throughput(ProcessPoolExecutor, paths * 2, 2)
+    print(f"two clips at a time: threads {threads2:.2f} clips/s ({threads2 / serial:.2f}x serial), "
+          f"processes {procs2:.2f} clips/s ({procs2 / serial:.2f}x serial)")
+
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        peak, after = pool.submit(rss_child, paths, args.threads).result()
+    print(f"peak RSS of a process extracting all {k} clips: {peak:.0f} MB (target < 1024 MB); "
+          f"RSS after each clip: {', '.join(f'{r:.0f}' for r in after)} MB")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
