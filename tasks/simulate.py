@@ -24,7 +24,7 @@ from mlci.simulate import (
 )
 from mlci.simulate.analysis import AnalysisSummary, summarise_analysis
 from mlci.simulate.consensus_study import DEFAULT_PROFILES, consensus_study
-from mlci.simulate.data import align_features, labels_from_consensus, labels_from_truth
+from mlci.simulate.data import load_analysis_data
 from mlci.simulate.engine import SimulationResult
 from mlci.simulate.outputs import (
     find_analysis_run,
@@ -65,37 +65,17 @@ def load_analysis_data_task(
     snapshot: str | None = None,
     min_positives: int = 5,
 ) -> tuple[SimulationData, str]:
-    """Features and labels of the clips that have both, and one sentence saying where they came from."""
+    """Features and labels of the clips that have both (:func:`mlci.simulate.data.load_analysis_data`)."""
     from mlci.catalog import ClassCatalog
-    from mlci.features import load_features
 
-    store = settings.open_store()
-    keys, X, _ = load_features(store, extractor=extractor, modality=modality)
-    if source == "consensus":
-        from mlci.consensus import load_consensus
-
-        table = load_consensus(store, snapshot)
-        catalog = ClassCatalog.from_json(settings.class_catalog).names
-        concepts = [c for c in catalog if c in set(table["class"])]
-        labels = labels_from_consensus(table, concepts)
-        origin = f"consensus labels of snapshot {table.attrs.get('snapshot', '?')}"
-    elif source == "truth":
-        from mlci.demo import load_truth
-
-        labels = labels_from_truth(load_truth(store))
-        origin = "the demo corpus's ground truth (truth/labels.csv)"
-    else:
-        raise ValueError(f"source must be 'consensus' or 'truth', got {source!r}")
-    data, counts = align_features(keys, X, labels, min_positives=min_positives)
-    description = (
-        f"Data: store {store.uri}; labels are {origin}; features are the {extractor} extractor's {modality} "
-        f"features ({data.X.shape[1]} dimensions). {counts['used']} clips have both "
-        f"({counts['features_without_labels']} clips with features have no labels, "
-        f"{counts['labels_without_features']} labeled clips have no features)."
+    data, description = load_analysis_data(
+        settings.open_store(), source=source, concepts=ClassCatalog.from_json(settings.class_catalog).names,
+        extractor=extractor, modality=modality, snapshot=snapshot, min_positives=min_positives,
     )
-    get_run_logger().info(description)
+    logger = get_run_logger()
+    logger.info(description)
     if data.skipped:
-        get_run_logger().warning("concepts left out: %s", data.skipped)
+        logger.warning("concepts left out: %s", data.skipped)
     return data, description
 
 

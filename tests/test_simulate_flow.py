@@ -82,6 +82,30 @@ def demo_store(tmp_path_factory):
     return root
 
 
+def test_analysis_data_from_consensus_labels_and_from_truth(demo_store):
+    from mlci.catalog import ClassCatalog
+    from mlci.config import Settings
+    from mlci.consensus import SnapshotNotFoundError, run_consensus
+    from mlci.labels import ingest_labels
+    from mlci.simulate.data import load_analysis_data
+    from mlci.storage import open_store
+
+    store = open_store(str(demo_store / "store"))
+    catalog = ClassCatalog.from_json(Settings(_env_file=None).class_catalog)
+    with pytest.raises(SnapshotNotFoundError, match="no consensus stored"):
+        load_analysis_data(store, source="consensus", concepts=catalog.names)  # nothing computed yet
+    ingest_labels(store, catalog, base_url=Settings(_env_file=None).clip_base_url)
+    run_consensus(store)
+    data, text = load_analysis_data(store, source="consensus", concepts=catalog.names, min_positives=3)
+    assert 0 < len(data.keys) < 80  # only the labeled clips (the demo labels about 60 %)
+    assert list(data.concepts) == [c for c in catalog.names if c in data.concepts]
+    assert "consensus labels of snapshot" in text
+    truth, _ = load_analysis_data(store, source="truth", min_positives=3)
+    assert len(truth.keys) == 80
+    with pytest.raises(ValueError, match="source must be one of"):
+        load_analysis_data(store, source="oracle")
+
+
 def test_analysis_flow_logs_publishes_and_does_nothing_the_second_time(prefect_harness, demo_store, monkeypatch):
     from mlflow import MlflowClient
 

@@ -15,7 +15,14 @@ import pandas as pd
 
 from mlci.simulate.engine import SimulationData, make_data
 
-__all__ = ["SOURCES", "align_features", "data_fingerprint", "labels_from_consensus", "labels_from_truth"]
+__all__ = [
+    "SOURCES",
+    "align_features",
+    "data_fingerprint",
+    "labels_from_consensus",
+    "labels_from_truth",
+    "load_analysis_data",
+]
 
 #: Where the labels of an analysis come from.
 SOURCES = ("consensus", "truth")
@@ -112,3 +119,62 @@ def data_fingerprint(data: SimulationData, params: dict) -> str:
     h.update(json.dumps(list(data.concepts)).encode())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
+
+
+def load_analysis_data(
+    store,
+    *,
+    source: str = "consensus",
+    concepts: Sequence[str] | None = None,
+    extractor: str = "basic",
+    modality: str = "combined",
+    snapshot: str | None = None,
+    min_positives: int = 5,
+) -> tuple[SimulationData, str]:
+    """Features and labels from the store, aligned, and one sentence saying where they came from.
+
+    Parameters
+    ----------
+    store : Store
+    source : {"consensus", "truth"}, default="consensus"
+        The latest (or ``snapshot``) consensus labels, or the demo corpus's ground truth.
+    concepts : sequence of str, default=None
+        Concept order (the catalog's); consensus classes not listed are ignored. None: as stored.
+    extractor, modality : str
+        Which features (:func:`mlci.features.load_features`).
+    snapshot : str, default=None
+    min_positives : int, default=5
+
+    Raises
+    ------
+    ValueError
+        Unknown ``source``, or no clip with both features and labels.
+    mlci.consensus.SnapshotNotFoundError, mlci.features.FeaturesNotComputedError
+        When the store has no consensus or no features yet.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    from mlci.features import load_features
+
+    keys, X, _ = load_features(store, extractor=extractor, modality=modality)
+    if source == "consensus":
+        from mlci.consensus import load_consensus
+
+        table = load_consensus(store, snapshot)
+        present = set(table["class"])
+        order = [c for c in concepts if c in present] if concepts is not None else None
+        labels = labels_from_consensus(table, order)
+        origin = f"consensus labels of snapshot {table.attrs.get('snapshot', '?')}"
+    else:
+        from mlci.demo import load_truth
+
+        labels = labels_from_truth(load_truth(store))
+        origin = "the demo corpus's ground truth (truth/labels.csv)"
+    data, counts = align_features(keys, X, labels, min_positives=min_positives)
+    description = (
+        f"Data: store {store.uri}; labels are {origin}; features are the {extractor} extractor's {modality} "
+        f"features ({data.X.shape[1]} dimensions). {counts['used']} clips have both "
+        f"({counts['features_without_labels']} clips with features have no labels, "
+        f"{counts['labels_without_features']} labeled clips have no features)."
+    )
+    return data, description
