@@ -24,9 +24,13 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from mlci.config import Settings
 from mlci.features import DEFAULT_EXTRACTOR, ChunkResult, FeatureRunReport
-from tasks.features import commit_feature_run_task, compute_feature_chunk_task, plan_feature_run_task
+from tasks.features import (
+    commit_feature_run_task,
+    compute_feature_chunk_task,
+    plan_feature_run_task,
+)
 
-__all__ = ["features", "make_task_runner", "worker_environment", "reporting_progress"]
+__all__ = ["features", "make_task_runner", "reporting_progress", "worker_environment"]
 
 #: Progress callback: ``progress(done, total, quarantined)`` with counts of clips in this run.
 Progress = Callable[[int, int, int], None]

@@ -26,10 +26,10 @@ from mlci.features import (
 )
 
 __all__ = [
-    "plan_feature_run_task",
-    "compute_feature_chunk_task",
     "commit_feature_run_task",
+    "compute_feature_chunk_task",
     "load_features_task",
+    "plan_feature_run_task",
     "quarantined_keys_task",
 ]
 
@@ -40,7 +40,7 @@ def _retry_on_io_only(task_, task_run, state) -> bool:
     if exc is None:
         try:
             exc = state.result(raise_on_failure=False)
-        except Exception as err:  # an unreadable result: treat as I/O
+        except Exception as err:  # noqa: BLE001 - an unreadable result: treat as I/O
             exc = err
     return not isinstance(exc, (ValueError, TypeError, FeatureError))
 

@@ -10,11 +10,9 @@ import shutil
 import tracemalloc
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from mlci.features import (
-    BasicExtractor,
     DecodeError,
     EmptyFileError,
     FeatureExtractor,
@@ -62,12 +60,12 @@ def _frames(n, *, size=SIZE, colors=None, seed=0):
 
 
 def _tone(seconds, freq=440.0, amp=0.3):
-    t = np.arange(int(round(seconds * SR))) / SR
+    t = np.arange(round(seconds * SR)) / SR
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 def make_clip(path, *, seconds=2.0, audio=True, video=True, seed=0, freq=440.0):
-    n = int(round(seconds * FPS))
+    n = round(seconds * FPS)
     encode_clip(
         path,
         frames=_frames(n, seed=seed) if video else None,
@@ -197,7 +195,7 @@ def test_a_registered_extractor_gets_its_own_cache(local_store, media):
     local_store.upload("clips/ok.mp4", media / "ok.mp4")
     report = compute_features(local_store, extractor="constant-test", params={"dim": 4})
     assert report.n_computed == 1 and report.cache_id.startswith("constant-test-v1-")
-    keys, X, schema = load_features(local_store, extractor="constant-test", params={"dim": 4}, modality="audio")
+    _, X, schema = load_features(local_store, extractor="constant-test", params={"dim": 4}, modality="audio")
     assert X.shape == (1, 8) and schema.audio == ("mean(a0)", "mean(a1)", "mean(a2)", "mean(a3)") + tuple(
         f"std(a{i})" for i in range(4)
     )
@@ -414,7 +412,11 @@ def test_features_not_computed_is_a_clear_error(local_store):
 
 
 def test_a_vanished_clip_is_skipped_not_quarantined(local_store, media):
-    from mlci.features import commit_feature_run, compute_feature_chunk, plan_feature_run
+    from mlci.features import (
+        commit_feature_run,
+        compute_feature_chunk,
+        plan_feature_run,
+    )
 
     local_store.upload("clips/ok.mp4", media / "ok.mp4")
     local_store.upload("clips/gone.mp4", media / "other.mp4")

@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlci.features import compute_features, list_quarantined, load_features, load_window_features, window_matrix
+from mlci.features import (
+    compute_features,
+    list_quarantined,
+    load_features,
+    load_window_features,
+    window_matrix,
+)
 from mlci.media import encode_clip
 
 SR = 16000

@@ -10,8 +10,21 @@ Typical use::
 See ``docs/features.md``.
 """
 
-from mlci.features.base import ClipFeatures, FeatureExtractor, WindowFeatures, featurize, l2_normalize, pool_windows
+from mlci.features.base import (
+    ClipFeatures,
+    FeatureExtractor,
+    WindowFeatures,
+    featurize,
+    l2_normalize,
+    pool_windows,
+)
 from mlci.features.basic import BasicExtractor
+from mlci.features.cache import (
+    list_quarantined,
+    load_features,
+    load_window_features,
+    window_matrix,
+)
 from mlci.features.exceptions import (
     ERROR_KINDS,
     DecodeError,
@@ -26,9 +39,12 @@ from mlci.features.exceptions import (
     TruncatedMediaError,
     UnknownExtractorError,
 )
-from mlci.features.registry import available_extractors, get_extractor, register_extractor, resolve_extractor
-from mlci.features.schema import MODALITIES, FeatureSchema
-from mlci.features.cache import list_quarantined, load_features, load_window_features, window_matrix
+from mlci.features.registry import (
+    available_extractors,
+    get_extractor,
+    register_extractor,
+    resolve_extractor,
+)
 from mlci.features.run import (
     ChunkResult,
     FeatureRunPlan,
@@ -38,45 +54,46 @@ from mlci.features.run import (
     compute_features,
     plan_feature_run,
 )
+from mlci.features.schema import MODALITIES, FeatureSchema
 
 DEFAULT_EXTRACTOR = "basic"
 
 __all__ = [
-    "compute_features",
-    "load_features",
-    "load_window_features",
-    "window_matrix",
-    "list_quarantined",
-    "plan_feature_run",
-    "compute_feature_chunk",
-    "commit_feature_run",
-    "FeatureRunPlan",
-    "ChunkResult",
-    "FeatureRunReport",
     "DEFAULT_EXTRACTOR",
-    "MODALITIES",
-    "FeatureSchema",
-    "FeatureExtractor",
-    "BasicExtractor",
-    "WindowFeatures",
-    "ClipFeatures",
-    "featurize",
-    "pool_windows",
-    "l2_normalize",
-    "register_extractor",
-    "get_extractor",
-    "available_extractors",
-    "resolve_extractor",
     "ERROR_KINDS",
-    "FeatureError",
-    "MediaError",
+    "MODALITIES",
+    "BasicExtractor",
+    "ChunkResult",
+    "ClipFeatures",
+    "DecodeError",
     "EmptyFileError",
+    "FeatureError",
+    "FeatureExtractor",
+    "FeatureRunPlan",
+    "FeatureRunReport",
+    "FeatureSchema",
+    "FeaturesNotComputedError",
+    "MediaError",
+    "MissingFeaturesError",
+    "NoContentError",
+    "NoStreamsError",
     "NotMediaError",
     "TruncatedMediaError",
-    "NoStreamsError",
-    "NoContentError",
-    "DecodeError",
     "UnknownExtractorError",
-    "FeaturesNotComputedError",
-    "MissingFeaturesError",
+    "WindowFeatures",
+    "available_extractors",
+    "commit_feature_run",
+    "compute_feature_chunk",
+    "compute_features",
+    "featurize",
+    "get_extractor",
+    "l2_normalize",
+    "list_quarantined",
+    "load_features",
+    "load_window_features",
+    "plan_feature_run",
+    "pool_windows",
+    "register_extractor",
+    "resolve_extractor",
+    "window_matrix",
 ]

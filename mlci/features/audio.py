@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mel_filterbank", "hann_window", "audio_frame_names", "audio_frame_descriptors", "frame_signal"]
+__all__ = ["audio_frame_descriptors", "audio_frame_names", "frame_signal", "hann_window", "mel_filterbank"]
 
 SPECTRAL_NAMES = ("centroid", "flatness", "zcr", "log_rms")
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from mlci.features.schema import FeatureSchema
 
-__all__ = ["FeatureExtractor", "WindowFeatures", "ClipFeatures", "pool_windows", "l2_normalize", "featurize"]
+__all__ = ["ClipFeatures", "FeatureExtractor", "WindowFeatures", "featurize", "l2_normalize", "pool_windows"]
 
 
 @dataclass

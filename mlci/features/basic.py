@@ -7,7 +7,13 @@ import os
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mlci.features.audio import audio_frame_descriptors, audio_frame_names, frame_signal, hann_window, mel_filterbank
+from mlci.features.audio import (
+    audio_frame_descriptors,
+    audio_frame_names,
+    frame_signal,
+    hann_window,
+    mel_filterbank,
+)
 from mlci.features.base import FeatureExtractor, WindowFeatures
 from mlci.features.decode import DecodeOptions, decode_file
 from mlci.features.registry import register_extractor
@@ -22,8 +28,8 @@ class _AudioAnalyzer:
 
     def __init__(self, ex: BasicExtractor):
         self.rate = ex.audio_rate
-        self.win = int(round(ex.win_ms * self.rate / 1000))
-        self.hop = int(round(ex.hop_ms * self.rate / 1000))
+        self.win = round(ex.win_ms * self.rate / 1000)
+        self.hop = round(ex.hop_ms * self.rate / 1000)
         self.n_fft = 1 << (self.win - 1).bit_length()
         self.window_s = ex.window
         self.fb = mel_filterbank(sample_rate=self.rate, n_fft=self.n_fft, n_mels=ex.n_mels, fmin=ex.fmin, fmax=ex.fmax)
@@ -164,7 +170,7 @@ class BasicExtractor(FeatureExtractor):
         need(isinstance(self.fmax, num) and self.fmin < self.fmax <= self.audio_rate / 2, "fmax", "in (fmin, audio_rate / 2]")
         need(isinstance(self.skip_nonref, bool), "skip_nonref", "a bool")
         need(isinstance(self.skip_loop_filter, bool), "skip_loop_filter", "a bool")
-        win = int(round(self.win_ms * self.audio_rate / 1000))
+        win = round(self.win_ms * self.audio_rate / 1000)
         mel_filterbank(sample_rate=self.audio_rate, n_fft=1 << (win - 1).bit_length(), n_mels=self.n_mels,
                        fmin=self.fmin, fmax=self.fmax)
 

@@ -28,16 +28,22 @@ from mlci.features.base import FeatureExtractor
 from mlci.features.exceptions import FeaturesNotComputedError, MissingFeaturesError
 from mlci.features.registry import resolve_extractor
 from mlci.features.schema import FeatureSchema, check_modality
-from mlci.storage import ObjectNotFoundError, Store
-from mlci.tables import CLIP_FEATURES, FEATURE_INDEX, QUARANTINE, WINDOW_FEATURES, Table, conform
+from mlci.storage import Store
+from mlci.tables import (
+    FEATURE_INDEX,
+    QUARANTINE,
+    WINDOW_FEATURES,
+    Table,
+    conform,
+)
 
 __all__ = [
     "FEATURES_PREFIX",
     "QUARANTINE_PREFIX",
     "CacheLayout",
+    "list_quarantined",
     "load_features",
     "load_window_features",
-    "list_quarantined",
     "read_active_index",
     "window_matrix",
 ]

@@ -30,7 +30,7 @@ from mlci.features.exceptions import (
     TruncatedMediaError,
 )
 
-__all__ = ["DecodeOptions", "DecodeStats", "decode_file", "analysis_size"]
+__all__ = ["DecodeOptions", "DecodeStats", "analysis_size", "decode_file"]
 
 #: Box types an ISO-BMFF (mp4/mov/m4a) file may start with.
 _ISO_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid"}
@@ -61,7 +61,7 @@ def _describe(exc: BaseException) -> str:
 def analysis_size(width: int, height: int, frame_height: int) -> tuple[int, int]:
     """(width, height) frames are scaled to: ``frame_height`` high, source aspect, even width."""
     aspect = width / height if width > 0 and height > 0 else 16 / 9
-    w = int(round(frame_height * min(max(aspect, 0.25), 4.0) / 2)) * 2
+    w = round(frame_height * min(max(aspect, 0.25), 4.0) / 2) * 2
     return max(w, 2), frame_height
 
 

@@ -8,19 +8,19 @@ it can be retried.
 from __future__ import annotations
 
 __all__ = [
-    "FeatureError",
-    "MediaError",
-    "EmptyFileError",
-    "NotMediaError",
-    "TruncatedMediaError",
-    "NoStreamsError",
-    "NoContentError",
-    "DecodeError",
-    "UnknownExtractorError",
-    "FeaturesNotComputedError",
-    "MissingFeaturesError",
     "ERROR_KINDS",
     "EXTRACTOR_ERROR",
+    "DecodeError",
+    "EmptyFileError",
+    "FeatureError",
+    "FeaturesNotComputedError",
+    "MediaError",
+    "MissingFeaturesError",
+    "NoContentError",
+    "NoStreamsError",
+    "NotMediaError",
+    "TruncatedMediaError",
+    "UnknownExtractorError",
 ]
 
 #: Kind recorded when an extractor raises something that is not a :class:`MediaError` (a bug or

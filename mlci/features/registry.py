@@ -12,7 +12,7 @@ import importlib
 from mlci.features.base import FeatureExtractor
 from mlci.features.exceptions import UnknownExtractorError
 
-__all__ = ["register_extractor", "get_extractor", "available_extractors", "resolve_extractor"]
+__all__ = ["available_extractors", "get_extractor", "register_extractor", "resolve_extractor"]
 
 _REGISTRY: dict[str, type[FeatureExtractor]] = {}
 

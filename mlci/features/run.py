@@ -38,19 +38,25 @@ from mlci.features.cache import (
 from mlci.features.exceptions import EXTRACTOR_ERROR, MediaError
 from mlci.features.registry import resolve_extractor
 from mlci.storage import ObjectNotFoundError, StorageError, Store
-from mlci.tables import CLIP_FEATURES, FEATURE_INDEX, QUARANTINE, WINDOW_FEATURES, conform
+from mlci.tables import (
+    CLIP_FEATURES,
+    FEATURE_INDEX,
+    QUARANTINE,
+    WINDOW_FEATURES,
+    conform,
+)
 
 __all__ = [
     "CLIP_PREFIX",
     "MEDIA_SUFFIXES",
-    "FeatureRunPlan",
     "ChunkResult",
+    "FeatureRunPlan",
     "FeatureRunReport",
-    "plan_feature_run",
-    "compute_feature_chunk",
     "commit_feature_run",
+    "compute_feature_chunk",
     "compute_features",
     "new_run_id",
+    "plan_feature_run",
 ]
 
 CLIP_PREFIX = "clips/"
@@ -159,10 +165,14 @@ class FeatureRunReport:
         lines = [
             f"features {self.cache_id} (run {self.run_id})",
             f"  clips listed: {self.n_listed} (+{self.n_ignored} non-clip objects ignored)",
-            f"  computed: {self.n_computed}, reused from cache: {self.n_reused}, "
-            f"newly quarantined: {self.n_quarantined_new}",
-            f"  active set: {self.n_active} with features, {self.n_quarantined} quarantined, "
-            f"{self.n_removed} dropped (no longer in the store)",
+            (
+                f"  computed: {self.n_computed}, reused from cache: {self.n_reused}, "
+                f"newly quarantined: {self.n_quarantined_new}"
+            ),
+            (
+                f"  active set: {self.n_active} with features, {self.n_quarantined} quarantined, "
+                f"{self.n_removed} dropped (no longer in the store)"
+            ),
         ]
         if self.quarantine_kinds:
             lines.append("  quarantined this run: " + ", ".join(f"{k} {n}" for k, n in sorted(self.quarantine_kinds.items())))
@@ -271,7 +281,7 @@ def compute_feature_chunk(
             result.skipped[key] = "vanished"
         except MediaError as exc:
             error = (exc.kind, str(exc))
-        except Exception as exc:  # noqa: BLE001 - one clip must not stop the run; kept with its type
+        except Exception as exc:
             if isinstance(exc, StorageError):
                 raise
             error = (EXTRACTOR_ERROR, f"{type(exc).__name__}: {exc}")
@@ -296,8 +306,8 @@ def compute_feature_chunk(
                     "computed_at": now,
                 }
             )
-            for name in vectors:
-                vectors[name].append(getattr(features, name))
+            for name, rows in vectors.items():
+                rows.append(getattr(features, name))
             for w in range(win.n_windows):
                 window_rows.append(
                     {

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FeatureSchema", "MODALITIES", "params_hash", "check_modality"]
+__all__ = ["MODALITIES", "FeatureSchema", "check_modality", "params_hash"]
 
 #: The clip-level vectors every extractor provides.
 MODALITIES = ("audio", "video", "combined")

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["video_frame_names", "video_frame_descriptors", "N_VIDEO_FRAME_FEATURES", "NEUTRAL"]
+__all__ = ["NEUTRAL", "N_VIDEO_FRAME_FEATURES", "video_frame_descriptors", "video_frame_names"]
 
 HUE_BINS, SAT_BINS, VAL_BINS, ORIENT_BINS, GRID = 12, 4, 8, 8, 3
 #: Gradient magnitude (Sobel, |gx| + |gy|, scaled so a full black/white step reads 1) above which
@@ -119,7 +119,7 @@ def video_frame_descriptors(rgb: np.ndarray, prev_luma: np.ndarray | None = None
     m = (hist @ _colour_table()).astype(np.float64) / npx
     hists = m[:, : HUE_BINS + SAT_BINS + VAL_BINS]
     luma_m, luma_q, s_m, s_q, rg_m, rg_q, yb_m, yb_q = m[:, HUE_BINS + SAT_BINS + VAL_BINS :].T
-    std = lambda mean, sq: np.sqrt(np.maximum(sq - mean * mean, 0.0))  # noqa: E731
+    std = lambda mean, sq: np.sqrt(np.maximum(sq - mean * mean, 0.0))
     colourfulness = np.hypot(std(rg_m, rg_q), std(yb_m, yb_q)) + 0.3 * np.hypot(rg_m, yb_m)
     stats = np.column_stack([luma_m, std(luma_m, luma_q), s_m, std(s_m, s_q), colourfulness])
 
