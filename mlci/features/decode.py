@@ -178,21 +178,22 @@ class _AudioStream:
         self.rate, self.sink, self.stats, self.block = rate, sink, stats, block
         self.key = None
         self.resampler = None
-        self.pending: list[np.ndarray] = []
+        self.pending: list[list[np.ndarray]] = []  # per channel: decoded chunks not yet resampled
         self.n_pending = 0
         self.pts = 0
         self.offset = None
 
     @staticmethod
-    def _planes(frame) -> np.ndarray:
-        """(channels, samples) in the frame's own sample format, without ``to_ndarray``'s overhead."""
+    def _planes(frame) -> list[np.ndarray]:
+        """One array per channel in the frame's sample format, without ``to_ndarray``'s overhead."""
         fmt, n, ch = frame.format, frame.samples, frame.layout.nb_channels
         dtype = _NP_SAMPLE.get(fmt.name)
         if dtype is None:
-            return frame.to_ndarray().reshape(ch, -1) if fmt.is_planar else frame.to_ndarray().reshape(-1, ch).T
+            arr = frame.to_ndarray()
+            return list(arr.reshape(ch, -1) if fmt.is_planar else arr.reshape(-1, ch).T)
         if fmt.is_planar:
-            return np.stack([np.frombuffer(p, dtype=dtype, count=n) for p in frame.planes[:ch]])
-        return np.frombuffer(frame.planes[0], dtype=dtype, count=n * ch).reshape(n, ch).T
+            return [np.frombuffer(p, dtype=dtype, count=n) for p in frame.planes[:ch]]
+        return list(np.frombuffer(frame.planes[0], dtype=dtype, count=n * ch).reshape(n, ch).T)
 
     def push(self, frame, t: float) -> None:
         import av
@@ -205,7 +206,10 @@ class _AudioStream:
         if self.offset is None:
             self.offset = t
             self.stats.audio_offset = t
-        self.pending.append(self._planes(frame))
+        if not self.pending:
+            self.pending = [[] for _ in range(frame.layout.nb_channels)]
+        for chunks, plane in zip(self.pending, self._planes(frame)):
+            chunks.append(plane)
         self.n_pending += frame.samples
         if self.n_pending >= self.block * frame.sample_rate:
             self.flush()
@@ -216,7 +220,8 @@ class _AudioStream:
         outs = []
         if self.pending:
             fmt_name, layout, sample_rate = self.key
-            planar = np.concatenate(self.pending, axis=1)
+            # np.stack per decoded frame cost more than the resampling: concatenate per channel once.
+            planar = np.stack([np.concatenate(chunks) for chunks in self.pending])
             fmt = av.AudioFormat(fmt_name)
             data = planar if fmt.is_planar else np.ascontiguousarray(planar.T).reshape(1, -1)
             big = av.AudioFrame.from_ndarray(data, format=fmt_name, layout=layout)
