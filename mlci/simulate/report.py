@@ -34,6 +34,11 @@ def _f(x: float, digits: int = 3) -> str:
     return f"{x + 0.0:.{digits}f}" if abs(x) >= 0.5 * 10**-digits else f"{0.0:.{digits}f}"
 
 
+def _signed(x: float) -> str:
+    """``+0.035`` / ``-0.071``; a difference that rounds to zero is ``+0.000``, never ``-0.000``."""
+    return "n/a" if x is None or not np.isfinite(x) else f"{(x if abs(x) >= 0.0005 else 0.0):+.3f}"
+
+
 def _labels(x: float) -> str:
     return "not reached" if x is None or not np.isfinite(x) else f"{x:.0f}"
 
@@ -89,14 +94,14 @@ def _q1(s: AnalysisSummary, schedule: str) -> list[str]:
         best = model_based.sort_values("diff_mean", ascending=False).iloc[0]
         out.append(
             f"The largest gain is {best['strategy']}'s: AULC {_f(best['mean'])} against {_f(best['baseline_mean'])} for the "
-            f"fixed order (difference {best['diff_mean']:+.3f}, {_p(best['p_ttest'])}, Wilcoxon {_p(best['p_wilcoxon'])})."
+            f"fixed order (difference {_signed(best['diff_mean'])}, {_p(best['p_ttest'])}, Wilcoxon {_p(best['p_wilcoxon'])})."
         )
     rnd = plain[plain["strategy"] == "random"]
     if len(rnd):
         r = rnd.iloc[0]
         out.append(
             f"Random re-drawing against the fixed random order (two orders that use no model): difference "
-            f"{r['diff_mean']:+.3f} AULC, {_p(r['p_ttest'])} — {'as expected, ' if r['verdict'] == 'no difference' else ''}"
+            f"{_signed(r['diff_mean'])} AULC, {_p(r['p_ttest'])} — {'as expected, ' if r['verdict'] == 'no difference' else ''}"
             f"{'no significant difference' if r['verdict'] == 'no difference' else r['verdict']}."
         )
     static = macro[macro["baseline"] != "fixed_order"]
@@ -128,8 +133,8 @@ def _q2(s: AnalysisSummary, schedule: str, n_pool: int) -> tuple[list[str], pd.D
     worse = vm[vm["verdict"] == "worse"]
     out.append(
         f"Against {s.baseline} (paired t-test on per-repetition AULC, α = {s.alpha}): significantly better — "
-        f"{_join([f'{r.strategy} ({r.diff_mean:+.3f}, {_p(r.p_ttest)})' for r in better.itertuples()])}; significantly worse — "
-        f"{_join([f'{r.strategy} ({r.diff_mean:+.3f}, {_p(r.p_ttest)})' for r in worse.itertuples()])}."
+        f"{_join([f'{r.strategy} ({_signed(r.diff_mean)}, {_p(r.p_ttest)})' for r in better.itertuples()])}; significantly worse — "
+        f"{_join([f'{r.strategy} ({_signed(r.diff_mean)}, {_p(r.p_ttest)})' for r in worse.itertuples()])}."
     )
     holm_ok = vm[(vm["p_holm"] < s.alpha)]
     out.append(f"After Holm's correction over the {len(vm)} comparisons with {s.baseline}, {len(holm_ok)} "
@@ -191,8 +196,8 @@ def _q3(s: AnalysisSummary) -> list[str]:
         top = tests[tests["budget"] == tests.groupby("k")["budget"].transform("max")]
         for r in top.itertuples():
             out.append(
-                f"At k = {r.k}, {r.method} against majority vote: label accuracy {r.label_accuracy_diff:+.3f} "
-                f"({_p(r.label_accuracy_p)}, {r.label_accuracy_verdict}), downstream AP {r.test_ap_diff:+.3f} "
+                f"At k = {r.k}, {r.method} against majority vote: label accuracy {_signed(r.label_accuracy_diff)} "
+                f"({_p(r.label_accuracy_p)}, {r.label_accuracy_verdict}), downstream AP {_signed(r.test_ap_diff)} "
                 f"({_p(r.test_ap_p)}, {r.test_ap_verdict})."
             )
     # Equal budgets: which (method, k) gives the best model for the labels bought?
@@ -275,7 +280,7 @@ def _seed_findings(s: AnalysisSummary, schedule: str, n_pool: int) -> list[str]:
                                 & (s.versus_baseline["schedule"] == schedule)]
         if len(row):
             r = row.iloc[0]
-            out.append(f"“{name.capitalize()} does badly”: {name} against random, AULC {r['diff_mean']:+.3f} ({_p(r['p_ttest'])}): "
+            out.append(f"“{name.capitalize()} does badly”: {name} against random, AULC {_signed(r['diff_mean'])} ({_p(r['p_ttest'])}): "
                        f"{'confirmed' if r['verdict'] == 'worse' else 'not confirmed'} here.")
     if len(real) and "labels_95_mean" in real.columns and real["labels_95_mean"].notna().any():
         fastest = real["labels_95_mean"].idxmin()
