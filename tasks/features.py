@@ -24,6 +24,7 @@ from mlci.features import (
     load_features,
     plan_feature_run,
 )
+from tasks.retry import retry_unless
 
 __all__ = [
     "commit_feature_run_task",
@@ -34,18 +35,7 @@ __all__ = [
 ]
 
 
-def _retry_on_io_only(task_, task_run, state) -> bool:
-    """Retry a failed task unless it failed on its input (a retry would fail the same way)."""
-    exc = state.data if isinstance(state.data, BaseException) else None
-    if exc is None:
-        try:
-            exc = state.result(raise_on_failure=False)
-        except Exception as err:  # noqa: BLE001 - an unreadable result: treat as I/O
-            exc = err
-    return not isinstance(exc, (ValueError, TypeError, FeatureError))
-
-
-@task(name="plan-feature-run", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io_only, cache_policy=NO_CACHE)
+@task(name="plan-feature-run", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(FeatureError), cache_policy=NO_CACHE)
 def plan_feature_run_task(
     settings: Settings, *, extractor: str = DEFAULT_EXTRACTOR, params: dict | None = None
 ) -> FeatureRunPlan:
@@ -58,7 +48,7 @@ def plan_feature_run_task(
     return plan
 
 
-@task(name="compute-feature-chunk", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io_only, cache_policy=NO_CACHE)
+@task(name="compute-feature-chunk", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(FeatureError), cache_policy=NO_CACHE)
 def compute_feature_chunk_task(
     settings: Settings,
     items: list[tuple[str, str]],
@@ -84,7 +74,7 @@ def compute_feature_chunk_task(
     return result
 
 
-@task(name="commit-feature-run", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io_only, cache_policy=NO_CACHE)
+@task(name="commit-feature-run", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(FeatureError), cache_policy=NO_CACHE)
 def commit_feature_run_task(settings: Settings, plan: FeatureRunPlan, results: list[ChunkResult]) -> FeatureRunReport:
     """Write the run's active index if it changed (:func:`mlci.features.commit_feature_run`)."""
     report = commit_feature_run(settings.open_store(), plan, results)
@@ -101,7 +91,7 @@ def commit_feature_run_task(settings: Settings, plan: FeatureRunPlan, results: l
     return report
 
 
-@task(name="load-features", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io_only, cache_policy=NO_CACHE)
+@task(name="load-features", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(FeatureError), cache_policy=NO_CACHE)
 def load_features_task(
     settings: Settings,
     *,
@@ -114,7 +104,7 @@ def load_features_task(
     return load_features(settings.open_store(), extractor=extractor, params=params, modality=modality, keys=keys)
 
 
-@task(name="quarantined-keys", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io_only, cache_policy=NO_CACHE)
+@task(name="quarantined-keys", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(FeatureError), cache_policy=NO_CACHE)
 def quarantined_keys_task(
     settings: Settings, *, extractor: str = DEFAULT_EXTRACTOR, params: dict | None = None
 ) -> list[str]:

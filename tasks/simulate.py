@@ -32,6 +32,7 @@ from mlci.simulate.outputs import (
     publish_outputs,
     write_outputs,
 )
+from tasks.retry import retry_unless
 
 __all__ = [
     "consensus_study_task",
@@ -44,18 +45,7 @@ __all__ = [
 ]
 
 
-def _retry_on_io_only(task_, task_run, state) -> bool:
-    """Retry a failed task unless it failed on its input (a retry would fail the same way)."""
-    exc = state.data if isinstance(state.data, BaseException) else None
-    if exc is None:
-        try:
-            exc = state.result(raise_on_failure=False)
-        except Exception as err:  # noqa: BLE001 - an unreadable result: treat as I/O
-            exc = err
-    return not isinstance(exc, (ValueError, TypeError, KeyError, LookupError))
-
-
-@task(name="load-analysis-data", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io_only, cache_policy=NO_CACHE)
+@task(name="load-analysis-data", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(), cache_policy=NO_CACHE)
 def load_analysis_data_task(
     settings: Settings,
     *,
@@ -79,7 +69,7 @@ def load_analysis_data_task(
     return data, description
 
 
-@task(name="find-analysis-run", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io_only, cache_policy=NO_CACHE)
+@task(name="find-analysis-run", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(), cache_policy=NO_CACHE)
 def find_analysis_run_task(tracking_uri: str, experiment_name: str, analysis_id: str) -> str | None:
     """The finished MLflow run of this exact analysis (same data and parameters), if any."""
     return find_analysis_run(tracking_uri, experiment_name, analysis_id)
@@ -114,7 +104,7 @@ def summarise_analysis_task(result: SimulationResult, consensus: pd.DataFrame | 
     return summarise_analysis(result, consensus, **kwargs)
 
 
-@task(name="record-analysis", retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_on_io_only, cache_policy=NO_CACHE)
+@task(name="record-analysis", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(), cache_policy=NO_CACHE)
 def record_analysis_task(
     settings: Settings,
     summary: AnalysisSummary,
