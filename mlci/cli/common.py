@@ -35,10 +35,18 @@ def _cell(value) -> str:
     return str(value)
 
 
+def _clip(text: str, width: int) -> str:
+    # Cut the middle: a reason code leads a message and a file name ends a path; both stay readable.
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
 def print_table(df, *, max_width: int = 60) -> None:
     """A plain aligned table (readable in logs, no extra dependency)."""
     cols = [str(c) for c in df.columns]
-    rows = [[_cell(v)[:max_width] for v in row] for row in df.itertuples(index=False)]
+    rows = [[_clip(_cell(v), max_width) for v in row] for row in df.itertuples(index=False)]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
     typer.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     for r in rows:
