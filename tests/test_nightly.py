@@ -140,6 +140,22 @@ def test_three_nights(env):
     assert [v.version for v in _versions(values)] == ["2", "1"]
     assert {k: store.stat(k).identity for k in store.list("batches/")} == before
 
+    # The CLI sees the same state: both batches listed with batch 1 answered; the round alone
+    # with the nightly's parameters finds its batch already out.
+    from typer.testing import CliRunner
+
+    from mlci.cli import app
+
+    listing = CliRunner().invoke(app, ["batches"])
+    assert listing.exit_code == 0, listing.output
+    row1 = next(line for line in listing.output.splitlines() if first.batch["round_id"] in line)
+    assert row1.split()[-2:] == [str(BATCH_SIZE), str(BATCH_SIZE)]  # n_clips, n_returned
+    assert second.batch["round_id"] in listing.output
+    alone = CliRunner().invoke(app, ["round", "--batch-size", str(BATCH_SIZE), "--relabel-share", "0"])
+    assert alone.exit_code == 0, alone.output
+    assert "already published" in alone.output
+    assert {k: store.stat(k).identity for k in store.list("batches/")} == before
+
 
 def test_prefect_yaml_deploys_and_reads_back(prefect_harness):
     """prefect.yaml is valid: deploy it against the test server and read the schedule back."""
