@@ -28,6 +28,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
 
 from mlci.models.estimators import fit_binary
 from mlci.models.exceptions import TooFewLabelsError
@@ -181,11 +182,16 @@ def cross_validate(
         else:
             splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
             for f, (train, test) in enumerate(splitter.split(np.zeros(len(rows)), y)):
+                X_train, X_test = X[rows[train]], X[rows[test]]
+                if model.standardize:
+                    # Fitted on the training fold only, as MultiLabelModel.fit does on all its rows.
+                    scaler = StandardScaler().fit(X_train)
+                    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
                 try:
                     clf = fit_binary(
                         model.estimator,
                         model.estimator_params,
-                        X[rows[train]],
+                        X_train,
                         y[train],
                         None if W is None else W[rows[train], j],
                         calibration=model.calibration,
@@ -193,7 +199,7 @@ def cross_validate(
                     )
                 except TooFewLabelsError:
                     continue
-                proba = clf.predict_proba(X[rows[test]])
+                proba = clf.predict_proba(X_test)
                 scores[rows[test], j] = proba[:, list(clf.classes_).index(1)]
                 folds[rows[test], j] = f
             record["status"] = "evaluated" if np.isfinite(scores[rows, j]).any() else "no_scores"

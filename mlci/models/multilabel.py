@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from mlci.models.estimators import (
@@ -131,6 +132,7 @@ class MultiLabelModel(BaseEstimator):
         min_positives: int = 2,
         min_negatives: int = 2,
         untrained_score: str = "prior",
+        standardize: bool = True,
         random_state: int | None = 0,
     ):
         self.classes = classes
@@ -142,6 +144,7 @@ class MultiLabelModel(BaseEstimator):
         self.min_positives = min_positives
         self.min_negatives = min_negatives
         self.untrained_score = untrained_score
+        self.standardize = standardize
         self.random_state = random_state
 
     # -- parameters --------------------------------------------------------------------------
@@ -161,6 +164,8 @@ class MultiLabelModel(BaseEstimator):
                 raise ValueError(f"{name} must be an int >= 1, but got {value!r}")
         if self.untrained_score not in _UNTRAINED_SCORES:
             raise ValueError(f"untrained_score must be one of {_UNTRAINED_SCORES}, but got {self.untrained_score!r}")
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise ValueError(f"standardize must be True or False, but got {self.standardize!r}")
         if self.feature_schema is not None:
             feature_spec_from(self.feature_schema)
 
@@ -199,6 +204,9 @@ class MultiLabelModel(BaseEstimator):
         self.n_negative_ = np.count_nonzero(Y == 0, axis=0).astype(np.int64)
         known = self.n_positive_ + self.n_negative_
         self.priors_ = np.divide(self.n_positive_, known, out=np.zeros(k), where=known > 0)
+        self.scaler_ = StandardScaler().fit(X) if self.standardize else None
+        if self.scaler_ is not None:
+            X = self.scaler_.transform(X)
         for j, name in enumerate(self.classes_):
             if self.n_positive_[j] < self.min_positives:
                 status, clf = "too_few_positives", None
@@ -279,6 +287,8 @@ class MultiLabelModel(BaseEstimator):
         X = check_array(X, dtype=(np.float32, np.float64))
         if X.shape[1] != self.n_features_in_:
             raise FeatureSchemaMismatchError({"n_features": self.n_features_in_}, {"n_features": X.shape[1]})
+        if getattr(self, "scaler_", None) is not None:
+            X = self.scaler_.transform(X)
         out = np.empty((X.shape[0], len(self.estimators_)), dtype=np.float64)
         for j, clf in enumerate(self.estimators_):
             if clf is not None:

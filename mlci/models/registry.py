@@ -537,6 +537,7 @@ def _run_params(training_set, model, spec, label_snapshot_id, weighted, keys, **
         "estimator": model.estimator,
         **{f"estimator.{k}": v for k, v in sorted(resolved.items())},
         "calibration": effective_calibration(model.estimator, model.calibration),
+        "standardize": model.standardize,
         "modality": model.modality,
         "feature_extractor": spec.extractor,
         "feature_version": spec.version,
