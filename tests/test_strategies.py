@@ -515,3 +515,13 @@ def test_selection_frame(data):
     frame = _query("margin", {}, data, batch_size=4).to_frame()
     assert frame.columns.tolist() == ["rank", "key", "utility", "reason", "concept"]
     assert frame["rank"].tolist() == [1, 2, 3, 4] and (frame["utility"].diff().dropna() <= 0).all()
+
+
+def test_spread_entropy_counts_unreached_clips_as_most_uncertain():
+    from mlci.strategies.label_spreading import spread_entropy
+
+    dist = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 0.0], [np.nan, np.nan]])
+    out = spread_entropy(dist)
+    assert out[0] == 0.0
+    assert out[1] == pytest.approx(np.log(2))
+    assert out[2] == pytest.approx(np.log(2)) and out[3] == pytest.approx(np.log(2))

@@ -40,8 +40,8 @@ from mlci.strategies import (
     RandomSampling,
     get_strategy,
 )
+from mlci.strategies.label_spreading import spread_entropy
 from mlci.strategies.ranking import top_k
-from mlci.strategies.uncertainty import entropy
 
 __all__ = [
     "NOT_SIMULATED",
@@ -182,8 +182,7 @@ class SpreadingEntropy(RegisteredStrategy):
                 dist = s.alpha * (graph @ dist) + static
             norm = dist.sum(axis=1, keepdims=True)
             norm[norm == 0] = 1
-            dist = dist / norm
-            utility[:, j] = np.nan_to_num(entropy(dist), nan=np.log(2.0))
+            utility[:, j] = spread_entropy(dist / norm)
         return top_k(utility[:, 0], batch_size, state.available)
 
 

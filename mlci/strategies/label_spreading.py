@@ -8,7 +8,7 @@ from sklearn.semi_supervised import LabelSpreading
 from mlci.strategies.base import UtilityStrategy, available_rows, scatter
 from mlci.strategies.uncertainty import entropy
 
-__all__ = ["LabelSpreadingEntropy"]
+__all__ = ["LabelSpreadingEntropy", "spread_entropy"]
 
 
 class LabelSpreadingEntropy(UtilityStrategy):
@@ -65,7 +65,17 @@ class LabelSpreadingEntropy(UtilityStrategy):
                 alpha=self.alpha,
                 max_iter=self.max_iter,
             ).fit(X, np.concatenate([labeled.y[:, j], unlabeled]))
-            dist = model.label_distributions_[len(labeled) :]
-            # A clip the RBF graph does not reach has no distribution (0/0): treat it as unknown.
-            utility[:, j] = np.nan_to_num(entropy(dist), nan=np.log(dist.shape[1]))
+            utility[:, j] = spread_entropy(model.label_distributions_[len(labeled) :])
         return scatter(utility, available)
+
+
+def spread_entropy(dist: np.ndarray) -> np.ndarray:
+    """Entropy of each row of spread label distributions, shape (n_clips,).
+
+    A clip the graph never reaches has an all-zero (or 0/0) row: it counts as maximally uncertain
+    (``log n_classes``), not as certain.
+    """
+    dist = np.nan_to_num(np.asarray(dist, dtype=np.float64))
+    out = entropy(dist)
+    out[~(dist.sum(axis=1) > 0)] = np.log(dist.shape[1])
+    return out
