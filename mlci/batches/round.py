@@ -68,8 +68,6 @@ def run_round(
     now = now or datetime.now(timezone.utc)
     strategy_params = dict(strategy_params or {})
     classes = list(model.classes_)
-    still_out = open_batch_keys(store, annotations_history, expiry=open_batch_expiry, now=now)
-    recent = open_batch_keys(store, annotations_history, expiry=open_batch_expiry, now=now, include_returned=True)
     feature_snapshot = _feature_snapshot(keys)
     determinants = {
         "model": f"{model_name}/{model_version}",
@@ -87,6 +85,8 @@ def run_round(
         batch = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{rid}/batch.csv")))
         return RoundResult(rid, store.url_for(f"batches/{rid}/"), False, batch)
 
+    still_out = open_batch_keys(store, annotations_history, expiry=open_batch_expiry, now=now)
+    recent = open_batch_keys(store, annotations_history, expiry=open_batch_expiry, now=now, include_returned=True)
     proba = model.predict_proba(X, feature_schema=feature_schema) if len(keys) else np.zeros((0, len(classes)))
     trained = np.asarray(getattr(model, "trained_mask_", np.ones(len(classes), bool)))
     proba = np.where(trained[None, :], proba, np.nan)
