@@ -51,6 +51,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from mlci.simulate import (
+    SEED_STRATEGIES,
     SimulationConfig,
     make_data,
     parse_schedule,
@@ -59,15 +60,6 @@ from mlci.simulate import (
 )
 
 SEED_ORDERINGS = ["anomaly", "entropy", "random", "outlier", "inlier", "positive", "negative"]
-OURS = {
-    "anomaly": "anomaly",
-    "entropy": "label_spreading_entropy",
-    "random": "random",
-    "outlier": "oracle_outlier",
-    "inlier": "oracle_inlier",
-    "positive": "positive",
-    "negative": "negative",
-}
 DETERMINISTIC = ["entropy", "outlier", "inlier", "positive", "negative"]
 TOL = 1e-8
 
@@ -225,7 +217,7 @@ def main(argv=None) -> None:
     print(f"baseline (seed-style loop, 1 process): {t_base:8.1f} s")
 
     t0 = time.perf_counter()
-    result = simulate(data, [OURS[o] for o in SEED_ORDERINGS], ["doubling5"], config, n_jobs=args.n_jobs)
+    result = simulate(data, [SEED_STRATEGIES[o] for o in SEED_ORDERINGS], ["doubling5"], config, n_jobs=args.n_jobs)
     t_ours = time.perf_counter() - t0
     print(f"mlci.simulate ({args.n_jobs} processes):          {t_ours:8.1f} s")
     print(f"speed-up: {t_base / t_ours:.1f}x")
@@ -236,7 +228,7 @@ def main(argv=None) -> None:
               f"a ~{est:.0f} s baseline and a ~{est / t_ours:.1f}x speed-up)")
 
     ours = result.curves.rename(columns={"strategy": "ordering"})
-    ours["ordering"] = ours["ordering"].map({v: k for k, v in OURS.items()})
+    ours["ordering"] = ours["ordering"].map({v: k for k, v in SEED_STRATEGIES.items()})
     merged = base.merge(ours[["ordering", "repetition", "concept", "labels", "test_ap", "pool_ap"]],
                         on=["ordering", "repetition", "concept", "labels"], suffixes=("_seed", "_ours"))
     if len(merged) != len(base):

@@ -21,7 +21,10 @@ Store layout (keys relative to the store root)::
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -40,6 +43,8 @@ __all__ = [
     "BATCH",
     "TRUTH",
     "conform",
+    "parquet_bytes",
+    "json_bytes",
     "TableSchemaError",
 ]
 
@@ -260,3 +265,15 @@ def conform(df: pd.DataFrame, table: Table) -> pd.DataFrame:
         except (TypeError, ValueError) as exc:
             raise TableSchemaError(f"table {table.name!r} column {col!r} cannot be {dtype}: {exc}") from exc
     return out.reset_index(drop=True)
+
+
+def parquet_bytes(df: pd.DataFrame) -> bytes:
+    """``df`` as Parquet bytes, without the index (how tables are stored)."""
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Canonical JSON bytes (sorted keys): equal content gives equal bytes, so write-if-absent can tell."""
+    return json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8")

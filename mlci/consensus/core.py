@@ -25,12 +25,23 @@ import pandas as pd
 
 from mlci.consensus.agreement import agreement_report
 from mlci.consensus.dawid_skene import DawidSkene, OneCoinDawidSkene
-from mlci.consensus.exceptions import ConsensusConflictError, NoAnnotationsError, SnapshotNotFoundError
+from mlci.consensus.exceptions import (
+    ConsensusConflictError,
+    NoAnnotationsError,
+    SnapshotNotFoundError,
+)
 from mlci.consensus.majority import TIE_RULES, _majority_frame, hard_labels
 from mlci.consensus.relabel import relabel_candidates, validate_band
 from mlci.consensus.votes import Votes, encode_votes
 from mlci.storage import ObjectNotFoundError, Store
-from mlci.tables import ANNOTATOR_QUALITY, CONSENSUS, RELABEL, conform
+from mlci.tables import (
+    ANNOTATOR_QUALITY,
+    CONSENSUS,
+    RELABEL,
+    conform,
+    json_bytes,
+    parquet_bytes,
+)
 
 __all__ = [
     "METHODS",
@@ -217,16 +228,6 @@ def compute_consensus(
     )
 
 
-def _parquet_bytes(df: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return buf.getvalue()
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8")
-
-
 def _folder(snapshot: str) -> str:
     return f"{CONSENSUS_PREFIX}{snapshot}/"
 
@@ -283,10 +284,10 @@ def run_consensus(
                                band=band, min_overlap=min_overlap)
     result.snapshot = snapshot
     payloads = {
-        folder + _FILES["labels"]: _parquet_bytes(result.labels),
-        folder + _FILES["annotators"]: _parquet_bytes(result.annotators),
-        folder + _FILES["relabel"]: _parquet_bytes(result.relabel),
-        folder + "agreement.json": _json_bytes(result.agreement),
+        folder + _FILES["labels"]: parquet_bytes(result.labels),
+        folder + _FILES["annotators"]: parquet_bytes(result.annotators),
+        folder + _FILES["relabel"]: parquet_bytes(result.relabel),
+        folder + "agreement.json": json_bytes(result.agreement),
     }
     for key, data in payloads.items():
         # Left over by an interrupted run: identical bytes are fine, anything else is not ours to replace.
@@ -306,7 +307,7 @@ def run_consensus(
         "positives": {str(k): int(v) for k, v in result.labels.groupby("class")["label"].sum().items()},
         "files": sorted(k[len(folder):] for k in payloads),
     }
-    if not store.write_if_absent(manifest_key, _json_bytes(manifest)):
+    if not store.write_if_absent(manifest_key, json_bytes(manifest)):
         return load_consensus_result(store, snapshot)  # a concurrent run finished first
     return result
 

@@ -29,7 +29,7 @@ from mlci.labels.exceptions import UNREADABLE, LabelFileError
 from mlci.labels.normalize import FileReport, normalize_label_file
 from mlci.labels.readers import read_label_file
 from mlci.storage import ObjectNotFoundError, StorageError, Store
-from mlci.tables import ANNOTATIONS, conform
+from mlci.tables import ANNOTATIONS, conform, json_bytes, parquet_bytes
 
 __all__ = [
     "IngestReport",
@@ -135,16 +135,6 @@ class IngestReport:
         return {"summary": self.summary(), "report_key": self.report_key, "files": [f.to_dict() for f in self.files]}
 
 
-def _parquet_bytes(df: pd.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return buf.getvalue()
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8")
-
-
 def _local_sources(paths: list[str | Path]) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
     for p in paths:
@@ -196,9 +186,9 @@ def _ingest_one(
     df = result.annotations
     if len(df):
         df["ingested_at"] = pd.Timestamp(now).tz_convert("UTC")
-        store.write_if_absent(f"{HISTORY_PREFIX}{sha}.parquet", _parquet_bytes(conform(df, ANNOTATIONS)))
+        store.write_if_absent(f"{HISTORY_PREFIX}{sha}.parquet", parquet_bytes(conform(df, ANNOTATIONS)))
     # The marker goes last: a run that stops before it leaves the file to be ingested again.
-    if not store.write_if_absent(marker, _json_bytes(report.to_dict())):
+    if not store.write_if_absent(marker, json_bytes(report.to_dict())):
         report.status = "already_ingested"  # a concurrent run was first
     return report
 
@@ -277,7 +267,7 @@ def _write_run_report(store: Store, report: IngestReport, *, params: dict[str, A
         files.append(entry)
     totals = {k: v for k, v in report.summary().items() if k not in ("new", "already_ingested", "rows_new")}
     payload = {"kind": "label-ingest", "params": params, "totals": totals, "files": files}
-    data = _json_bytes(payload)
+    data = json_bytes(payload)
     key = f"{REPORT_PREFIX}ingest-{hashlib.sha256(data).hexdigest()[:16]}.json"
     store.write_if_absent(key, data)
     return key
