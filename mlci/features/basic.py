@@ -54,7 +54,9 @@ class _AudioAnalyzer:
         widths = {p.shape[1] for p in self.pending}
         # One mean over all pending chunks (a mean per decoded frame costs more than it computes).
         groups = [np.concatenate(self.pending)] if len(widths) == 1 else self.pending
-        parts += [g.mean(axis=1, dtype=np.float32) if g.shape[1] > 1 else g[:, 0] for g in groups]
+        # A product with equal weights, not g.mean(axis=1): numpy's mean over a short last axis is
+        # about 20x slower.
+        parts += [g @ np.full(g.shape[1], 1 / g.shape[1], np.float32) if g.shape[1] > 1 else g[:, 0] for g in groups]
         self.pending = []
         return np.concatenate(parts)
 

@@ -115,7 +115,9 @@ def video_frame_descriptors(rgb: np.ndarray, prev_luma: np.ndarray | None = None
     # Colour: one 15-bit histogram per frame, then the colour table turns counts into statistics.
     q = rgb >> (8 - _BITS)
     idx = (q[..., 0].astype(np.uint16) << (2 * _BITS)) | (q[..., 1].astype(np.uint16) << _BITS) | q[..., 2]
-    hist = np.stack([np.bincount(frame.ravel(), minlength=_LEVELS**3) for frame in idx]).astype(np.float32)
+    # One bincount over all frames (each frame's colours offset into its own block of bins).
+    offsets = (np.arange(n, dtype=np.int64) * _LEVELS**3)[:, None, None]
+    hist = np.bincount((idx + offsets).ravel(), minlength=n * _LEVELS**3).reshape(n, -1).astype(np.float32)
     m = (hist @ _colour_table()).astype(np.float64) / npx
     hists = m[:, : HUE_BINS + SAT_BINS + VAL_BINS]
     luma_m, luma_q, s_m, s_q, rg_m, rg_q, yb_m, yb_q = m[:, HUE_BINS + SAT_BINS + VAL_BINS :].T
