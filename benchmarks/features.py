@@ -6,14 +6,15 @@ then measures in this one run:
 
 (a) baseline: PyAV decoding every video frame and all audio of the K clips, one thread, nothing else;
 (b) our extraction (``featurize`` with the default ``basic`` extractor) as the features flow runs it
-    on this machine: the default local runner's ``--workers`` threads (2), one clip per thread;
+    on this machine: the default local runner's ``--workers`` threads (one per usable core), one
+    clip per thread;
 
 and prints the ratio b/a of wall times (the target), the CPU-time ratio (the work our decoding
 saves, with the features on top), the same extraction one clip at a time in one thread, clips per
 second per core, the throughput with processes instead of threads (how much the GIL costs), and
 the peak RSS of a fresh process running (b). Targets: ratio <= 0.6, peak RSS < 1 GB whatever K.
 
-Run: ``.venv/bin/python benchmarks/features.py [--clips 8] [--workers 2] [--workdir DIR]``
+Run: ``.venv/bin/python benchmarks/features.py [--clips 8] [--workers N] [--workdir DIR]``
 (clips are cached in ``--workdir`` when given, so repeated runs skip the encoding).
 """
 
@@ -29,6 +30,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from mlci.config import usable_cores
 
 WIDTH, HEIGHT, FPS, SECONDS, AUDIO_RATE = 640, 360, 25, 15.0, 44100
 
@@ -137,8 +140,8 @@ def process_throughput(paths: list[str], workers: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=8, help="K, number of clips (default 8)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="threads of (b), as the features flow's local runner (default 2, its n_workers)")
+    parser.add_argument("--workers", type=int, default=usable_cores(),
+                        help="threads of (b), as the features flow's local runner (default: the usable cores)")
     parser.add_argument("--repeat", type=int, default=3, help="passes per measurement; the best counts (default 3)")
     parser.add_argument("--workdir", default=None, help="keep generated clips here between runs")
     args = parser.parse_args()

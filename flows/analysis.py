@@ -105,7 +105,7 @@ def analysis(
     units_per_task: int = 1,
     dask_address: str | None = None,
     local_cluster: bool = False,
-    n_workers: int = 2,
+    n_workers: int | None = None,
     stopping: bool = True,
     oof_folds: int = 5,
     kappa_threshold: float = 0.99,
@@ -122,8 +122,8 @@ def analysis(
 
     ``store``, ``tracking_uri``, ``experiment_name`` and ``dask_address`` default to the settings
     (the experiment is ``<MLCI_EXPERIMENT_NAME>-analysis``). Simulation units run ``units_per_task``
-    to a task on ``n_workers`` threads, or on a Dask cluster (``dask_address``, or a local one of
-    ``n_workers`` processes with ``local_cluster``). With ``force`` an analysis already in MLflow
+    to a task on ``n_workers`` threads (``MLCI_WORKERS``, default the usable cores), or on a Dask
+    cluster (``dask_address``, or a local one of ``n_workers`` processes with ``local_cluster``). With ``force`` an analysis already in MLflow
     is run and logged again.
     """
     started = time.perf_counter()
@@ -168,7 +168,7 @@ def analysis(
     logger.info("analysis %s: %d clips, %d concepts, %d units in %d tasks", analysis_id, len(data.keys),
                 len(data.concepts), len(units), len(groups))
     runner = make_task_runner(dask_address=dask_address or settings.dask_address, local_cluster=local_cluster,
-                              n_workers=n_workers)
+                              n_workers=n_workers or settings.n_workers)
     consensus = None
     with runner:
         sims = runner.map(simulate_units_task, {"data": unmapped(data), "repetitions": unmapped(reps),

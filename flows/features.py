@@ -83,7 +83,7 @@ def worker_environment() -> dict[str, str]:
 
 
 def make_task_runner(
-    *, dask_address: str | None = None, local_cluster: bool = False, n_workers: int = 2
+    *, dask_address: str | None = None, local_cluster: bool = False, n_workers: int
 ) -> TaskRunner:
     """The task runner for the chunk tasks.
 
@@ -95,7 +95,7 @@ def make_task_runner(
     local_cluster : bool, default=False
         Without an address, start a local Dask cluster of ``n_workers`` single-threaded worker
         processes on 127.0.0.1 for the run.
-    n_workers : int, default=2
+    n_workers : int
         Threads of the default runner, or processes of the local cluster.
     """
     if not isinstance(n_workers, int) or n_workers < 1:
@@ -130,7 +130,7 @@ def features(
     chunk_size: int = 16,
     dask_address: str | None = None,
     local_cluster: bool = False,
-    n_workers: int = 2,
+    n_workers: int | None = None,
     threads: int = 1,
     log_every: int = 50,
 ) -> FeatureRunReport:
@@ -150,8 +150,9 @@ def features(
         Dask scheduler to run the chunks on; ``MLCI_DASK_ADDRESS`` when None.
     local_cluster : bool, default=False
         Start a local Dask cluster for the run (ignored when an address is set).
-    n_workers : int, default=2
-        Parallel chunks on the local runner, or worker processes of the local cluster.
+    n_workers : int, default=None
+        Parallel chunks on the local runner, or worker processes of the local cluster;
+        ``MLCI_WORKERS`` (by default the usable cores) when None.
     threads : int, default=1
         Decoder threads per clip.
     log_every : int, default=50
@@ -171,7 +172,9 @@ def features(
     results: list[ChunkResult] = []
     if chunks:
         address = dask_address or settings.dask_address
-        runner = make_task_runner(dask_address=address, local_cluster=local_cluster, n_workers=n_workers)
+        runner = make_task_runner(
+            dask_address=address, local_cluster=local_cluster, n_workers=n_workers or settings.n_workers
+        )
         logger.info("computing %d clips in %d chunks on %s", total, len(chunks), type(runner).__name__)
         done = quarantined = 0
         next_log = log_every

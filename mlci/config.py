@@ -7,6 +7,7 @@ and nothing here ever reads, logs or echoes them.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "DEFAULT_CLIP_BASE_URL", "default_class_catalog"]
+__all__ = ["Settings", "DEFAULT_CLIP_BASE_URL", "default_class_catalog", "usable_cores"]
 
 #: Base of the clip URLs the demo corpus writes into its label files. ``.invalid`` is a reserved
 #: top-level domain: the URL names a clip, it is never fetched.
@@ -24,6 +25,14 @@ DEFAULT_CLIP_BASE_URL = "https://clips.mlci.invalid/"
 def default_class_catalog() -> Path:
     """Path of the class catalog shipped with the package (a copy of the seed's ``classes.json``)."""
     return Path(str(resources.files("mlci") / "data" / "classes.json"))
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - platforms without affinity masks
+        return os.cpu_count() or 1
 
 
 class Settings(BaseSettings):
@@ -72,6 +81,12 @@ class Settings(BaseSettings):
     dask_address: str | None = Field(
         default=None, description="Address of a Dask scheduler to run tasks on."
     )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Parallel tasks on the local runner (feature chunks, simulations) or processes of a "
+        "local Dask cluster. Default: the usable CPU cores.",
+    )
 
     @field_validator("home", mode="after")
     @classmethod
@@ -93,6 +108,11 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """MLflow tracking URI with the default applied (never MLflow's own cwd default)."""
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @cached_property
+    def n_workers(self) -> int:
+        """Local parallelism with the default applied."""
+        return self.workers or usable_cores()
 
     def open_store(self, uri: str | None = None):
         """The configured store, or the store at ``uri`` with this configuration's S3 options."""

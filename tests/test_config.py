@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from mlci.catalog import ClassCatalog
-from mlci.config import Settings
+from mlci.config import Settings, usable_cores
 from mlci.tables import TABLES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -38,6 +38,20 @@ def test_environment_and_dotenv(tmp_path, monkeypatch):
 def test_bad_value_names_the_variable(monkeypatch):
     monkeypatch.setenv("MLCI_S3_MAX_ATTEMPTS", "zero")
     with pytest.raises(ValidationError, match="s3_max_attempts"):
+        Settings(_env_file=None)
+
+
+def test_workers_default_to_the_usable_cores_and_read_mlci_workers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLCI_WORKERS", raising=False)
+    assert Settings(_env_file=None).n_workers == usable_cores() >= 1
+    monkeypatch.setenv("MLCI_WORKERS", "3")
+    assert Settings(_env_file=None).n_workers == 3
+
+
+def test_zero_workers_is_refused(monkeypatch):
+    monkeypatch.setenv("MLCI_WORKERS", "0")
+    with pytest.raises(ValidationError, match="workers"):
         Settings(_env_file=None)
 
 

@@ -43,7 +43,7 @@ def features_command(
     chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Clips per task and per shard.")] = 16,
     dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Dask scheduler to run on (default: MLCI_DASK_ADDRESS).")] = None,
     local_cluster: Annotated[bool, typer.Option("--local-cluster", help="Start a local Dask cluster for the run.")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel chunks (threads), or local cluster processes.")] = 2,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Parallel chunks (threads), or local cluster processes (default: MLCI_WORKERS, else the usable cores).")] = None,
     threads: Annotated[int, typer.Option("--threads", min=1, help="Decoder threads per clip.")] = 1,
     log_every: Annotated[int, typer.Option("--log-every", min=1, help="Log progress every N clips.")] = 50,
 ) -> None:

@@ -41,7 +41,7 @@ def simulate_command(
     local_cluster: Annotated[
         bool, typer.Option("--local-cluster", help="Run the simulations on a local Dask cluster of worker processes.")
     ] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads, or processes with --local-cluster.")] = 2,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Threads, or processes with --local-cluster (default: MLCI_WORKERS, else the usable cores).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Run again even if this analysis is already in MLflow.")] = False,
 ) -> None:
     """Simulate labeling strategies on labels you already have and answer the seed's four questions."""
