@@ -6,8 +6,8 @@ then measures in this one run:
 
 (a) baseline: PyAV decoding every video frame and all audio of the K clips, one thread, nothing else;
 (b) our extraction (``featurize`` with the default ``basic`` extractor) as the features flow runs it
-    on this machine: the default local runner's ``--workers`` threads (one per usable core), one
-    clip per thread;
+    on this machine: the default local runner's ``--workers`` threads (``MLCI_WORKERS``, else one
+    per usable core), one clip per thread;
 
 and prints the ratio b/a of wall times (the target), the CPU-time ratio (the work our decoding
 saves, with the features on top), the same extraction one clip at a time in one thread, clips per
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlci.config import usable_cores
+from mlci.config import Settings
 
 WIDTH, HEIGHT, FPS, SECONDS, AUDIO_RATE = 640, 360, 25, 15.0, 44100
 
@@ -94,21 +94,21 @@ def extract(path: str) -> int:
     return featurize(get_extractor("basic"), path).windows.n_windows
 
 
-def timed(fn, paths, workers: int = 1, **kw) -> tuple[float, float]:
+def timed(fn, paths, workers: int = 1) -> tuple[float, float]:
     """(wall, cpu) seconds for fn over all paths in this process, on ``workers`` threads."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
     if workers == 1:
         for p in paths:
-            fn(p, **kw)
+            fn(p)
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda p: fn(p, **kw), paths))
+            list(pool.map(fn, paths))
     return time.perf_counter() - wall0, time.process_time() - cpu0
 
 
-def best_of(fn, paths, repeat: int, workers: int = 1, **kw) -> tuple[float, float]:
+def best_of(fn, paths, repeat: int, workers: int = 1) -> tuple[float, float]:
     """The fastest of ``repeat`` passes (wall and CPU separately): the least disturbed by the machine."""
-    runs = [timed(fn, paths, workers, **kw) for _ in range(repeat)]
+    runs = [timed(fn, paths, workers) for _ in range(repeat)]
     return min(r[0] for r in runs), min(r[1] for r in runs)
 
 
@@ -140,8 +140,8 @@ def process_throughput(paths: list[str], workers: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=8, help="K, number of clips (default 8)")
-    parser.add_argument("--workers", type=int, default=usable_cores(),
-                        help="threads of (b), as the features flow's local runner (default: the usable cores)")
+    parser.add_argument("--workers", type=int, default=Settings().n_workers,
+                        help="threads of (b), as the features flow's local runner (default: MLCI_WORKERS, else the usable cores)")
     parser.add_argument("--repeat", type=int, default=3, help="passes per measurement; the best counts (default 3)")
     parser.add_argument("--workdir", default=None, help="keep generated clips here between runs")
     args = parser.parse_args()

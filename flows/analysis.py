@@ -123,8 +123,8 @@ def analysis(
     ``store``, ``tracking_uri``, ``experiment_name`` and ``dask_address`` default to the settings
     (the experiment is ``<MLCI_EXPERIMENT_NAME>-analysis``). Simulation units run ``units_per_task``
     to a task on ``n_workers`` threads (``MLCI_WORKERS``, default the usable cores), or on a Dask
-    cluster (``dask_address``, or a local one of ``n_workers`` processes with ``local_cluster``). With ``force`` an analysis already in MLflow
-    is run and logged again.
+    cluster (``dask_address``, or a local one of ``n_workers`` processes with ``local_cluster``).
+    With ``force`` an analysis already in MLflow is run and logged again.
     """
     started = time.perf_counter()
     logger = get_run_logger()

@@ -35,7 +35,9 @@ class _AudioAnalyzer:
         self.fb = mel_filterbank(sample_rate=self.rate, n_fft=self.n_fft, n_mels=ex.n_mels, fmin=ex.fmin, fmax=ex.fmax)
         self.taper = hann_window(self.win)
         self.acc = WindowAccumulator(ex.n_mels + 4)
-        self.block = max(self.rate, self.win)  # analyse about a second at a time
+        # About four seconds at a time: fewer, larger numpy calls, which hold the GIL for less of
+        # the time (two worker threads: 108 ms a clip with one-second blocks, 101 ms with these).
+        self.block = max(4 * self.rate, self.win)
         self.rest = np.zeros(0, np.float32)  # mono samples not yet analysed
         self.pending: list[np.ndarray] = []  # decoded (samples, channels) chunks not yet mixed down
         self.buffered = 0

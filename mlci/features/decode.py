@@ -6,7 +6,8 @@
   rate, and optionally the deblocking filter skipped (a tiny, deterministic change of pixels);
 - every sampled frame scaled down at once (area filter, swscale) to a small RGB frame, so a 4K
   clip costs no more memory than a few decoded frames;
-- audio resampled (swresample) to one rate; the caller mixes it down (a mean over channels).
+- audio resampled (swresample) to one rate, four seconds at a time; the caller mixes it down (a
+  mean over channels).
 
 Errors are translated into :class:`~mlci.features.MediaError` subclasses that name the problem.
 """
@@ -168,13 +169,14 @@ _NP_SAMPLE = {"flt": np.float32, "fltp": np.float32, "dbl": np.float64, "dblp": 
 
 
 class _AudioStream:
-    """Collects decoded audio frames and resamples them about a second at a time.
+    """Collects decoded audio frames and resamples them ``block`` seconds at a time.
 
-    One resampler call (and one array per output) per second instead of per decoded frame: the
-    per-call overhead was larger than the resampling itself.
+    One resampler call (and one array per output) per block instead of per decoded frame: the
+    per-call overhead was larger than the resampling itself, and it holds the GIL, which the other
+    worker threads' decoders wait for.
     """
 
-    def __init__(self, rate: int, sink: Callable[[np.ndarray, float], None], stats: DecodeStats, block: float = 1.0):
+    def __init__(self, rate: int, sink: Callable[[np.ndarray, float], None], stats: DecodeStats, block: float = 4.0):
         self.rate, self.sink, self.stats, self.block = rate, sink, stats, block
         self.key = None
         self.resampler = None
