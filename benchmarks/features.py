@@ -172,7 +172,7 @@ def main() -> None:
     k, w = args.clips, args.workers
     a_wall, a_cpu = best_of(full_decode, paths, args.repeat)
     b_wall, b_cpu = best_of(extract, paths, args.repeat, workers=w)
-    s_wall, s_cpu = best_of(extract, paths, args.repeat)
+    s_wall, _ = best_of(extract, paths, args.repeat)
     ms = lambda seconds: f"{seconds / k * 1e3:6.1f} ms/clip"
     print(f"(a) full decode, 1 thread, clip after clip:   {ms(a_wall)} wall, {ms(a_cpu)} CPU")
     print(f"(b) our extraction, {w} worker thread(s):       {ms(b_wall)} wall, {ms(b_cpu)} CPU")
