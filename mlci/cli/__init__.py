@@ -17,6 +17,7 @@ from mlci.cli.features import features_command
 from mlci.cli.labels import app as labels_app
 from mlci.cli.labels import consensus_command
 from mlci.cli.models import models_command, train_command
+from mlci.cli.serve import serve_command
 from mlci.cli.simulate import simulate_command
 
 app = typer.Typer(
@@ -25,6 +26,23 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _environment() -> None:
+    """Active learning for video clips: features, consensus labels, models, labeling batches."""
+    from pydantic import ValidationError
+
+    from mlci.config import Settings
+    from mlci.orchestrator import apply_prefect_environment
+
+    try:
+        home = Settings().home
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        fail(f"MLCI_{str(error['loc'][0]).upper()}: {error['msg']}")
+    # Before any command imports Prefect, which reads its settings once at import.
+    apply_prefect_environment(home)
 
 @app.command("demo-data")
 def demo_data(
@@ -102,26 +120,6 @@ def batches_command(store: StoreOption = None) -> None:
         print_table(listing)
 
 
-@app.command("serve")
-def serve_command(
-    cron: Annotated[str, typer.Option(help="Cron schedule of the nightly run.")] = "0 2 * * *",
-    timezone: Annotated[str, typer.Option(help="Timezone of the cron schedule (IANA name).")] = "UTC",
-    store: StoreOption = None,
-) -> None:
-    """Serve the nightly schedule in this process (no Prefect server needed); see docs/operations.md."""
-    from prefect.schedules import Cron
-
-    from flows.nightly import nightly
-
-    nightly.serve(
-        name="nightly",
-        schedule=Cron(cron, timezone=timezone),
-        parameters={"store": store} if store else {},
-        limit=1,
-        global_limit=1,
-    )
-
-
 @app.command("demo")
 def demo(store: StoreOption = None) -> None:
     """The main job on the embedded default: the demo corpus, then one nightly round."""
@@ -164,6 +162,7 @@ app.command("consensus")(consensus_command)
 app.command("train")(train_command)
 app.command("models")(models_command)
 app.command("simulate")(simulate_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,0 +1,136 @@
+"""``mlci serve``: the nightly flow on its schedule, run by this process, for a team without a server.
+
+Scheduling needs a Prefect API with its scheduler service; Prefect's temporary server has none. So
+``serve`` uses the API the user configured (``PREFECT_API_URL`` or a Prefect profile) or starts
+``prefect server start`` on 127.0.0.1 for as long as it runs. It serves its own deployment,
+``nightly/mlci-serve``, never the ``nightly/nightly`` deployment that ``prefect.yaml`` creates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Annotated
+
+import typer
+
+from mlci.cli.common import StoreOption, fail, settings_for
+
+__all__ = ["DEPLOYMENT_NAME", "serve_command"]
+
+#: Deployment name of ``mlci serve``; ``prefect.yaml``'s deployment is ``nightly/nightly``.
+DEPLOYMENT_NAME = "mlci-serve"
+
+
+def serve_command(
+    cron: Annotated[str, typer.Option(help="Cron schedule of the nightly run.")] = "0 2 * * *",
+    timezone: Annotated[str, typer.Option(help="Timezone of the cron schedule (IANA name).")] = "UTC",
+    port: Annotated[
+        int,
+        typer.Option(min=0, max=65535, help="Port of the Prefect server started on 127.0.0.1 when "
+                     "PREFECT_API_URL is not set (0: any free port)."),
+    ] = 4200,
+    store: StoreOption = None,
+    strategy: Annotated[str, typer.Option(help="Query strategy (see docs/strategies.md).")] = "margin",
+    batch_size: Annotated[int, typer.Option(min=1, help="Clips per batch.")] = 50,
+    relabel_share: Annotated[float, typer.Option(min=0, max=1, help="Share of the batch for relabeling.")] = 0.1,
+) -> None:
+    """Run the nightly flow on a schedule in this process; starts a local Prefect server if none is set.
+
+    See docs/operations.md.
+    """
+    from pydantic import ValidationError
+
+    settings = settings_for(store)
+    from prefect.client.schemas.schedules import CronSchedule
+    from prefect.settings import get_current_settings
+
+    try:
+        schedule = CronSchedule(cron=cron, timezone=timezone)
+    except ValidationError as exc:
+        fail(f"--cron {cron!r} --timezone {timezone!r}: {exc.errors()[0]['msg']}")
+    # Served runs are child processes, possibly in another directory: give them absolute locations.
+    os.environ["MLCI_HOME"] = str(settings.home)
+    parameters = {"store": settings.store_uri, "strategy": strategy, "batch_size": batch_size,
+                  "relabel_share": relabel_share}
+
+    configured = get_current_settings().api.url
+    if configured:
+        _serve(configured, schedule, parameters)
+        return
+
+    from mlci.orchestrator import LocalPrefectServer, PrefectServerError
+
+    server = LocalPrefectServer(get_current_settings().home, port=port)
+    typer.echo(f"starting a Prefect server on 127.0.0.1:{port or 'any free port'} "
+               f"(first start migrates its database: up to a minute; log {server.log_path})")
+    try:
+        server.start()
+    except PrefectServerError as exc:
+        fail(str(exc))
+    try:
+        _serve(server.api_url, schedule, parameters)
+    finally:
+        server.stop()
+        typer.echo("Prefect server stopped")
+
+
+def _serve(api_url: str, schedule, parameters: dict) -> None:
+    from prefect.deployments.runner import EntrypointType
+    from prefect.runner import Runner
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.nightly import nightly
+
+    # The served runs are child processes: they read the API from the environment.
+    os.environ["PREFECT_API_URL"] = api_url
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        runner = _runner_class(Runner)(name=DEPLOYMENT_NAME, limit=1, pause_on_shutdown=True)
+        deployment_id = runner.add_flow(
+            nightly,
+            name=DEPLOYMENT_NAME,
+            schedule=schedule,
+            parameters=parameters,
+            concurrency_limit=1,
+            entrypoint_type=EntrypointType.MODULE_PATH,
+        )
+        ui = api_url.removesuffix("/api")
+        typer.echo(f"serving nightly/{DEPLOYMENT_NAME}: cron '{schedule.cron}' ({schedule.timezone}); "
+                   f"next run {_next_run(deployment_id)}")
+        typer.echo(f"Prefect UI: {ui}/deployments/deployment/{deployment_id}  (stop with Ctrl-C)")
+        try:
+            asyncio.run(runner.start())
+        except KeyboardInterrupt:
+            pass
+
+
+def _runner_class(base: type) -> type:
+    class StopOnSigterm(base):
+        def handle_sigterm(self, *args, **kwargs):
+            # Prefect 3.8.8's handler calls the async ``stop`` without awaiting it (a warning, and
+            # no clean stop); a service manager's SIGTERM shuts down exactly as Ctrl-C does.
+            raise KeyboardInterrupt
+
+    return StopOnSigterm
+
+
+def _next_run(deployment_id, wait: float = 10.0) -> str:
+    """The next run the server has scheduled for the deployment (proof that the schedule is live)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, FlowRunFilter
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    deadline = time.monotonic() + wait
+    with get_client(sync_client=True) as client:
+        # The server schedules a new deployment's runs just after creating it.
+        while not (runs := client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id={"any_": [deployment_id]}),
+            flow_run_filter=FlowRunFilter(state={"type": {"any_": ["SCHEDULED"]}}),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=1,
+        )) and time.monotonic() < deadline:
+            time.sleep(1)
+    if not runs:
+        return "not scheduled yet (the server's scheduler adds it within a minute)"
+    return f"{runs[0].expected_start_time:%Y-%m-%d %H:%M:%S %Z}"
