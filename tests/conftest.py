@@ -14,6 +14,8 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 for _name in [n for n in os.environ if n.startswith("MLCI_")]:
     del os.environ[_name]
+# As the CLI does (mlci.orchestrator): no telemetry racing the migration of each new Prefect database.
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -80,7 +82,9 @@ def prefect_harness(tmp_path_factory):
     os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    from mlci.orchestrator import STARTUP_TIMEOUT_SECONDS
+
+    with prefect_test_harness(server_startup_timeout=STARTUP_TIMEOUT_SECONDS):
         yield
 
 

@@ -155,32 +155,3 @@ def test_three_nights(env):
     assert alone.exit_code == 0, alone.output
     assert "already published" in alone.output
     assert {k: store.stat(k).identity for k in store.list("batches/")} == before
-
-
-def test_prefect_yaml_deploys_and_reads_back(prefect_harness):
-    """prefect.yaml is valid: deploy it against the test server and read the schedule back."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL
-
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "MLCI_PROJECT_DIR": str(root)}
-    prefect = [sys.executable, "-m", "prefect"]
-    subprocess.run([*prefect, "work-pool", "create", "mlci-process", "--type", "process"],
-                   env=env, cwd=root, check=False, capture_output=True)
-    done = subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], env=env, cwd=root,
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-
-    with get_client(sync_client=True) as client:
-        nightly = client.read_deployment_by_name("nightly/nightly")
-        analysis = client.read_deployment_by_name("analysis/analysis")
-    [schedule] = nightly.schedules
-    assert schedule.schedule.cron == "0 2 * * *" and schedule.schedule.timezone == "UTC"
-    assert nightly.work_pool_name == "mlci-process"
-    assert nightly.global_concurrency_limit is not None and nightly.global_concurrency_limit.limit == 1
-    assert nightly.parameters["strategy"] == "margin"
-    assert analysis.schedules[0].schedule.cron == "0 4 * * 0"
