@@ -147,8 +147,7 @@ def test_mlci_serve_runs_the_nightly_on_its_schedule_and_stops_what_it_started(f
         run = _wait_for_completed_run(api, deployment_id, timeout=200, log=log)
         assert run["auto_scheduled"] and run["parameters"]["batch_size"] == BATCH_SIZE
     finally:
-        serve.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        code = serve.wait(timeout=90)
+        code = _stop(serve, signal.SIGINT)  # what Ctrl-C sends
     output = log.read_text()
     assert code == 0, output[-3000:]
     assert "Prefect server stopped" in output
@@ -157,6 +156,17 @@ def test_mlci_serve_runs_the_nightly_on_its_schedule_and_stops_what_it_started(f
     assert not [p for p in _processes() if f"--port {port}" in p]
 
     _check_batch_and_model(store, f"sqlite:///{first_run['mlci_home'] / 'mlflow.db'}", n_clips=BATCH_SIZE)
+
+
+def _stop(process: subprocess.Popen, sig: int, timeout: float = 90) -> int | None:
+    """Send ``sig`` and wait; a process still alive after ``timeout`` is killed (and ``None`` returned)."""
+    process.send_signal(sig)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
 
 
 def _processes() -> list[str]:
@@ -226,11 +236,41 @@ def test_prefect_yaml_schedule_fires_on_a_server_with_a_worker(first_run, s3_end
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
             run = _wait_for_completed_run(api, nightly["id"], timeout=240, log=log)
         finally:
+            # How a Prefect worker shuts down is Prefect's business; only make sure it is gone.
             os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=60)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
         assert run["auto_scheduled"]
         assert datetime.fromisoformat(run["expected_start_time"]) == datetime.fromisoformat(anchor)
         assert run["parameters"] == {**nightly["parameters"]}
+
+        # `mlci serve` against this server: it starts no server of its own, serves its own
+        # deployment, and leaves prefect.yaml's deployment as it was.
+        log = tmp_path / "serve.log"
+        with open(log, "w") as out:
+            serve = subprocess.Popen([BIN / "mlci", "serve", "--cron", "0 3 * * *"], env=env, cwd=tmp_path,
+                                     stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while "Prefect UI:" not in log.read_text():
+                assert serve.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(1)
+        finally:
+            code = _stop(serve, signal.SIGTERM)  # what a service manager sends
+        assert code == 0, log.read_text()[-3000:]
+        output = log.read_text()
+        assert f"Prefect UI: {api.removesuffix('/api')}/deployments/" in output
+        assert "starting a Prefect server" not in output and "Prefect server stopped" not in output
+        served = _deployment(api, "nightly/mlci-serve")
+        assert [s["schedule"]["cron"] for s in served["schedules"]] == ["0 3 * * *"]
+        assert served["paused"]  # when serve stopped: no runs pile up while nothing serves them
+        after = _deployment(api, "nightly/nightly")
+        assert after["work_pool_name"] == "mlci-process" and not after["paused"]
+        assert sorted(s["schedule"].get("cron", "interval") for s in after["schedules"] if s["active"]) == \
+            ["0 2 * * *", "interval"]
 
     assert not _port_answers(int(api.split(":")[2].split("/")[0]))
     _check_batch_and_model(store, tracking_uri, n_clips=None)

@@ -2,25 +2,20 @@
 
 Scheduling needs a Prefect API with its scheduler service; Prefect's temporary server has none. So
 ``serve`` uses the API the user configured (``PREFECT_API_URL`` or a Prefect profile) or starts
-``prefect server start`` on 127.0.0.1 for as long as it runs. It serves its own deployment,
-``nightly/mlci-serve``, never the ``nightly/nightly`` deployment that ``prefect.yaml`` creates.
+``prefect server start`` on 127.0.0.1 for as long as it runs, then serves the nightly with
+:func:`flows.serving.serve_nightly`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from typing import Annotated
 
 import typer
 
 from mlci.cli.common import StoreOption, fail, settings_for
 
-__all__ = ["DEPLOYMENT_NAME", "serve_command"]
-
-#: Deployment name of ``mlci serve``; ``prefect.yaml``'s deployment is ``nightly/nightly``.
-DEPLOYMENT_NAME = "mlci-serve"
+__all__ = ["serve_command"]
 
 
 def serve_command(
@@ -77,60 +72,11 @@ def serve_command(
 
 
 def _serve(api_url: str, schedule, parameters: dict) -> None:
-    from prefect.deployments.runner import EntrypointType
-    from prefect.runner import Runner
     from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from flows.nightly import nightly
 
     # The served runs are child processes: they read the API from the environment.
     os.environ["PREFECT_API_URL"] = api_url
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
-        runner = _runner_class(Runner)(name=DEPLOYMENT_NAME, limit=1, pause_on_shutdown=True)
-        deployment_id = runner.add_flow(
-            nightly,
-            name=DEPLOYMENT_NAME,
-            schedule=schedule,
-            parameters=parameters,
-            concurrency_limit=1,
-            entrypoint_type=EntrypointType.MODULE_PATH,
-        )
-        ui = api_url.removesuffix("/api")
-        typer.echo(f"serving nightly/{DEPLOYMENT_NAME}: cron '{schedule.cron}' ({schedule.timezone}); "
-                   f"next run {_next_run(deployment_id)}")
-        typer.echo(f"Prefect UI: {ui}/deployments/deployment/{deployment_id}  (stop with Ctrl-C)")
-        try:
-            asyncio.run(runner.start())
-        except KeyboardInterrupt:
-            pass
+        from flows.serving import serve_nightly
 
-
-def _runner_class(base: type) -> type:
-    class StopOnSigterm(base):
-        def handle_sigterm(self, *args, **kwargs):
-            # Prefect 3.8.8's handler calls the async ``stop`` without awaiting it (a warning, and
-            # no clean stop); a service manager's SIGTERM shuts down exactly as Ctrl-C does.
-            raise KeyboardInterrupt
-
-    return StopOnSigterm
-
-
-def _next_run(deployment_id, wait: float = 10.0) -> str:
-    """The next run the server has scheduled for the deployment (proof that the schedule is live)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, FlowRunFilter
-    from prefect.client.schemas.sorting import FlowRunSort
-
-    deadline = time.monotonic() + wait
-    with get_client(sync_client=True) as client:
-        # The server schedules a new deployment's runs just after creating it.
-        while not (runs := client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id={"any_": [deployment_id]}),
-            flow_run_filter=FlowRunFilter(state={"type": {"any_": ["SCHEDULED"]}}),
-            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
-            limit=1,
-        )) and time.monotonic() < deadline:
-            time.sleep(1)
-    if not runs:
-        return "not scheduled yet (the server's scheduler adds it within a minute)"
-    return f"{runs[0].expected_start_time:%Y-%m-%d %H:%M:%S %Z}"
+        serve_nightly(schedule, parameters, announce=typer.echo)
