@@ -5,7 +5,8 @@
 2. compute: one ``compute-feature-chunk`` task per chunk on the task runner — local threads by
    default, a Dask cluster when ``dask_address`` (or ``MLCI_DASK_ADDRESS``) is given, or a local
    Dask cluster started for the run (``local_cluster=True``); progress is logged every
-   ``log_every`` clips; a chunk that fails after its retries is reported, the rest goes on;
+   ``log_every`` clips; a chunk that fails after its retries is named in the report with its
+   reason (``report.complete`` is False), the rest goes on, and its clips are computed next run;
 3. commit: write the active index (only if it changed) and return the run report.
 
 Run again with nothing new, it computes nothing and writes nothing.
@@ -170,6 +171,7 @@ def features(
         progress(0, total, 0)
 
     results: list[ChunkResult] = []
+    failed: dict[int, str] = {}
     if chunks:
         address = dask_address or settings.dask_address
         runner = make_task_runner(
@@ -179,7 +181,7 @@ def features(
         done = quarantined = 0
         next_log = log_every
         with runner:
-            futures = [
+            futures = {
                 runner.submit(
                     compute_feature_chunk_task,
                     parameters={
@@ -191,14 +193,17 @@ def features(
                         "chunk": n,
                         "threads": threads,
                     },
-                )
+                ): n
                 for n, items in enumerate(chunks)
-            ]
-            for future in as_completed(futures):
+            }
+            for future in as_completed(list(futures)):
                 try:
                     result = future.result()
-                except Exception as exc:  # noqa: BLE001 - a failed chunk is retried next run
-                    logger.error("a feature chunk failed after its retries: %s", exc)
+                except Exception as exc:  # noqa: BLE001 - a failed chunk is reported, retried next run
+                    n = futures[future]
+                    failed[n] = f"{type(exc).__name__}: {exc}"
+                    logger.error("feature chunk %d (%d clips) failed after its retries: %s",
+                                 n, len(chunks[n]), failed[n])
                     continue
                 results.append(result)
                 done += result.n_done
@@ -208,5 +213,4 @@ def features(
                 if done >= next_log or done == total:
                     logger.info("features: %d/%d clips done, %d quarantined", done, total, quarantined)
                     next_log = (done // log_every + 1) * log_every
-    report = commit_feature_run_task(settings, plan, sorted(results, key=lambda r: r.chunk))
-    return report
+    return commit_feature_run_task(settings, plan, sorted(results, key=lambda r: r.chunk), failed)

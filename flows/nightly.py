@@ -1,5 +1,6 @@
 """The nightly round, top to bottom.
 
+0. check every parameter (a wrong one fails here, before anything is locked, written or registered);
 1. take the store lock (a second run at the same time skips; a stale lock from a crash expires);
 2. ingest new label files from ``labels/``;
 3. compute features for new or changed clips (incremental; broken clips are quarantined);
@@ -7,6 +8,10 @@
 5. train one classifier per concept, log to MLflow, register, and gate the challenger;
 6. score the unlabeled pool with the champion and publish the next labeling batch once;
 7. leave a markdown summary and a table of the batch as Prefect artifacts.
+
+A run that had to skip work (feature chunks that failed after their retries) still publishes from
+the clips it has, ends Completed with status ``incomplete``: its summary names each failed chunk
+and why, the batch manifest records ``incomplete_pool``, and ``mlci nightly`` exits with status 3.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from flows.features import features as features_flow
 from mlci.catalog import ClassCatalog
 from mlci.config import Settings
 from mlci.models.tracking import class_keys
+from mlci.params import check_nightly_params
 from mlci.reporting import NightlySummary
 from tasks.consensus import compute_consensus_task
 from tasks.features import load_features_task, quarantined_keys_task
@@ -46,17 +52,35 @@ def nightly(
     random_state: int = 0,
 ) -> NightlySummary:
     """Run one nightly round; ``store`` defaults to ``MLCI_STORE``. Returns what each step did."""
+    check_nightly_params(
+        store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
+        consensus_method=consensus_method, estimator=estimator, modality=modality, tolerance=tolerance,
+        open_batch_days=open_batch_days, lock_ttl_hours=lock_ttl_hours, random_state=random_state,
+    )
     settings = Settings(store=store) if store else Settings()
     logger = get_run_logger()
-    lock = acquire_lock_task(settings, "nightly", lock_ttl_hours)
+    lock, held_by = acquire_lock_task(settings, "nightly", lock_ttl_hours)
     if lock is None:
-        summary = NightlySummary(status="skipped", reason="another nightly run holds the store lock")
+        summary = NightlySummary(status="skipped", reason=f"another nightly run holds the store lock: {held_by}")
         create_markdown_artifact(summary.to_markdown(), key="nightly-summary", description="nightly: skipped")
         return summary
     try:
         ingest = ingest_labels_task(settings=settings)
         feature_report = features_flow(store=settings.store_uri)
         consensus = compute_consensus_task(settings=settings, method=consensus_method)
+
+        warnings = []
+        if lock.replaced_ is not None:
+            warnings.append(f"took over the store lock from {lock.replaced_.describe()}: that run did not finish")
+        incomplete_pool = None
+        if not feature_report.complete:
+            incomplete_pool = {"clips_without_features": feature_report.n_failed,
+                               "failed_chunks": {str(n): why for n, why in feature_report.failed_chunks.items()}}
+            warnings.append(
+                f"{feature_report.n_failed} clips have no features and were left out of the pool "
+                f"(computed next run); failed chunks: "
+                + "; ".join(f"{n}: {why}" for n, why in sorted(feature_report.failed_chunks.items()))
+            )
 
         catalog = ClassCatalog.from_json(settings.class_catalog)
         keys, X, schema = load_features_task(settings, modality=modality)
@@ -93,13 +117,15 @@ def nightly(
             relabel_share=relabel_share,
             open_batch_expiry=timedelta(days=open_batch_days),
             random_state=random_state,
+            incomplete_pool=incomplete_pool,
         )
     finally:
         release_lock_task(lock)
 
     ingest_summary = ingest.summary()
     summary = NightlySummary(
-        status="completed",
+        status="completed" if feature_report.complete else "incomplete",
+        warnings=warnings,
         labels={
             "files_new": ingest_summary["new"],
             "rows_added": ingest_summary["rows_new"],
@@ -126,11 +152,15 @@ def nightly(
             "round_id": round_result.round_id,
             "location": round_result.location,
             "published": round_result.published,
+            "reason": round_result.reason,
             "n_clips": len(round_result.batch),
             "strategy": strategy,
         },
     )
-    create_markdown_artifact(summary.to_markdown(), key="nightly-summary", description="nightly round summary")
+    create_markdown_artifact(summary.to_markdown(), key="nightly-summary",
+                             description=f"nightly round summary ({summary.status})")
+    for warning in warnings:
+        logger.warning(warning)
     create_table_artifact(
         round_result.batch.head(200).to_dict(orient="records"),
         key="nightly-batch",

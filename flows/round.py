@@ -1,5 +1,6 @@
 """The active-learning round alone, for users who label between nightly runs.
 
+0. check the parameters (before anything is read or written);
 1. load the current consensus labels and the features of every clip;
 2. load the champion from the registry;
 3. score the unlabeled pool, choose the batch, publish it once.
@@ -13,6 +14,7 @@ from prefect import flow
 
 from mlci.batches import RoundResult
 from mlci.config import Settings
+from mlci.params import check_round_params
 from tasks.consensus import load_consensus_task
 from tasks.features import load_features_task, quarantined_keys_task
 from tasks.labels import load_annotation_history_task
@@ -32,6 +34,8 @@ def round_flow(
     random_state: int = 0,
 ) -> RoundResult:
     """Publish a batch from the latest consensus snapshot and the champion; ``store`` defaults to MLCI_STORE."""
+    check_round_params(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
+                       modality=modality, open_batch_days=open_batch_days, random_state=random_state)
     settings = Settings(store=store) if store else Settings()
     consensus = load_consensus_task(settings)
     keys, X, schema = load_features_task(settings, modality=modality)

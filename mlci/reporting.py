@@ -10,10 +10,16 @@ __all__ = ["NightlySummary"]
 
 @dataclass
 class NightlySummary:
-    """What one nightly run did, step by step. ``status`` is ``completed`` or ``skipped``."""
+    """What one nightly run did, step by step.
+
+    ``status`` is ``completed``; ``incomplete`` when it ran to the end but skipped work (feature
+    chunks that failed after their retries: their clips were not in the pool), named in
+    ``warnings``; or ``skipped`` when another run held the store lock (``reason`` says who).
+    """
 
     status: str
     reason: str = ""
+    warnings: list[str] = field(default_factory=list)
     labels: dict[str, Any] = field(default_factory=dict)
     features: dict[str, Any] = field(default_factory=dict)
     consensus: dict[str, Any] = field(default_factory=dict)
@@ -25,9 +31,11 @@ class NightlySummary:
 
     def to_markdown(self) -> str:
         """A short report: counts, per-concept metrics, the promotion decision, the batch location."""
-        if self.status != "completed":
-            return f"# mlci nightly: {self.status}\n\n{self.reason}\n"
-        lines = ["# mlci nightly round", ""]
+        if self.status == "skipped":
+            return f"# mlci nightly: skipped\n\n{self.reason}\n"
+        lines = ["# mlci nightly round" + (" (INCOMPLETE)" if self.status == "incomplete" else ""), ""]
+        if self.warnings:
+            lines += ["## Warnings", "", *[f"- {w}" for w in self.warnings], ""]
         lb, ft, cs, md, bt = self.labels, self.features, self.consensus, self.model, self.batch
         lines += [
             "## Counts",
@@ -37,13 +45,13 @@ class NightlySummary:
             f"| labels | {lb.get('files_new', 0)} new file(s), {lb.get('rows_added', 0)} answers added, "
             f"{lb.get('records_rejected', 0)} records rejected |",
             f"| features | {ft.get('computed', 0)} computed, {ft.get('cached', 0)} cached, "
-            f"{ft.get('quarantined', 0)} quarantined |",
+            f"{ft.get('quarantined', 0)} quarantined"
+            f"{', ' + str(ft['failed']) + ' FAILED (not in the pool)' if ft.get('failed') else ''} |",
             f"| consensus | snapshot `{cs.get('snapshot', '-')}`, {cs.get('n_clips', 0)} labeled clips, "
             f"method {cs.get('method', '-')} |",
             f"| model | {md.get('name', '-')} version {md.get('version', '-')}"
             f"{' (reused: nothing new to train on)' if md.get('reused') else ''} |",
-            f"| batch | {bt.get('n_clips', 0)} clips, "
-            f"{'published' if bt.get('published') else 'already published (nothing new)'} |",
+            f"| batch | {_batch_line(bt)} |",
             "",
         ]
         metrics = md.get("metrics", {})
@@ -70,6 +78,13 @@ class NightlySummary:
             f"(strategy {bt.get('strategy', '-')}).",
         ]
         return "\n".join(lines) + "\n"
+
+
+def _batch_line(batch: dict[str, Any]) -> str:
+    if batch.get("reason"):
+        return f"nothing published: {batch['reason']}"
+    verb = "published" if batch.get("published") else "already published (nothing new)"
+    return f"{batch.get('n_clips', 0)} clips, {verb}"
 
 
 def _fmt(value: Any) -> str:

@@ -75,9 +75,11 @@ def compute_feature_chunk_task(
 
 
 @task(name="commit-feature-run", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(FeatureError), cache_policy=NO_CACHE)
-def commit_feature_run_task(settings: Settings, plan: FeatureRunPlan, results: list[ChunkResult]) -> FeatureRunReport:
+def commit_feature_run_task(
+    settings: Settings, plan: FeatureRunPlan, results: list[ChunkResult], failed_chunks: dict[int, str] | None = None
+) -> FeatureRunReport:
     """Write the run's active index if it changed (:func:`mlci.features.commit_feature_run`)."""
-    report = commit_feature_run(settings.open_store(), plan, results)
+    report = commit_feature_run(settings.open_store(), plan, results, failed_chunks=failed_chunks)
     logger = get_run_logger()
     logger.info(
         "features %s: %d computed, %d cached, %d newly quarantined %s; active %d, quarantined %d, dropped %d; index %s",
@@ -88,6 +90,9 @@ def commit_feature_run_task(settings: Settings, plan: FeatureRunPlan, results: l
     if report.skipped:
         logger.warning("%d clips not finished this run (retried next run): %s",
                        len(report.skipped), dict(list(report.skipped.items())[:5]))
+    if not report.complete:
+        logger.warning("%d clips have no features this run: chunk(s) failed after their retries: %s",
+                       report.n_failed, report.failed_chunks)
     return report
 
 

@@ -18,15 +18,18 @@ __all__ = ["acquire_lock_task", "release_lock_task", "run_round_task", "load_cha
 
 @task(name="acquire-lock", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
       retry_condition_fn=retry_unless(LockHeldError))
-def acquire_lock_task(settings: Settings, name: str, ttl_hours: float) -> StoreLock | None:
-    """Take the store lock ``name``; None (and a log line) when another run holds it."""
+def acquire_lock_task(settings: Settings, name: str, ttl_hours: float) -> tuple[StoreLock | None, str]:
+    """Take the store lock ``name``: ``(lock, "")``, or ``(None, who holds it)`` when another run does."""
     lock = StoreLock(settings.open_store(), name, ttl=timedelta(hours=ttl_hours))
+    logger = get_run_logger()
     try:
         lock.acquire()
     except LockHeldError as exc:
-        get_run_logger().warning("not running: %s", exc)
-        return None
-    return lock
+        logger.warning("not running: %s", exc)
+        return None, str(exc)
+    if lock.replaced_ is not None:
+        logger.warning("took over lock %r from %s: the previous run did not finish", name, lock.replaced_.describe())
+    return lock, ""
 
 
 @task(name="release-lock", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)

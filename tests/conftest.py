@@ -92,3 +92,78 @@ def prefect_harness(tmp_path_factory):
 def seed_labels_path():
     """The seed's real label export (a copy of shared/seed/labels_final.json)."""
     return FIXTURES / "labels_final.json"
+
+
+class CuttingProxy:
+    """An HTTP proxy on 127.0.0.1 in front of the S3 server that can cut the connection of chosen requests.
+
+    ``cut(pattern)`` makes every request whose ``"METHOD /path"`` matches the regex lose its
+    connection without an answer, the way a network failure looks to the client; ``cut(None)``
+    heals it. ``cut_requests`` counts the requests cut.
+    """
+
+    def __init__(self, target: str):
+        import http.client
+        import re
+        import socket
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlparse
+
+        upstream = urlparse(target)
+        proxy = self
+        self._pattern = None
+        self.cut_requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                pattern = proxy._pattern
+                if pattern is not None and re.search(pattern, f"{self.command} {self.path}"):
+                    proxy.cut_requests += 1
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                self.send_response(response.status, response.reason)
+                for k, v in response.getheaders():
+                    if k.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length"):
+                        self.send_header(k, v)
+                length = response.getheader("Content-Length") if self.command == "HEAD" else str(len(data))
+                self.send_header("Content-Length", length or "0")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def cut(self, pattern: str | None) -> None:
+        self._pattern = pattern
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def cutting_proxy(s3_endpoint):
+    """A :class:`CuttingProxy` in front of the session's S3 server."""
+    proxy = CuttingProxy(s3_endpoint)
+    yield proxy
+    proxy.close()

@@ -29,10 +29,16 @@ class RoundResult:
     published: bool
     batch: pd.DataFrame
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: Why nothing was published although the round is new (e.g. an empty pool); "" otherwise.
+    reason: str = ""
 
     def summary(self) -> str:
+        if self.reason:
+            return f"round {self.round_id}: nothing published: {self.reason}"
         verb = "published" if self.published else "already published (nothing new)"
-        return f"round {self.round_id}: {len(self.batch)} clips {verb} at {self.location}"
+        text = f"round {self.round_id}: {len(self.batch)} clips {verb} at {self.location}"
+        missing = self.manifest.get("incomplete_pool", {}).get("clips_without_features")
+        return text + (f"; pool incomplete: {missing} clips without features" if missing else "")
 
 
 def run_round(
@@ -56,6 +62,7 @@ def run_round(
     base_url: str | None = None,
     random_state: int = 0,
     now: datetime | None = None,
+    incomplete_pool: dict[str, Any] | None = None,
 ) -> RoundResult:
     """Score the pool with ``model``, choose a batch with ``strategy`` and publish it once.
 
@@ -64,6 +71,9 @@ def run_round(
     id is derived from the model version, label snapshot, feature snapshot, strategy and its
     parameters, so running the same round again publishes nothing. Batches still out are not part
     of the id on purpose: with nothing new, the next night must not publish another batch.
+
+    ``incomplete_pool`` says which clips could not be in the pool (e.g. their features failed);
+    it is recorded in the manifest as ``incomplete_pool`` and in the summary.
     """
     now = now or datetime.now(timezone.utc)
     strategy_params = dict(strategy_params or {})
@@ -111,6 +121,11 @@ def run_round(
         url_for=url_for,
         random_state=random_state,
     )
+    if plan.batch.empty:
+        # Publishing an empty batch would mark the round done and leave labelers nothing to do.
+        reason = (f"no clip to label: pool of {plan.n_pool} clips ({len(labeled_keys)} labeled, "
+                  f"{len(quarantined)} quarantined, {len(still_out)} in batches still out)")
+        return RoundResult(rid, store.url_for(f"batches/{rid}/"), False, plan.batch, reason=reason)
     tasks = label_studio_tasks(plan.batch, classes, model_version=f"{model_name}/{model_version}", uri_for=store.url_for)
     manifest = {
         "model_name": model_name,
@@ -129,6 +144,8 @@ def run_round(
         },
         "untrained_concepts": plan.dropped_concepts,
     }
+    if incomplete_pool:
+        manifest["incomplete_pool"] = incomplete_pool
     result: PublishResult = publish_batch(store, rid, plan.batch, tasks, manifest, now=now)
     return RoundResult(rid, result.location, result.published, plan.batch, manifest)
 

@@ -12,7 +12,21 @@ from typing import Annotated
 
 import typer
 
-from mlci.cli.common import StoreOption, fail, print_table, settings_for
+from mlci.cli.common import (
+    EXIT_INCOMPLETE,
+    EXIT_SKIPPED,
+    BatchSizeOption,
+    ConsensusMethodOption,
+    EstimatorOption,
+    LockTtlOption,
+    ModalityOption,
+    RelabelShareOption,
+    StoreOption,
+    StrategyOption,
+    fail,
+    print_table,
+    settings_for,
+)
 from mlci.cli.features import features_command
 from mlci.cli.labels import app as labels_app
 from mlci.cli.labels import consensus_command
@@ -79,31 +93,84 @@ def demo_data(
 @app.command("nightly")
 def nightly_command(
     store: StoreOption = None,
-    strategy: Annotated[str, typer.Option(help="Query strategy (see docs/strategies.md).")] = "margin",
-    batch_size: Annotated[int, typer.Option(min=1, help="Clips per batch.")] = 50,
-    relabel_share: Annotated[float, typer.Option(min=0, max=1, help="Share of the batch for relabeling.")] = 0.1,
+    strategy: StrategyOption = "margin",
+    batch_size: BatchSizeOption = 50,
+    relabel_share: RelabelShareOption = 0.1,
+    consensus_method: ConsensusMethodOption = "dawid_skene",
+    estimator: EstimatorOption = "logistic_regression",
+    modality: ModalityOption = "combined",
+    lock_ttl_hours: LockTtlOption = 6.0,
 ) -> None:
-    """Run the nightly flow once: labels, features, consensus, train and gate, publish a batch."""
+    """Run the nightly flow once: labels, features, consensus, train and gate, publish a batch.
+
+    Exit status: 0 done, 1 error, 3 ran to the end but skipped work (see the summary),
+    4 skipped because another run holds the store lock.
+    """
+    from mlci.params import ParameterError, check_nightly_params
+
+    parameters = dict(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
+                      consensus_method=consensus_method, estimator=estimator, modality=modality,
+                      lock_ttl_hours=lock_ttl_hours)
+    try:
+        check_nightly_params(**parameters, tolerance=0.0, open_batch_days=7.0, random_state=0)
+    except ParameterError as exc:
+        fail(str(exc))
     from flows.nightly import nightly
 
-    summary = nightly(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
-                      trigger="manual")
+    summary = nightly(**parameters, trigger="manual")
     typer.echo(summary.to_markdown())
+    if summary.status == "skipped":
+        raise typer.Exit(EXIT_SKIPPED)
+    if summary.status == "incomplete":
+        typer.secho(f"warning: the run skipped work: {summary.warnings[-1]}", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(EXIT_INCOMPLETE)
 
 
 @app.command("round")
 def round_command(
     store: StoreOption = None,
-    strategy: Annotated[str, typer.Option(help="Query strategy (see docs/strategies.md).")] = "margin",
-    batch_size: Annotated[int, typer.Option(min=1, help="Clips per batch.")] = 50,
-    relabel_share: Annotated[float, typer.Option(min=0, max=1, help="Share of the batch for relabeling.")] = 0.1,
+    strategy: StrategyOption = "margin",
+    batch_size: BatchSizeOption = 50,
+    relabel_share: RelabelShareOption = 0.1,
+    modality: ModalityOption = "combined",
 ) -> None:
     """Publish a labeling batch from the current consensus and the champion model."""
+    from mlci.params import ParameterError, check_round_params
+
+    try:
+        check_round_params(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
+                           modality=modality)
+    except ParameterError as exc:
+        fail(str(exc))
     from flows.round import round_flow
 
-    result = round_flow(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share)
+    result = round_flow(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
+                        modality=modality)
     typer.echo(result.summary())
     print_table(result.batch.head(10))
+
+
+@app.command("unlock")
+def unlock_command(
+    name: Annotated[str, typer.Argument(help="Lock name.")] = "nightly",
+    store: StoreOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Release a store lock by hand (after a crash on another host; a dead process on this host is handled)."""
+    import getpass
+    import socket
+
+    from mlci.locks import StoreLock
+
+    lock = StoreLock(settings_for(store).open_store(), name)
+    holder = lock.holder()
+    if holder is None or holder.released:
+        typer.echo(f"lock {name!r} is not held")
+        return
+    if not yes:
+        typer.confirm(f"release lock {name!r} held by {holder.describe()}?", abort=True)
+    lock.force_release(by=f"{getpass.getuser()}@{socket.gethostname()}")
+    typer.echo(f"released lock {name!r} (was held by {holder.owner})")
 
 
 @app.command("batches")

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlci.cli.common import StoreOption, fail, settings_for
+from mlci.cli.common import EXIT_INCOMPLETE, StoreOption, fail, settings_for
 
 __all__ = ["features_command", "parse_params"]
 
@@ -99,3 +99,7 @@ def features_command(
             typer.echo(f"  {row.key}  [{row.error_kind}] {row.message[:120]}")
         if len(quarantined) > _SHOW_QUARANTINED:
             typer.echo(f"  ... and {len(quarantined) - _SHOW_QUARANTINED} more")
+    if not report.complete:
+        typer.secho(f"warning: {report.n_failed} clips were not computed ({len(report.failed_chunks)} chunk(s) "
+                    "failed after their retries); the next run computes them", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(EXIT_INCOMPLETE)

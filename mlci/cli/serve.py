@@ -13,7 +13,15 @@ from typing import Annotated
 
 import typer
 
-from mlci.cli.common import StoreOption, fail, settings_for
+from mlci.cli.common import (
+    BatchSizeOption,
+    LockTtlOption,
+    RelabelShareOption,
+    StoreOption,
+    StrategyOption,
+    fail,
+    settings_for,
+)
 
 __all__ = ["serve_command"]
 
@@ -27,9 +35,10 @@ def serve_command(
                      "PREFECT_API_URL is not set (0: any free port)."),
     ] = 4200,
     store: StoreOption = None,
-    strategy: Annotated[str, typer.Option(help="Query strategy (see docs/strategies.md).")] = "margin",
-    batch_size: Annotated[int, typer.Option(min=1, help="Clips per batch.")] = 50,
-    relabel_share: Annotated[float, typer.Option(min=0, max=1, help="Share of the batch for relabeling.")] = 0.1,
+    strategy: StrategyOption = "margin",
+    batch_size: BatchSizeOption = 50,
+    relabel_share: RelabelShareOption = 0.1,
+    lock_ttl_hours: LockTtlOption = 6.0,
 ) -> None:
     """Run the nightly flow on a schedule in this process; starts a local Prefect server if none is set.
 
@@ -48,7 +57,7 @@ def serve_command(
     # Served runs are child processes, possibly in another directory: give them absolute locations.
     os.environ["MLCI_HOME"] = str(settings.home)
     parameters = {"store": settings.store_uri, "strategy": strategy, "batch_size": batch_size,
-                  "relabel_share": relabel_share}
+                  "relabel_share": relabel_share, "lock_ttl_hours": lock_ttl_hours}
 
     configured = get_current_settings().api.url
     if configured:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -147,6 +147,13 @@ class FeatureRunReport:
     skipped: dict[str, str]
     index_key: str | None
     seconds: float
+    failed_chunks: dict[int, str] = field(default_factory=dict)
+    n_failed: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """False when a chunk failed after its retries: its clips have no features until the next run."""
+        return not self.failed_chunks
 
     def counts(self) -> dict[str, int]:
         """The numbers a run summary shows: ``computed``, ``cached``, ``quarantined`` (active), ..."""
@@ -159,6 +166,8 @@ class FeatureRunReport:
             "active": self.n_active,
             "removed": self.n_removed,
             "skipped": len(self.skipped),
+            "failed": self.n_failed,
+            "failed_chunks": len(self.failed_chunks),
         }
 
     def format(self) -> str:
@@ -178,6 +187,10 @@ class FeatureRunReport:
             lines.append("  quarantined this run: " + ", ".join(f"{k} {n}" for k, n in sorted(self.quarantine_kinds.items())))
         if self.skipped:
             lines.append(f"  skipped (will be retried): {len(self.skipped)}")
+        if self.failed_chunks:
+            lines.append(f"  FAILED: {self.n_failed} clips not computed (retried next run), "
+                         f"{len(self.failed_chunks)} chunk(s) failed after their retries:")
+            lines += [f"    chunk {n}: {why}" for n, why in sorted(self.failed_chunks.items())]
         lines.append(f"  index: {self.index_key or 'unchanged'}; {self.seconds:.1f} s")
         return "\n".join(lines)
 
@@ -363,12 +376,18 @@ def _changed(store: Store, key: str, identity: str) -> bool:
 
 
 def commit_feature_run(
-    store: Store, plan: FeatureRunPlan, results: Sequence[ChunkResult], *, started: float | None = None
+    store: Store,
+    plan: FeatureRunPlan,
+    results: Sequence[ChunkResult],
+    *,
+    failed_chunks: Mapping[int, str] | None = None,
+    started: float | None = None,
 ) -> FeatureRunReport:
     """Write the active index of the run (only if it differs from the latest one) and report.
 
     Clips of the plan that no chunk finished (skipped, or their chunk failed) are left out of the
-    index, so the next run computes them.
+    index, so the next run computes them. ``failed_chunks`` maps the number of each chunk that
+    failed after its retries to the reason; the report names them and counts their clips.
     """
     ex = resolve_extractor(plan.extractor, plan.params)
     layout = CacheLayout(ex.schema)
@@ -380,7 +399,6 @@ def commit_feature_run(
         kinds.update(r.quarantine_kinds)
         skipped.update(r.skipped)
     unfinished = {k for k, _ in plan.todo} - set(entries) - set(skipped)
-    skipped.update({k: "not computed (chunk failed)" for k in unfinished})
     index = pd.DataFrame(
         [{"key": k, "identity": i, "status": s, "part": p} for k, (i, s, p) in sorted(entries.items())],
         columns=list(FEATURE_INDEX.columns),
@@ -415,6 +433,8 @@ def commit_feature_run(
         skipped=skipped,
         index_key=written,
         seconds=(time.perf_counter() - started) if started is not None else sum(r.seconds for r in results),
+        failed_chunks=dict(failed_chunks or {}),
+        n_failed=len(unfinished),
     )
 
 
