@@ -140,7 +140,14 @@ class LocalPrefectServer:
                 f"PREFECT_API_URL=http://{self.host}:{self.port}/api to use the Prefect server running there"
             )
         self.home.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PREFECT_HOME": str(self.home)}
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_SERVER_API_HOST": self.host,
+            "PREFECT_SERVER_API_PORT": str(self.port),
+            # The UI calls the API from the browser: without this it looks for it on port 4200.
+            "PREFECT_UI_API_URL": self.api_url,
+        }
         env.pop("PREFECT_API_URL", None)  # the server must not try to reach another API
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(

@@ -133,6 +133,7 @@ def test_mlci_serve_runs_the_nightly_on_its_schedule_and_stops_what_it_started(f
              "--batch-size", str(BATCH_SIZE), "--relabel-share", "0"],
             env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT,
         )
+    port = None
     try:
         deadline = time.monotonic() + 200
         while not (match := re.search(r"Prefect UI: http://127\.0\.0\.1:(\d+)/deployments/deployment/([0-9a-f-]+)",
@@ -143,17 +144,21 @@ def test_mlci_serve_runs_the_nightly_on_its_schedule_and_stops_what_it_started(f
         api = f"http://127.0.0.1:{port}/api"
         assert "next run 20" in log.read_text()  # the server has the next run on its calendar
         assert _deployment(api, "nightly/mlci-serve")["id"] == deployment_id
+        # The UI (in the browser) is told where this server's API is, not Prefect's default port 4200.
+        assert httpx.get(f"http://127.0.0.1:{port}/ui-settings", timeout=10).json()["api_url"] == api
 
         run = _wait_for_completed_run(api, deployment_id, timeout=200, log=log)
         assert run["auto_scheduled"] and run["parameters"]["batch_size"] == BATCH_SIZE
     finally:
         code = _stop(serve, signal.SIGINT)  # what Ctrl-C sends
+        if code is None and port:  # serve had to be killed: its server (own process group) is still up
+            _kill_matching(f"--port {port}")
     output = log.read_text()
     assert code == 0, output[-3000:]
     assert "Prefect server stopped" in output
     assert not PROBLEMS.search(output), output[-3000:]
     assert not _port_answers(port)
-    assert not [p for p in _processes() if f"--port {port}" in p]
+    assert not [cmd for _, cmd in _processes() if f"--port {port}" in cmd]
 
     _check_batch_and_model(store, f"sqlite:///{first_run['mlci_home'] / 'mlflow.db'}", n_clips=BATCH_SIZE)
 
@@ -169,11 +174,20 @@ def _stop(process: subprocess.Popen, sig: int, timeout: float = 90) -> int | Non
         return None
 
 
-def _processes() -> list[str]:
+def _kill_matching(fragment: str) -> None:
+    for pid, cmdline in _processes():
+        if fragment in cmdline:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _processes() -> list[tuple[int, str]]:
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            found.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            found.append((int(cmdline.parent.name), cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")))
         except OSError:
             continue
     return found
