@@ -123,3 +123,23 @@ def test_half_published_batch_with_other_content_is_not_overwritten(store):
         publish_batch(store, "r-2", plan.batch, [{"data": {}}], {})
     assert store.read_bytes("batches/r-2/tasks.json") == b"[]"
     assert not store.exists("batches/r-2/manifest.json")
+
+
+def test_a_round_with_nothing_to_label_publishes_nothing_and_says_why(store):
+    from mlci.batches import run_round
+    from mlci.models import MultiLabelModel
+
+    inputs = _inputs(n=30, n_labeled=30)  # every clip already has a consensus label
+    Y = inputs.labeled_y.astype(int)
+    Y[0] = 1 - Y[1]  # both values in every concept
+    schema = {"extractor": "basic", "version": "1"}
+    model = MultiLabelModel(CLASSES, feature_schema=schema).fit(inputs.X, Y)
+    empty_history = pd.DataFrame({"asset": pd.Series(dtype=str), "ingested_at": pd.Series(dtype="datetime64[ns, UTC]")})
+    result = run_round(store, model=model, model_name="m", model_version="1", keys=inputs.keys, X=inputs.X,
+                       feature_schema=schema, consensus=inputs.consensus,
+                       label_snapshot="s", annotations_history=empty_history, quarantined=["clips/c000.mp4"],
+                       relabel_share=0.0)
+    assert not result.published and result.batch.empty
+    assert result.reason == "no clip to label: pool of 0 clips (30 labeled, 1 quarantined, 0 in batches still out)"
+    assert result.summary() == f"round {result.round_id}: nothing published: {result.reason}"
+    assert store.list("batches/") == []
