@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
 from typing import Any
 from uuid import UUID
@@ -30,25 +31,48 @@ DEPLOYMENT_NAME = "mlci-serve"
 
 
 class GracefulRunner(Runner):
-    """A Prefect Runner that stops the same way on Ctrl-C and on SIGTERM."""
+    """A Prefect Runner that stops the same way on Ctrl-C and on SIGTERM, whenever the signal comes.
 
-    def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
-        # Prefect 3.8.8's handler calls the async ``stop`` without awaiting it.
-        self._signal_loop.call_soon_threadsafe(self._stop_requested.set)
+    Call :meth:`catch_signals` before anything else: a signal that arrives while the deployment is
+    still being created then stops the runner as soon as it starts (and pauses its schedule).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._stop_requested = threading.Event()
+        self._wake: asyncio.Event | None = None
+        self._signal_loop: asyncio.AbstractEventLoop | None = None
+
+    def catch_signals(self) -> None:
+        """Route SIGINT and SIGTERM to :meth:`request_stop` (main thread only)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.request_stop)
+
+    def request_stop(self, *args: Any) -> None:
+        self._stop_requested.set()
+        if self._signal_loop is not None:
+            self._signal_loop.call_soon_threadsafe(self._wake.set)
+
+    # Prefect 3.8.8's own handler calls the async ``stop`` without awaiting it.
+    handle_sigterm = request_stop
 
     async def serve_until_stopped(self) -> None:
-        """Poll for and execute scheduled runs until SIGINT or SIGTERM."""
+        """Poll for and execute scheduled runs until a stop is requested."""
         # Not asyncio's default Ctrl-C handling: it cancels the main task, and a cancellation that
         # lands while a finished run is being reaped can be swallowed, so the runner kept polling.
+        self._wake = asyncio.Event()
         self._signal_loop = asyncio.get_running_loop()
-        self._stop_requested = asyncio.Event()
-        self._signal_loop.add_signal_handler(signal.SIGINT, self._stop_requested.set)
+        self._signal_loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        if self._stop_requested.is_set():
+            self._wake.set()
         serving = asyncio.create_task(self.start())
-        stop = asyncio.create_task(self._stop_requested.wait())
-        await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
+        woken = asyncio.create_task(self._wake.wait())
+        await asyncio.wait({serving, woken}, return_when=asyncio.FIRST_COMPLETED)
+        while not self.started and not serving.done():  # a stop asked for before start() began
+            await asyncio.sleep(0.05)
         if not serving.done():
             await self.astop()  # leaving ``start`` then pauses the schedule
-        stop.cancel()
+        woken.cancel()
         await serving
 
 
@@ -72,6 +96,7 @@ def next_scheduled_run(deployment_id: UUID, wait: float = 10.0) -> str:
 def serve_nightly(schedule: CronSchedule, parameters: dict[str, Any], announce=print) -> None:
     """Create or update ``nightly/mlci-serve`` on the current Prefect API and serve it until stopped."""
     runner = GracefulRunner(name=DEPLOYMENT_NAME, limit=1, pause_on_shutdown=True)
+    runner.catch_signals()
     deployment_id = runner.add_flow(
         nightly,
         name=DEPLOYMENT_NAME,

@@ -72,7 +72,7 @@ def test_flow_on_threads_and_its_cli(prefect_harness, local_store, clip_files):
     report = features(store=local_store.uri, chunk_size=2)  # again: nothing to do
     assert report.counts() == {
         "listed": 6, "computed": 0, "cached": 6, "quarantined": 1, "quarantined_new": 0,
-        "active": 5, "removed": 0, "skipped": 0,
+        "active": 5, "removed": 0, "skipped": 0, "failed": 0, "failed_chunks": 0,
     }
     assert report.index_key is None
     assert list_quarantined(local_store)["key"].tolist() == ["clips/flow/broken.mp4"]
