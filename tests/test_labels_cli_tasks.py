@@ -28,9 +28,14 @@ def test_cli_ingest_and_consensus(tmp_path, seed_labels_path):
     env = {"MLCI_CLIP_BASE_URL": SEED_BASE, "MLCI_HOME": str(tmp_path / "home")}
     runner = CliRunner()
     res = runner.invoke(cli(), ["labels", "ingest", "--store", store, str(seed_labels_path), str(bad)], env=env)
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 3, res.output  # bad.json gave no answers
     assert "labels_final.json" in res.output and "ingested" in res.output and "not_text" in res.output
-    assert "998 answers accepted" in res.output
+    assert "998 answers accepted (998 new)" in res.output
+    assert res.output.count("error: no answers accepted from 1 file(s)") == 1
+    res = runner.invoke(cli(), ["labels", "ingest", "--store", store, "--allow-empty", str(seed_labels_path), str(bad)],
+                        env=env)
+    assert res.exit_code == 0, res.output
+    assert "998 answers accepted (0 new)" in res.output and "error" not in res.output
     res = runner.invoke(cli(), ["labels", "ingest", "--store", store, "--strict", str(bad)], env=env)
     assert res.exit_code == 2
     res = runner.invoke(cli(), ["labels", "ingest", "--store", store, "--format", "xml"], env=env)
