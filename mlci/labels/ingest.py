@@ -122,13 +122,18 @@ class IngestReport:
     def n_rejected_files(self) -> int:
         return self._count("rejected")
 
+    def _distinct(self) -> list[FileReport]:
+        """One report per set of answers: copies and duplicates count once."""
+        return list({f.content or f"file:{f.source}": f for f in self.files}.values())
+
     @property
     def n_accepted(self) -> int:
-        return sum(f.n_accepted for f in self.files)
+        """Answers stored from the files of this run (each set of answers counted once)."""
+        return sum(f.n_accepted for f in self._distinct())
 
     @property
     def n_rejected(self) -> int:
-        return sum(f.n_rejected for f in self.files)
+        return sum(f.n_rejected for f in self._distinct())
 
     @property
     def n_answers_new(self) -> int:
@@ -402,7 +407,9 @@ def _ingest_one(
                                   default_annotator=default_annotator, clip_keys=clips)
     new = sorted(result.accepted)
     report = _merged(passes[-1].report if passes else None, result.report, stored, catalog.names)
-    report.sha256, report.content, report.ingested_at = sha, content, now.isoformat()
+    record = bool(new) or fingerprint not in tried
+    report.sha256, report.content = sha, content
+    report.ingested_at = now.isoformat() if record else passes[-1].report.ingested_at
     report.n_new, report.n_rows_new = len(new), len(result.annotations)
     if new:
         report.n_clips = len(_stored_assets(store, passes) | set(result.annotations["asset"]))
@@ -422,16 +429,19 @@ def _ingest_one(
         "stored": new,
         "report": report.to_dict(),
     }
-    # The marker goes first and the shard commits the pass: a run that stops in between leaves a
-    # marker that does not count (its shard is missing), and the next run redoes the pass.
-    wrote = ledger.write_marker(content, pass_id, json_bytes(marker))
-    if new:
-        df = result.annotations
-        df["ingested_at"] = pd.Timestamp(now).tz_convert("UTC")
-        wrote = ledger.write_shard(content, pass_id, parquet_bytes(conform(df, ANNOTATIONS)))
-    if not wrote:  # a concurrent run did this very pass first
-        report.n_new = report.n_rows_new = 0
-        report.status = "already_ingested" if origin is None or origin.sha256 == sha else "duplicate"
+    # A pass is recorded when it stores answers or tried settings not tried before; a forced pass
+    # that found nothing new leaves no trace, so asking again changes nothing.
+    if record:
+        # The marker goes first and the shard commits the pass: a run that stops in between leaves
+        # a marker that does not count (its shard is missing), and the next run redoes the pass.
+        wrote = ledger.write_marker(content, pass_id, json_bytes(marker))
+        if new:
+            df = result.annotations
+            df["ingested_at"] = pd.Timestamp(now).tz_convert("UTC")
+            wrote = ledger.write_shard(content, pass_id, parquet_bytes(conform(df, ANNOTATIONS)))
+        if not wrote:  # a concurrent run did this very pass first
+            report.n_new = report.n_rows_new = 0
+            report.status = "already_ingested"
     if origin is not None and origin.sha256 != sha:
         report.status = "duplicate"
     return _seen_as(report, source, sha, origin, clips)
