@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
+from mlci.clipref import CLIP_PREFIX, decode_clip_path, is_literal_url
+
 __all__ = [
     "Store",
     "LocalStore",
@@ -120,6 +122,37 @@ def validate_key(key: str, *, allow_empty: bool = False) -> str:
     return key
 
 
+def _decoded(ref: str, path: str) -> str:
+    """``path`` percent-decoded once; malformed escapes make ``ref`` an invalid key."""
+    try:
+        return decode_clip_path(path)
+    except ValueError as exc:
+        raise InvalidKeyError(ref, str(exc)) from None
+
+
+def _clip_key(ref: str, path: str, *, under: str) -> str:
+    """The clip key that ``path`` (resolved from ``ref``) names, validated.
+
+    ``under`` says how ``path`` relates to ``clips/``: ``"always"`` (``clips/<path>``),
+    ``"already"`` (``path`` is the key) or ``"unless_prefixed"`` (``clips/<path>`` unless ``path``
+    starts with ``clips/``). ``path`` must be a valid key also after one more percent-decoding:
+    that catches double-encoded traversal (``%252e%252e/``), which would escape the store if any
+    tool on the way decoded it again.
+    """
+    if not path:
+        raise UnresolvableReferenceError(f"clip reference {ref!r} names no clip")
+    for candidate, how in ((path, "resolves to"), (unquote(path), "decodes again to")):
+        try:
+            validate_key(candidate)
+        except InvalidKeyError as exc:
+            raise InvalidKeyError(ref, f"{how} {candidate!r}: {exc.reason}") from None
+    if under == "always" or (under == "unless_prefixed" and not path.startswith(CLIP_PREFIX)):
+        path = CLIP_PREFIX + path
+    if not path.startswith(CLIP_PREFIX) or path == CLIP_PREFIX or path.endswith("/"):
+        raise UnresolvableReferenceError(f"clip reference {ref!r} names {path!r}, which is not a clip under {CLIP_PREFIX!r}")
+    return path
+
+
 class Store(ABC):
     """A flat key space of immutable-by-convention objects.
 
@@ -187,28 +220,36 @@ class Store(ABC):
     def resolve_clip_ref(self, ref: str, *, base_url: str | None = None) -> str:
         """Turn a clip reference from a label file into a key under ``clips/``.
 
-        Accepted forms: a URL starting with ``base_url`` (its remainder is the path under
-        ``clips/``), this store's own URI (``s3://bucket/prefix/...`` or ``file://...``), or a
-        relative key (taken under ``clips/`` unless it already starts with ``clips/``).
+        Accepted forms, each mapped to one key:
+
+        - a URL starting with ``base_url``: ``clips/`` + its remainder, cut at ``?``/``#`` and
+          percent-decoded once (:func:`mlci.clipref.decode_clip_path`); under an ``s3://`` base
+          the remainder is a literal key, as S3 tools read it;
+        - this store's own URI: ``s3://bucket/prefix/<key>`` (literal) or ``file://...`` (decoded);
+        - a relative reference, percent-decoded once and taken under ``clips/`` unless it already
+          starts with ``clips/``.
 
         Raises
         ------
         InvalidKeyError
-            The reference is malformed or points outside the store (``..``, another bucket).
+            The reference is malformed or points outside the store: ``..`` (also percent-encoded,
+            once or twice), another bucket or prefix, a ``file://`` path outside the root.
         UnresolvableReferenceError
-            A URL whose base is not ``base_url`` and not this store.
+            Empty, or a URL whose base is not ``base_url`` and not this store.
         """
         if not isinstance(ref, str) or not ref.strip():
             raise UnresolvableReferenceError(f"empty or non-string clip reference: {ref!r}")
         ref = ref.strip()
-        if base_url and ref.startswith(base_url):
-            rel = unquote(ref[len(base_url) :].split("?", 1)[0].split("#", 1)[0])
-        elif "://" in ref:
-            rel = self._relative_to_store(ref)
-        else:
-            rel = ref
-        validate_key(rel)
-        return rel if rel.startswith("clips/") else f"clips/{rel}"
+        base = (base_url if base_url.endswith("/") else base_url + "/") if base_url else None
+        if base and ref.startswith(base):
+            rest = ref[len(base) :]
+            if not is_literal_url(base):
+                rest = _decoded(ref, rest.split("?", 1)[0].split("#", 1)[0])
+            # Always clips/<rest>, even when rest starts with 'clips/': mlci.clipref.clip_url inverts this.
+            return _clip_key(ref, rest, under="always")
+        if "://" in ref:
+            return _clip_key(ref, self._relative_to_store(ref), under="already")
+        return _clip_key(ref, _decoded(ref, ref), under="unless_prefixed")
 
     @abstractmethod
     def _relative_to_store(self, uri: str) -> str:
@@ -355,7 +396,7 @@ class LocalStore(Store):
             raise UnresolvableReferenceError(
                 f"reference {uri!r} is not under the clip base URL and not in store {self.uri}"
             )
-        path = Path(unquote(parsed.path))
+        path = Path(_decoded(uri, parsed.path))
         # Compare on the lexical path so that '..' is caught as an escape, not normalised away.
         try:
             rel = path.relative_to(self.root).as_posix()
@@ -528,14 +569,15 @@ class S3Store(Store):
         return f"s3://{self.bucket}/{self._full(key)}"
 
     def _relative_to_store(self, uri: str) -> str:
-        parsed = urlparse(uri)
-        if parsed.scheme != "s3":
+        if not is_literal_url(uri):
             raise UnresolvableReferenceError(
                 f"reference {uri!r} is not under the clip base URL and not in store {self.uri}"
             )
-        if parsed.netloc != self.bucket:
-            raise InvalidKeyError(uri, f"bucket {parsed.netloc!r} is outside the store {self.uri}")
-        full = unquote(parsed.path.lstrip("/"))
+        # The key is read literally, as the AWS CLI and Label Studio's S3 storage read it: a '#',
+        # '?' or '%' in it is part of the key (and url_for writes keys the same way).
+        bucket, _, full = uri[len("s3://") :].partition("/")
+        if bucket != self.bucket:
+            raise InvalidKeyError(uri, f"bucket {bucket!r} is outside the store {self.uri}")
         if self.prefix:
             if not full.startswith(self.prefix + "/"):
                 raise InvalidKeyError(uri, f"outside the store prefix {self.prefix!r}")

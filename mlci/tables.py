@@ -71,7 +71,7 @@ class Table:
 
 ANNOTATIONS = Table(
     "annotations",
-    "annotations/history/<source sha256>.parquet",
+    "annotations/history/<content>-<pass>.parquet",
     {
         "asset": "string",  # clip key in the store, e.g. clips/gifts/a.mp4
         "annotator": "string",

@@ -16,7 +16,8 @@ from mlci.storage import Store
 __all__ = ["ingest_labels_task", "load_annotation_history_task"]
 
 
-# Ingestion is idempotent (files are keyed by content hash), so a retry after an I/O failure is safe.
+# Ingestion is idempotent (each answer is stored at most once, passes are keyed by their content),
+# so a retry after an I/O failure is safe.
 @task(name="ingest-labels", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
 def ingest_labels_task(
     store: Store | None = None,
@@ -25,28 +26,38 @@ def ingest_labels_task(
     paths: list[str | Path] | None = None,
     fmt: str | None = None,
     empty: str = "skip",
+    reingest: list[str | Path] | None = None,
 ) -> IngestReport:
     """Ingest the store's ``labels/`` (plus local ``paths``) and log the validation summary.
 
-    ``store`` defaults to ``settings.open_store()``; ``settings`` to ``Settings()``.
+    ``store`` defaults to ``settings.open_store()``; ``settings`` to ``Settings()``. Files that gave
+    no answers, duplicates and answers naming clips not in the store are logged as warnings.
     """
     settings = settings or Settings()
     store = store or settings.open_store()
     catalog = ClassCatalog.from_json(settings.class_catalog)
-    report = ingest_labels(store, catalog, base_url=settings.clip_base_url, paths=paths, fmt=fmt, empty=empty)
+    report = ingest_labels(store, catalog, base_url=settings.clip_base_url, paths=paths, fmt=fmt, empty=empty,
+                           reingest=reingest or ())
     logger = get_run_logger()
     s = report.summary()
     logger.info(
-        "label files: %d (%d new, %d already ingested, %d rejected); answers accepted %d, rejected %d; "
-        "new annotation rows %d; report %s",
-        s["files"], s["new"], s["already_ingested"], s["rejected_files"], s["accepted"], s["rejected"],
-        s["rows_new"], report.report_key,
+        "label files: %d (%d new, %d retried, %d already ingested, %d duplicates, %d rejected); answers accepted %d "
+        "(%d new), rejected %d; new annotation rows %d; report %s",
+        s["files"], s["new"], s["retried"], s["already_ingested"], s["duplicates"], s["rejected_files"],
+        s["accepted"], s["answers_new"], s["rejected"], s["rows_new"], report.report_key,
     )
     for f in report.files:
         if f.status == "rejected":
             logger.warning("rejected file %s: %s", f.source, f.error)
         elif f.n_rejected:
             logger.warning("%s: %d records rejected %s", f.source, f.n_rejected, f.rejected_by_reason)
+        if f.status == "duplicate":
+            logger.warning("%s has the same answers as %s: not added again", f.source, f.duplicate_of)
+        if f.n_accepted == 0 and f.status != "rejected":
+            logger.warning("%s: no answer accepted; they are read again when the settings change", f.source)
+        if f.notes_by_reason.get("clip_not_in_store"):
+            logger.warning("%s: %d answers name clips not in the store (kept)", f.source,
+                           f.notes_by_reason["clip_not_in_store"])
     return report
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -143,3 +144,92 @@ def test_a_round_with_nothing_to_label_publishes_nothing_and_says_why(store):
     assert result.reason == "no clip to label: pool of 0 clips (30 labeled, 1 quarantined, 0 in batches still out)"
     assert result.summary() == f"round {result.round_id}: nothing published: {result.reason}"
     assert store.list("batches/") == []
+
+
+# --- clip URLs in published batches are percent-encoded and come back to the same clip -----------
+
+ODD_KEYS = ["clips/real/my clip #1?.mp4", "clips/real/café 100%.mp4", "clips/real/a+b&c=d.mp4", "clips/plain.mp4"]
+
+
+def _round_with_odd_keys(store, tmp_path, base_url):
+    from mlci.batches import run_round
+    from mlci.media import encode_clip
+    from mlci.models import FeatureSpec, MultiLabelModel
+
+    frame = np.zeros((16, 16, 3), dtype=np.uint8)
+    for i, key in enumerate(ODD_KEYS):  # real mp4 clips under the odd keys
+        path = tmp_path / f"clip{i}.mp4"
+        encode_clip(path, frames=[frame] * 3, fps=15)
+        store.upload(key, path)
+    rng = np.random.default_rng(0)
+    X_train, Y_train = rng.normal(size=(24, 4)), np.tile([[1, 0, 1], [0, 1, 0]], (12, 1))
+    schema = FeatureSpec("demo", "1")
+    model = MultiLabelModel(CLASSES, feature_schema=schema).fit(X_train, Y_train)
+    history = pd.DataFrame({"asset": pd.Series(dtype="string"), "ingested_at": pd.Series(dtype="datetime64[us, UTC]")})
+    return run_round(store, model=model, model_name="m", model_version="1", keys=np.array(ODD_KEYS, dtype=object),
+                     X=rng.normal(size=(len(ODD_KEYS), 4)), feature_schema=schema, consensus=pd.DataFrame(),
+                     label_snapshot="s", annotations_history=history, strategy="random", batch_size=len(ODD_KEYS),
+                     relabel_share=0, base_url=base_url, now=datetime(2026, 3, 1, tzinfo=timezone.utc))
+
+
+def test_round_publishes_encoded_urls_that_ingest_back_to_the_same_clip(store, tmp_path):
+    from mlci.catalog import ClassCatalog
+    from mlci.config import default_class_catalog
+    from mlci.labels import ingest_labels, load_annotations
+
+    base = "https://media.example/v/"
+    result = _round_with_odd_keys(store, tmp_path, base)
+    assert result.published
+    tasks = json.loads(store.read_text(f"batches/{result.round_id}/tasks.json"))
+    urls = {t["data"]["key"]: t["data"]["video"] for t in tasks}
+    assert urls["clips/real/my clip #1?.mp4"] == base + "real/my%20clip%20%231%3F.mp4"
+    assert urls["clips/real/café 100%.mp4"] == base + "real/caf%C3%A9%20100%25.mp4"
+    batch = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{result.round_id}/batch.csv")))
+    assert dict(zip(batch["key"], batch["url"])) == urls
+
+    # The labeling tool sends the tasks back with answers (Label Studio JSON export).
+    for t in tasks:
+        t["annotations"] = [{"completed_by": 3, "result": [{"from_name": "concepts", "to_name": "video",
+                                                           "type": "choices", "value": {"choices": ["holiday"]}}]}]
+    # An answer for a URL published before encoding: cut at '#', it names no clip in the store.
+    tasks.append({"data": {"video": base + "real/my clip #1?.mp4"}, "annotations": tasks[0]["annotations"]})
+    store.write_bytes("labels/export.json", json.dumps(tasks).encode())
+    catalog = ClassCatalog.from_json(default_class_catalog())
+    report = ingest_labels(store, catalog, base_url=base)
+    (f,) = report.files
+    assert (f.n_accepted, f.n_rejected) == (len(ODD_KEYS) + 1, 0)
+    assert f.notes_by_reason == {"clip_not_in_store": 1}  # flagged, kept: nothing is lost
+    (note,) = f.notes
+    assert note["key"] == "clips/real/my clip " and note["index"] == len(ODD_KEYS)
+    assert report.to_frame().loc[0, "no_clip"] == 1
+    stored = json.loads(store.read_text(report.report_key))
+    assert stored["files"][0]["notes_by_reason"] == {"clip_not_in_store": 1}
+    assert stored["totals"]["clip_not_in_store"] == 1
+    assets = set(load_annotations(store)["asset"])
+    assert assets == set(ODD_KEYS) | {"clips/real/my clip "}
+
+    # The clip uploaded later: the flag goes away on the next run, the answer stays where it was.
+    store.write_bytes("clips/real/my clip ", b"late upload")
+    again = ingest_labels(store, catalog, base_url=base)
+    assert again.files[0].status == "already_ingested" and again.files[0].notes_by_reason == {}
+
+
+def test_cli_table_and_report_count_clips_not_in_store(tmp_path):
+    from typer.testing import CliRunner
+
+    from mlci.cli import app
+    from mlci.storage import open_store
+
+    store = tmp_path / "store"
+    export = tmp_path / "export.csv"
+    export.write_text("asset,annotator,label\nclips/real/my%20clip%20%231%3F.mp4,ann,holiday\n"
+                      "clips/real/my clip ,ann,halloween\nclips/other.mp4,ann,holiday\n")
+    open_store(str(store)).write_bytes("clips/real/my clip #1?.mp4", b"\x00")
+    res = CliRunner().invoke(app, ["labels", "ingest", "--store", str(store), str(export)],
+                             env={"MLCI_HOME": str(tmp_path / "home")})
+    assert res.exit_code == 0, res.output
+    header, row = res.output.splitlines()[:2]
+    assert header.split()[-2:] == ["no_clip", "problems"] and row.split()[-1] == "2"
+    # The CSV reader strips cells: the cut key is 'clips/real/my clip'.
+    assert "2 answers in " in res.output
+    assert "name clips not in the store (kept): 'clips/real/my clip', 'clips/other.mp4'" in res.output

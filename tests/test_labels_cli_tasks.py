@@ -28,9 +28,14 @@ def test_cli_ingest_and_consensus(tmp_path, seed_labels_path):
     env = {"MLCI_CLIP_BASE_URL": SEED_BASE, "MLCI_HOME": str(tmp_path / "home")}
     runner = CliRunner()
     res = runner.invoke(cli(), ["labels", "ingest", "--store", store, str(seed_labels_path), str(bad)], env=env)
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 3, res.output  # bad.json gave no answers
     assert "labels_final.json" in res.output and "ingested" in res.output and "not_text" in res.output
-    assert "998 answers accepted" in res.output
+    assert "998 answers accepted (998 new)" in res.output
+    assert res.output.count("error: no answers accepted from 1 file(s)") == 1
+    res = runner.invoke(cli(), ["labels", "ingest", "--store", store, "--allow-empty", str(seed_labels_path), str(bad)],
+                        env=env)
+    assert res.exit_code == 0, res.output
+    assert "998 answers accepted (0 new)" in res.output and "error" not in res.output
     res = runner.invoke(cli(), ["labels", "ingest", "--store", store, "--strict", str(bad)], env=env)
     assert res.exit_code == 2
     res = runner.invoke(cli(), ["labels", "ingest", "--store", store, "--format", "xml"], env=env)
@@ -65,3 +70,46 @@ def test_prefect_tasks_in_a_flow(prefect_harness, tmp_path, seed_labels_path):
     assert result.method == "majority" and len(result.labels) == 998 * 5
     manifest = json.loads(store.read_text(f"consensus/{result.snapshot}/manifest.json"))
     assert manifest["positives"]["holiday"] == 318
+
+
+def _mlci(*args, env):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run([Path(sys.executable).parent / "mlci", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_wrong_base_url_exits_3_then_fixed_reads_the_answers_again(tmp_path, seed_labels_path):
+    import os
+
+    from mlci.storage import open_store
+
+    store = open_store(str(tmp_path / "store"))
+    store.write_bytes("labels/labels_final.json", seed_labels_path.read_bytes())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLCI_")}
+    env.update(MLCI_HOME=str(tmp_path / "home"), MLCI_STORE=str(tmp_path / "store"))
+
+    wrong = _mlci("labels", "ingest", env=env)  # MLCI_CLIP_BASE_URL not set yet
+    assert wrong.returncode == 3, wrong.stdout + wrong.stderr
+    assert wrong.stderr.count("\n") == 1 and wrong.stderr.startswith("error: no answers accepted from 1 file(s)")
+    assert "Traceback" not in wrong.stderr and "unresolvable_clip_ref=1000" in wrong.stdout
+    assert _mlci("labels", "ingest", "--allow-empty", env=env).returncode == 0
+
+    env["MLCI_CLIP_BASE_URL"] = SEED_BASE
+    fixed = _mlci("labels", "ingest", env=env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "retried" in fixed.stdout and "998 answers accepted (998 new)" in fixed.stdout
+    before = {k: store.read_bytes(k) for k in store.list("")}
+    again = _mlci("labels", "ingest", "--reingest", "labels/labels_final.json", env=env)
+    assert again.returncode == 0 and "998 answers accepted (0 new)" in again.stdout
+    assert {k: store.read_bytes(k) for k in store.list("")} == before
+
+    # The same export under a new name, in other bytes: a duplicate, said so, not a second annotator.
+    records = json.loads(seed_labels_path.read_text())[::-1]
+    (tmp_path / "labels_final (copy).json").write_text(json.dumps(records, indent=2))
+    dup = _mlci("labels", "ingest", str(tmp_path / "labels_final (copy).json"), env=env)
+    assert dup.returncode == 0, dup.stdout + dup.stderr
+    assert "the same answers as labels/labels_final.json (other bytes); not added again" in dup.stdout
+    assert "1 duplicates" in dup.stdout and "998 answers accepted (0 new)" in dup.stdout  # counted once

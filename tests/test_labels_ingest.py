@@ -42,7 +42,10 @@ def test_seed_ingest_is_idempotent(store, catalog, seed_labels_path):
     assert first.n_new == 1 and first.n_accepted == 998 and first.n_rows_new == 4990
     assert first.report_key.startswith("reports/labels/ingest-")
     stored = json.loads(store.read_text(first.report_key))
-    assert stored["files"][0]["notes_by_reason"] == {"empty_labels": 2, "none_of_the_above_conflict": 15}
+    # The test store holds no clips: every answer is kept and flagged as naming a clip not in the store.
+    assert stored["files"][0]["notes_by_reason"] == {
+        "clip_not_in_store": 998, "empty_labels": 2, "none_of_the_above_conflict": 15
+    }
     annotations = load_annotations(store)
     before = snapshot_of_store(store)
 

@@ -25,6 +25,7 @@ from mlci.storage import (
     open_store,
     validate_key,
 )
+from mlci.clipref import clip_url, decode_clip_path, encode_clip_path
 
 BASE = "https://vmlr-workshop.STORAGE/"
 
@@ -272,3 +273,79 @@ def test_s3_listing_is_scoped_to_prefix(s3_endpoint, s3_bucket, s3_store):
     boto3.client("s3", endpoint_url=s3_endpoint).put_object(Bucket=s3_bucket, Key="storeX/leak", Body=b"x")
     s3_store.write_bytes("a", b"1")
     assert s3_store.list() == ["a"]
+
+
+# --- clip references: percent-encoding on publish, decoding on ingest --------------------------
+
+ODD_PATHS = [
+    "real/my clip #1?.mp4",
+    "100% real/50%25 off.mp4",  # a literal '%', also one followed by hex digits
+    "a+b&c=d;e,f'g(h)i!j*k@l:m$n.mp4",
+    "café/über Straße/日本語 クリップ.mp4",
+    "emoji 🎄/tab\u00a0nbsp.mp4",
+    "x/%2e%2e/y.mp4",  # a literal '%2e%2e' segment in a key is a name, not a traversal
+]
+
+
+@pytest.mark.parametrize("path", ODD_PATHS)
+def test_clip_path_encoding_round_trips(path):
+    encoded = encode_clip_path(path)
+    assert all(c.isascii() and c not in " #?" for c in encoded)
+    assert encoded.count("/") == path.count("/")  # segments stay segments
+    assert decode_clip_path(encoded) == path
+
+
+def test_clip_url_encodes_what_would_cut_the_url():
+    assert clip_url("clips/real/my clip #1?.mp4", BASE) == BASE + "real/my%20clip%20%231%3F.mp4"
+    assert clip_url("clips/café.mp4", "https://h.example/media") == "https://h.example/media/caf%C3%A9.mp4"
+    assert clip_url("clips/a b.mp4", "s3://media/clips/") == "s3://media/clips/a b.mp4"  # s3 keys stay literal
+    for bad in ("labels/x.json", "clips/", "clips/dir/", ""):
+        with pytest.raises(ValueError, match="must name a clip"):
+            clip_url(bad, BASE)
+
+
+@pytest.mark.parametrize("path", [p for p in ODD_PATHS if "%2e%2e" not in p] + ["clips/nested.mp4"])
+def test_published_url_resolves_to_the_same_key(store, path):
+    key = "clips/" + path
+    assert store.resolve_clip_ref(clip_url(key, BASE), base_url=BASE) == key
+    assert store.resolve_clip_ref(clip_url(key, "s3://media/clips/"), base_url="s3://media/clips/") == key
+    assert store.resolve_clip_ref(store.url_for(key)) == key  # the store's own URI (file:// encoded, s3:// literal)
+
+
+def test_unencoded_url_is_cut_where_a_url_ends(local_store):
+    # A URL published before encoding: '#' starts the fragment. The key is wrong, and ingestion flags
+    # it as naming a clip that is not in the store (tests/test_batches.py).
+    assert local_store.resolve_clip_ref(BASE + "real/my clip #1?.mp4", base_url=BASE) == "clips/real/my clip "
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "%2e%2e/%2e%2e/etc/passwd",
+        "%2E%2E%2F%2E%2E%2Fetc%2Fpasswd",
+        "..%2f..%2fetc/passwd",
+        "clips/%2e%2e/%2e%2e/etc/passwd",
+        "%252e%252e/%252e%252e/etc/passwd",  # double-encoded
+        BASE + "%2e%2e/%2e%2e/etc/passwd",
+        BASE + "real/..%2F..%2F..%2Fetc/passwd",
+        BASE + "%252E%252E%252Fsecret",
+        "%2Fetc%2Fpasswd",
+    ],
+)
+def test_encoded_traversal_is_rejected(store, ref):
+    with pytest.raises(InvalidKeyError) as info:
+        store.resolve_clip_ref(ref, base_url=BASE)
+    assert "'..'" in info.value.reason or "absolute path" in info.value.reason
+
+
+def test_malformed_escapes_and_folders_are_rejected(local_store):
+    with pytest.raises(InvalidKeyError, match="not UTF-8"):
+        local_store.resolve_clip_ref(BASE + "a%ff.mp4", base_url=BASE)
+    with pytest.raises(InvalidKeyError, match="control characters"):
+        local_store.resolve_clip_ref("a%00b.mp4")
+    with pytest.raises(UnresolvableReferenceError, match="names no clip"):
+        local_store.resolve_clip_ref(BASE, base_url=BASE)
+    with pytest.raises(UnresolvableReferenceError, match="not a clip"):
+        local_store.resolve_clip_ref(BASE + "gifts/", base_url=BASE)
+    with pytest.raises(UnresolvableReferenceError, match="not a clip"):
+        local_store.resolve_clip_ref(local_store.url_for("labels/export.json"))

@@ -14,6 +14,7 @@ import pandas as pd
 
 from mlci.batches.plan import RoundInputs, consensus_matrix, plan_round, round_id
 from mlci.batches.publish import PublishResult, label_studio_tasks, open_batch_keys, publish_batch
+from mlci.clipref import clip_url
 from mlci.storage import Store
 from mlci.strategies import get_strategy
 
@@ -112,7 +113,8 @@ def run_round(
         unavailable=frozenset(quarantined) | frozenset(still_out),
         recently_batched=frozenset(recent),
     )
-    url_for = (lambda k: base_url + k[len("clips/"):]) if base_url else store.url_for
+    # Percent-encoded under the base URL, so that '#', '?', '%' and spaces in keys come back intact.
+    url_for = (lambda k: clip_url(k, base_url)) if base_url else store.url_for
     plan = plan_round(
         inputs,
         get_strategy(strategy, **strategy_params),

@@ -11,11 +11,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlci.cli.common import StoreOption, fail, print_table, settings_for
+from mlci.cli.common import EXIT_INCOMPLETE, StoreOption, fail, print_table, settings_for
 
 __all__ = ["app", "ingest_command", "consensus_command"]
 
 app = typer.Typer(help="Label files: ingest and validate.", no_args_is_help=True)
+
+#: Exit status of ``labels ingest`` when some file or record was rejected and ``--strict`` is given.
+EXIT_REJECTED = 2
+#: Exit status of ``labels ingest`` when a file gave no answers at all, unless ``--allow-empty``:
+#: like any command that ran to the end but left work undone.
+EXIT_NO_ANSWERS = EXIT_INCOMPLETE
+
 
 @app.command("ingest")
 def ingest_command(
@@ -31,10 +38,25 @@ def ingest_command(
     choice_name: Annotated[
         Optional[str], typer.Option("--choice-name", help="Label Studio choices control (from_name) to read.")
     ] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit with status 2 if any file or record was rejected.")] = False,
+    reingest: Annotated[
+        Optional[list[str]],
+        typer.Option("--reingest", help="Read this file again (local path or store key) for its answers not stored "
+                                        "yet, whatever the settings; repeatable. Answers are never stored twice."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help=f"Exit with status {EXIT_REJECTED} if any file or record was rejected.")
+    ] = False,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help=f"Exit with status 0, not {EXIT_NO_ANSWERS}, when a file gave no answers.")
+    ] = False,
     show_rejected: Annotated[int, typer.Option("--show-rejected", min=0, help="Rejected records to list per file.")] = 5,
 ) -> None:
-    """Read, validate and ingest label files; print a short validation table."""
+    """Read, validate and ingest label files; print a short validation table.
+
+    Exit status: 0; 1 on an error; 2 with --strict when a file or record was rejected; 3 when a
+    file gave no answers at all (every record rejected or skipped, or the file unreadable), unless
+    --allow-empty.
+    """
     from mlci.catalog import ClassCatalog
     from mlci.labels import FORMATS, ingest_labels
     from mlci.storage import StorageError
@@ -48,7 +70,7 @@ def ingest_command(
         catalog = ClassCatalog.from_json(settings.class_catalog)
         target = settings.open_store()
         report = ingest_labels(target, catalog, base_url=settings.clip_base_url, paths=list(paths or []), fmt=fmt,
-                               empty=empty, choice_name=choice_name)
+                               empty=empty, choice_name=choice_name, reingest=list(reingest or []))
     except (StorageError, OSError, ValueError) as exc:
         fail(str(exc))
     if not report.files:
@@ -60,13 +82,31 @@ def ingest_command(
             typer.echo(f"  rejected {f.source} {rec['location'] or rec['index']}: {rec['reason']}: {rec['message']}")
         if len(f.rejected) > show_rejected:
             typer.echo(f"  ... {len(f.rejected) - show_rejected} more rejected in {f.source} (see the report)")
+        if f.status == "duplicate":
+            typer.echo(f"  duplicate {f.source}: the same answers as {f.duplicate_of} (other bytes); "
+                       "not added again, so no second annotator")
+        missing = [n for n in f.notes if n["reason"] == "clip_not_in_store"]
+        if missing:
+            shown = ", ".join(repr(n["key"]) for n in missing[:3])
+            typer.echo(f"  {len(missing)} answers in {f.source} name clips not in the store (kept): {shown}"
+                       f"{', ...' if len(missing) > 3 else ''}")
     s = report.summary()
     typer.echo(
-        f"{s['files']} files: {s['new']} new, {s['already_ingested']} already ingested, {s['rejected_files']} rejected; "
-        f"{s['accepted']} answers accepted, {s['rejected']} rejected; report {report.report_key}"
+        f"{s['files']} files: {s['new']} new, {s['retried']} retried, {s['already_ingested']} already ingested, "
+        f"{s['duplicates']} duplicates, {s['rejected_files']} rejected; {s['accepted']} answers accepted "
+        f"({s['answers_new']} new), {s['rejected']} rejected; report {report.report_key}"
     )
     if strict and (report.n_rejected_files or report.n_rejected):
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_REJECTED)
+    if report.without_answers and not allow_empty:
+        typer.secho(
+            f"error: no answers accepted from {len(report.without_answers)} file(s) ({', '.join(report.without_answers[:3])}"
+            f"{', ...' if len(report.without_answers) > 3 else ''}); fix the cause above (e.g. MLCI_CLIP_BASE_URL) and run "
+            "again: rejected answers are read again when the settings change (or with --reingest PATH); "
+            "--allow-empty accepts this",
+            fg=typer.colors.RED, err=True,
+        )
+        raise typer.Exit(EXIT_NO_ANSWERS)
 
 
 def consensus_command(

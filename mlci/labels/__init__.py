@@ -21,13 +21,23 @@ from mlci.labels.exceptions import (
 )
 from mlci.labels.ingest import (
     IngestReport,
+    IngestSettings,
     current_view,
     ingest_labels,
     label_snapshot_id,
     load_annotations,
 )
 from mlci.labels.normalize import FileReport, NormalizedLabelFile, normalize_label_file
-from mlci.labels.readers import FORMATS, RawLabelFile, RawRecord, RecordIssue, detect_format, read_label_file
+from mlci.labels.readers import (
+    FORMATS,
+    RawLabelFile,
+    RawRecord,
+    RecordIssue,
+    answer_ids,
+    content_id,
+    detect_format,
+    read_label_file,
+)
 
 __all__ = [
     "FORMATS",
@@ -43,6 +53,9 @@ __all__ = [
     "FileReport",
     "NormalizedLabelFile",
     "IngestReport",
+    "IngestSettings",
+    "answer_ids",
+    "content_id",
     "detect_format",
     "read_label_file",
     "normalize_label_file",

@@ -28,6 +28,7 @@ __all__ = [
     "EMPTY_LABELS",
     "NONE_OF_THE_ABOVE_CONFLICT",
     "CANCELLED",
+    "CLIP_NOT_IN_STORE",
 ]
 
 # Record-level rejection reasons.
@@ -51,7 +52,8 @@ FILE_REASONS = (EMPTY_FILE, NOT_TEXT, INVALID_JSON, INVALID_CSV, UNKNOWN_FORMAT,
 EMPTY_LABELS = "empty_labels"
 NONE_OF_THE_ABOVE_CONFLICT = "none_of_the_above_conflict"
 CANCELLED = "cancelled"
-NOTES = (EMPTY_LABELS, NONE_OF_THE_ABOVE_CONFLICT, CANCELLED)
+CLIP_NOT_IN_STORE = "clip_not_in_store"  # kept: the clip may be uploaded later, or the reference is wrong
+NOTES = (EMPTY_LABELS, NONE_OF_THE_ABOVE_CONFLICT, CANCELLED, CLIP_NOT_IN_STORE)
 
 
 class LabelError(Exception):

@@ -7,6 +7,7 @@ later answer of the same annotator about the same clip replaces the earlier one 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -16,6 +17,7 @@ import pandas as pd
 from mlci.catalog import NONE_OF_THE_ABOVE, ClassCatalog
 from mlci.labels.exceptions import (
     CANCELLED,
+    CLIP_NOT_IN_STORE,
     CLIP_REF_ESCAPES_STORE,
     EMPTY_LABELS,
     MISSING_CLIP_REF,
@@ -45,13 +47,15 @@ class FileReport:
     source: str
     sha256: str | None = None
     format: str | None = None
-    status: str = "read"  # read | ingested | already_ingested | rejected
+    status: str = "read"  # read | ingested | already_ingested | duplicate | rejected
     n_read: int = 0
     n_accepted: int = 0
     n_rejected: int = 0
     n_skipped: int = 0
     n_rows: int = 0
     n_clips: int = 0
+    n_new: int = 0  # answers this run stored
+    n_rows_new: int = 0  # annotation rows this run stored
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     notes_by_reason: dict[str, int] = field(default_factory=dict)
     label_counts: dict[str, int] = field(default_factory=dict)
@@ -59,7 +63,8 @@ class FileReport:
     notes: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None  # why the whole file was rejected
     ingested_at: str | None = None
-    duplicate_of: str | None = None  # source first ingested with the same content
+    duplicate_of: str | None = None  # source first ingested with the same answers
+    content: str | None = None  # identity of the file's set of answers (mlci.labels.readers.content_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -71,10 +76,11 @@ class FileReport:
 
 @dataclass
 class NormalizedLabelFile:
-    """Rows of the ``annotations`` table from one file, and the file's report."""
+    """Rows of the ``annotations`` table from one file, the file's report, and the answer ids accepted."""
 
     annotations: pd.DataFrame
     report: FileReport
+    accepted: list[str] = field(default_factory=list)
 
 
 def _escapes(exc: InvalidKeyError) -> bool:
@@ -82,18 +88,22 @@ def _escapes(exc: InvalidKeyError) -> bool:
     return "'..'" in reason or "absolute path" in reason or "outside" in reason
 
 
-def _resolve(ref: Any, store: Store, base_url: str | None) -> tuple[str | None, RecordIssue | None, str]:
-    """Store key of a clip reference, or the reason it has none (issue index is filled by the caller)."""
+def _resolve(ref: Any, store: Store, base_url: str | None) -> tuple[str | None, str, str]:
+    """(store key, "", "") of a clip reference, or (None, reason, message)."""
     if ref is MISSING or ref is None or (isinstance(ref, str) and not ref.strip()):
-        return None, None, MISSING_CLIP_REF
+        return None, MISSING_CLIP_REF, "no clip reference ('data' / task data field missing or empty)"
     if not isinstance(ref, str):
-        return None, None, WRONG_TYPE
+        return None, WRONG_TYPE, f"clip reference is a {type(ref).__name__}, expected a string"
     try:
-        return store.resolve_clip_ref(ref, base_url=base_url), None, ""
+        return store.resolve_clip_ref(ref, base_url=base_url), "", ""
     except InvalidKeyError as exc:
-        return None, None, CLIP_REF_ESCAPES_STORE if _escapes(exc) else UNRESOLVABLE_CLIP_REF
-    except UnresolvableReferenceError:
-        return None, None, UNRESOLVABLE_CLIP_REF
+        if _escapes(exc):
+            return None, CLIP_REF_ESCAPES_STORE, f"clip reference {ref!r} points outside the store ({exc.reason})"
+        return None, UNRESOLVABLE_CLIP_REF, f"clip reference {ref!r} is malformed ({exc.reason})"
+    except UnresolvableReferenceError as exc:
+        return None, UNRESOLVABLE_CLIP_REF, (
+            f"clip reference {ref!r} is not under the clip base URL {base_url!r} nor in the store ({exc})"
+        )
 
 
 def _parse_time(value: Any) -> tuple[pd.Timestamp | None, bool]:
@@ -115,15 +125,9 @@ def _check(
     rec: RawRecord, catalog: ClassCatalog, store: Store, base_url: str | None, default_annotator: str
 ) -> tuple[dict[str, Any] | None, str, str]:
     """Validate one record: (clean values, "", "") or (None, reason, message)."""
-    key, _, reason = _resolve(rec.ref, store, base_url)
+    key, reason, message = _resolve(rec.ref, store, base_url)
     if key is None:
-        if reason == MISSING_CLIP_REF:
-            return None, reason, "no clip reference ('data' / task data field missing or empty)"
-        if reason == WRONG_TYPE:
-            return None, reason, f"clip reference is a {type(rec.ref).__name__}, expected a string"
-        if reason == CLIP_REF_ESCAPES_STORE:
-            return None, reason, f"clip reference {rec.ref!r} points outside the store"
-        return None, reason, f"clip reference {rec.ref!r} is not under the clip base URL {base_url!r} nor in the store"
+        return None, reason, message[:300]
     labels = rec.labels
     if labels is MISSING:
         return None, WRONG_TYPE, "no 'labels' list"
@@ -158,6 +162,8 @@ def normalize_label_file(
     store: Store,
     base_url: str | None,
     empty: Literal["skip", "negative"] = "skip",
+    default_annotator: str | None = None,
+    clip_keys: Callable[[], Collection[str]] | None = None,
 ) -> NormalizedLabelFile:
     """Validate the records of one file and turn the accepted ones into ``annotations`` rows.
 
@@ -175,11 +181,17 @@ def normalize_label_file(
         An empty label list is no answer under ``"skip"`` (the question asks for an explicit
         "none of the above"); ``"negative"`` reads it as "none of the above", as the seed notebook
         did. Either way it is reported as ``empty_labels``.
+    default_annotator : str or None, default=None
+        Annotator of records that name none; None is the file name (``raw.default_annotator``).
+    clip_keys : callable returning a collection of str, or None, default=None
+        The clips in the store, asked for on the first accepted answer. An accepted answer whose
+        clip is not among them is kept and noted as ``clip_not_in_store``; None checks nothing.
 
     Returns
     -------
     NormalizedLabelFile
-        ``annotations`` follows the ANNOTATIONS table (``ingested_at`` is NaT until ingestion).
+        ``annotations`` follows the ANNOTATIONS table (``ingested_at`` is NaT until ingestion);
+        ``accepted`` lists the answer ids (:attr:`RawRecord.answer`) of the accepted records.
     """
     if empty not in EMPTY_POLICIES:
         raise ValueError(f"empty must be one of {EMPTY_POLICIES}, but got {empty!r}")
@@ -189,17 +201,18 @@ def normalize_label_file(
     names = catalog.names
     label_counts: Counter[str] = Counter()
     cols: dict[str, list[Any]] = {c: [] for c in ("asset", "annotator", "class", "value", "record_index", "created_at")}
-    default_annotator = raw.default_annotator
+    default_annotator = default_annotator or raw.default_annotator
     skipped = sum(1 for n in notes if n.reason == CANCELLED)
-    accepted = 0
+    accepted: list[str] = []
+    known_clips: Collection[str] | None = None
     for rec in raw.records:
         clean, reason, message = _check(rec, catalog, store, base_url, default_annotator)
         if clean is None:
-            rejected.append(RecordIssue(rec.index, reason, message, rec.location))
+            rejected.append(RecordIssue(rec.index, reason, message, rec.location, rec.answer))
             continue
         classes = set(clean["classes"])
         if not classes:
-            notes.append(RecordIssue(rec.index, EMPTY_LABELS, "empty label list", rec.location))
+            notes.append(RecordIssue(rec.index, EMPTY_LABELS, "empty label list", rec.location, rec.answer))
             if empty == "skip":
                 skipped += 1
                 continue
@@ -211,10 +224,24 @@ def normalize_label_file(
                     NONE_OF_THE_ABOVE_CONFLICT,
                     f"'none of the above' ticked together with {real}; the real classes count",
                     rec.location,
+                    rec.answer,
                 )
             )
+        if clip_keys is not None:
+            known_clips = clip_keys() if known_clips is None else known_clips
+            if clean["asset"] not in known_clips:
+                notes.append(
+                    RecordIssue(
+                        rec.index,
+                        CLIP_NOT_IN_STORE,
+                        f"no clip {clean['asset']!r} in the store (reference {rec.ref!r}); the answer is kept",
+                        rec.location,
+                        rec.answer,
+                        clean["asset"],
+                    )
+                )
         label_counts.update(classes)
-        accepted += 1
+        accepted.append(rec.answer)
         n = len(names)
         cols["asset"] += [clean["asset"]] * n
         cols["annotator"] += [clean["annotator"]] * n
@@ -229,10 +256,10 @@ def normalize_label_file(
     df = conform(df, ANNOTATIONS)
     rejected.sort(key=lambda r: r.index)
     notes.sort(key=lambda r: r.index)
-    report.n_accepted = accepted
+    report.n_accepted = len(accepted)
     report.n_rejected = len(rejected)
     report.n_skipped = skipped
-    report.n_read = accepted + len(rejected) + skipped
+    report.n_read = len(accepted) + len(rejected) + skipped
     report.n_rows = len(df)
     report.n_clips = int(df["asset"].nunique())
     report.rejected_by_reason = dict(sorted(Counter(r.reason for r in rejected).items()))
@@ -240,4 +267,4 @@ def normalize_label_file(
     report.label_counts = {name: label_counts[name] for name in [*names, NONE_OF_THE_ABOVE] if label_counts[name]}
     report.rejected = [r.to_dict() for r in rejected]
     report.notes = [n.to_dict() for n in notes]
-    return NormalizedLabelFile(df, report)
+    return NormalizedLabelFile(df, report, accepted)

@@ -18,8 +18,11 @@ annotator about one clip, with the values exactly as found (types are checked la
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
 import io
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -43,6 +46,8 @@ __all__ = [
     "RawLabelFile",
     "detect_format",
     "read_label_file",
+    "answer_ids",
+    "content_id",
 ]
 
 FORMATS = ("flat", "label_studio", "label_studio_min", "csv")
@@ -91,6 +96,9 @@ class RawRecord:
         When the answer was given (normally an ISO 8601 string), or None.
     location : str
         Human-readable position used in reports, e.g. ``"task 3, annotation 1"``.
+    answer : str
+        Identity of the answer within its file (see :func:`answer_ids`), set by
+        :func:`read_label_file`.
     """
 
     index: int
@@ -99,19 +107,28 @@ class RawRecord:
     annotator: Any = None
     created_at: Any = None
     location: str = ""
+    answer: str = ""
 
 
 @dataclass(frozen=True)
 class RecordIssue:
-    """A rejected record or a reported case (``reason`` from :mod:`mlci.labels.exceptions`)."""
+    """A rejected record or a reported case (``reason`` from :mod:`mlci.labels.exceptions`).
+
+    ``answer`` is the record's identity (:attr:`RawRecord.answer`; empty for entries that are no
+    answer) and ``key`` the clip key a note is about (``clip_not_in_store``).
+    """
 
     index: int
     reason: str
     message: str
     location: str = ""
+    answer: str = ""
+    key: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "reason": self.reason, "message": self.message, "location": self.location}
+        out = {"index": self.index, "reason": self.reason, "message": self.message, "location": self.location}
+        out.update({k: v for k, v in (("answer", self.answer), ("key", self.key)) if v})
+        return out
 
 
 @dataclass
@@ -134,6 +151,36 @@ class RawLabelFile:
     def default_annotator(self) -> str:
         """Annotator name used for records that name none: the file name."""
         return PurePosixPath(self.source.replace("\\", "/")).name or self.source
+
+
+def _answer_line(rec: RawRecord) -> str:
+    """What makes an answer the same answer in another export: clip reference, the annotator the
+    file names (not the file name), and the ticked labels as a set. Times, etags, ids and order
+    are left out, so a re-export of the same answers gives the same lines."""
+    labels = rec.labels
+    if isinstance(labels, list) and all(isinstance(x, str) for x in labels):
+        labels = sorted(set(labels))
+    return json.dumps([rec.ref, rec.annotator, labels], ensure_ascii=False, sort_keys=True, default=repr)
+
+
+def answer_ids(records: list[RawRecord]) -> list[str]:
+    """Identity of each answer of a file: 16 hex digits of the answer's sha256, ``:n`` for its n-th repeat.
+
+    Equal answers in two files (same clip reference, named annotator and labels; see
+    ``_answer_line``) get equal ids whatever their order, times or etags.
+    """
+    seen: Counter[str] = Counter()
+    out = []
+    for rec in records:
+        digest = hashlib.sha256(_answer_line(rec).encode("utf-8")).hexdigest()[:16]
+        out.append(f"{digest}:{seen[digest]}")
+        seen[digest] += 1
+    return out
+
+
+def content_id(ids: list[str]) -> str:
+    """sha256 of a file's answer ids, in sorted order: the identity of its set of answers."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode("ascii")).hexdigest()
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -443,7 +490,7 @@ def read_label_file(
     if fmt == "csv" or (fmt is None and not _looks_like_json(text, source)):
         out = RawLabelFile(source, "csv")
         _read_csv(text, out)
-        return out
+        return _with_answer_ids(out)
     doc = _parse_json(text, source)
     fmt = fmt or _json_format(doc, source)
     out = RawLabelFile(source, fmt)
@@ -453,4 +500,9 @@ def read_label_file(
         _read_label_studio(doc, out, choice_name)
     else:
         _read_label_studio_min(doc, out, choice_name)
+    return _with_answer_ids(out)
+
+
+def _with_answer_ids(out: RawLabelFile) -> RawLabelFile:
+    out.records = [dataclasses.replace(r, answer=a) for r, a in zip(out.records, answer_ids(out.records))]
     return out
