@@ -130,6 +130,9 @@ def nightly(
             "files_new": ingest_summary["new"],
             "rows_added": ingest_summary["rows_new"],
             "records_rejected": ingest_summary["rejected"],
+            "duplicates": ingest_summary["duplicates"],
+            "files_without_answers": ingest_summary["without_answers"],
+            "clip_not_in_store": ingest_summary["clip_not_in_store"],
         },
         features=feature_report.counts(),
         consensus={

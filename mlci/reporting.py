@@ -43,7 +43,7 @@ class NightlySummary:
             "| step | result |",
             "|---|---|",
             f"| labels | {lb.get('files_new', 0)} new file(s), {lb.get('rows_added', 0)} answers added, "
-            f"{lb.get('records_rejected', 0)} records rejected |",
+            f"{lb.get('records_rejected', 0)} records rejected{_label_problems(lb)} |",
             f"| features | {ft.get('computed', 0)} computed, {ft.get('cached', 0)} cached, "
             f"{ft.get('quarantined', 0)} quarantined"
             f"{', ' + str(ft['failed']) + ' FAILED (not in the pool)' if ft.get('failed') else ''} |",
@@ -78,6 +78,15 @@ class NightlySummary:
             f"(strategy {bt.get('strategy', '-')}).",
         ]
         return "\n".join(lines) + "\n"
+
+
+def _label_problems(labels: dict[str, Any]) -> str:
+    problems = [
+        (labels.get("duplicates", 0), "duplicate file(s) not added again"),
+        (labels.get("files_without_answers", 0), "file(s) without answers (see `mlci labels ingest`)"),
+        (labels.get("clip_not_in_store", 0), "answers for clips not in the store"),
+    ]
+    return "".join(f", {n} {what}" for n, what in problems if n)
 
 
 def _batch_line(batch: dict[str, Any]) -> str:
