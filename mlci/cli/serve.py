@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from mlci.cli.common import StoreOption, fail, settings_for
+from mlci.cli.common import StoreOption, fail, open_store_for, settings_for
 
 __all__ = ["serve_command"]
 
@@ -38,6 +38,7 @@ def serve_command(
     from pydantic import ValidationError
 
     settings = settings_for(store)
+    open_store_for(settings)  # a mistyped store fails now, not every night
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.settings import get_current_settings
 
