@@ -114,10 +114,10 @@ def round_command(
 @app.command("batches")
 def batches_command(store: StoreOption = None) -> None:
     """List published batches and how many of their clips have come back labeled."""
+    target = open_store_for(settings_for(store))
     from mlci.batches import list_batches
     from mlci.labels import load_annotations
 
-    target = open_store_for(settings_for(store))
     with command_errors():
         listing = list_batches(target, load_annotations(target, current=False))
     if listing.empty:

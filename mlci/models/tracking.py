@@ -64,6 +64,7 @@ def tracking_context(tracking_uri: str) -> Iterator[MlflowClient]:
     # are saved and put back as they were.
     from mlflow.tracking._model_registry import utils as registry_utils
 
+    _no_urls_on_stdout()
     with _LOCK:
         prev_tracking = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
         prev_registry = getattr(registry_utils, "_registry_uri", None)
@@ -83,7 +84,14 @@ def tracking_context(tracking_uri: str) -> Iterator[MlflowClient]:
 
 def client_for(tracking_uri: str) -> MlflowClient:
     """A client whose tracking and registry both use ``tracking_uri``."""
+    _no_urls_on_stdout()
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _no_urls_on_stdout() -> None:
+    # When a run ends on a tracking server, MLflow writes "View run ... at: <tracking URI>/#/..." to
+    # stdout, password included. mlci reports its runs itself; a user's explicit setting is kept.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def sanitize_name(name: str) -> str:
