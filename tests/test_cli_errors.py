@@ -228,6 +228,16 @@ def test_models_does_not_create_the_mlflow_database(home):
     assert not (home / "mlflow.db").exists() and _created(home) == []
 
 
+def test_registry_lookups_do_not_create_the_mlflow_database(tmp_path):
+    from mlci.models import TrackingStoreNotFoundError, list_versions, load_model
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for lookup in (lambda: list_versions(uri, "mlci-concepts"), lambda: load_model(uri, "mlci-concepts")):
+        with pytest.raises(TrackingStoreNotFoundError, match=re.escape(f"no MLflow database at {tmp_path / 'mlflow.db'}")):
+            lookup()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_demo_data_creates_a_new_store(home, tmp_path):
     target = tmp_path / "new-store"
     done, _ = run_mlci("demo-data", "--store", str(target), "--clips", "2", "--duration", "1", "--size", "64x48",
