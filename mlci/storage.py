@@ -424,7 +424,7 @@ class LocalStore(Store):
         parsed = urlparse(uri)
         if parsed.scheme != "file":
             raise UnresolvableReferenceError(
-                f"reference {uri!r} is not under the clip base URL and not in store {self.uri}"
+                f"reference {redact_url(uri)!r} is not under the clip base URL and not in store {self.uri}"
             )
         path = Path(unquote(parsed.path))
         # Compare on the lexical path so that '..' is caught as an escape, not normalised away.
@@ -633,7 +633,7 @@ class S3Store(Store):
         parsed = urlparse(uri)
         if parsed.scheme != "s3":
             raise UnresolvableReferenceError(
-                f"reference {uri!r} is not under the clip base URL and not in store {self.uri}"
+                f"reference {redact_url(uri)!r} is not under the clip base URL and not in store {self.uri}"
             )
         if parsed.netloc != self.bucket:
             raise InvalidKeyError(uri, f"bucket {parsed.netloc!r} is outside the store {self.uri}")

@@ -196,6 +196,33 @@ def test_user_set_mlflow_variables_win(home, silent_port):
     assert seconds < 30
 
 
+# -- errors inside a flow run -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["features", "--extractor", "no-such-extractor"], "error: unknown extractor 'no-such-extractor'"),
+        (["nightly"], "error: no annotations in file://"),
+        (["round"], "error: no consensus stored in file://"),
+        (["simulate"], "error: no feature run for basic-v1"),
+    ],
+    ids=["features", "nightly", "round", "simulate"],
+)
+def test_flow_commands_end_an_expected_error_in_one_line(prefect_harness, home, tmp_path, command, message):
+    from prefect.settings import get_current_settings
+
+    store = tmp_path / "store"
+    store.mkdir()
+    done, _ = run_mlci(*command, "--store", str(store), home=home, PREFECT_API_URL=str(get_current_settings().api.url))
+    assert done.returncode == 1, done.stderr[-3000:]
+    # The run's log lines stay (Prefect's console log), without tracebacks; the last word is one error line.
+    assert "Traceback" not in done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(message), done.stderr[-3000:]
+    assert "Finished in state Failed" in done.stderr
+
+
 # -- nothing is created that was not there --------------------------------------------------------
 
 

@@ -262,3 +262,14 @@ def _around(text, needle, width: int = 300):
     """Where ``needle`` was found, for the failure message."""
     i = text.find(needle)
     return text[max(0, i - width): i + width]
+
+
+def test_signed_clip_reference_is_redacted_in_the_rejection(local_store):
+    from mlci.storage import UnresolvableReferenceError
+
+    signature = uuid.uuid4().hex
+    ref = f"https://other.s3.amazonaws.com/clips/a.mp4?X-Amz-Signature={signature}&X-Amz-Expires=600"
+    with pytest.raises(UnresolvableReferenceError) as info:
+        local_store.resolve_clip_ref(ref, base_url="https://clips.mlci.invalid/")
+    assert signature not in str(info.value)
+    assert "clips/a.mp4?X-Amz-Signature=***&X-Amz-Expires=600" in str(info.value)
