@@ -2,12 +2,14 @@
 
 Every setting has a local default, so the demo needs nothing set. Credentials are deliberately
 absent: S3 access uses the standard AWS credential chain (environment, profile, instance role)
-and nothing here ever reads, logs or echoes them.
+and nothing here ever reads, logs or echoes them. A password inside a URL setting (an MLflow server
+with basic auth) is redacted from the settings' repr and from validation errors.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import MutableMapping
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -15,7 +17,15 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "DEFAULT_CLIP_BASE_URL", "default_class_catalog", "usable_cores"]
+from mlci.redact import redact_text
+
+__all__ = [
+    "Settings",
+    "DEFAULT_CLIP_BASE_URL",
+    "default_class_catalog",
+    "usable_cores",
+    "apply_mlflow_environment",
+]
 
 #: Base of the clip URLs the demo corpus writes into its label files. ``.invalid`` is a reserved
 #: top-level domain: the URL names a clip, it is never fetched.
@@ -43,8 +53,9 @@ class Settings(BaseSettings):
     See ``docs/configuration.md`` for every variable.
     """
 
+    # hide_input_in_errors: a rejected value may hold a password, and validation errors get logged.
     model_config = SettingsConfigDict(
-        env_prefix="MLCI_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="MLCI_", env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
     )
 
     home: Path = Field(
@@ -62,6 +73,12 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(
         default=5, ge=1, description="Attempts per S3 call (botocore standard retry mode)."
     )
+    s3_connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds an S3 call waits for a connection, per attempt."
+    )
+    s3_read_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds an S3 call waits for an answer, per attempt."
+    )
     clip_base_url: str = Field(
         default=DEFAULT_CLIP_BASE_URL,
         description="URL prefix that label files use for clips; maps to the store's clips/ prefix.",
@@ -69,6 +86,12 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None,
         description="MLflow tracking URI. Default: sqlite:///<abs home>/mlflow.db.",
+    )
+    mlflow_timeout: int = Field(
+        default=30, ge=1, description="Seconds an MLflow HTTP request waits for a connection or an answer."
+    )
+    mlflow_max_retries: int = Field(
+        default=2, ge=0, description="Retries of a failed MLflow HTTP request (with MLflow's backoff)."
     )
     experiment_name: str = Field(default="mlci", description="MLflow experiment name.")
     registered_model_name: str = Field(
@@ -99,6 +122,18 @@ class Settings(BaseSettings):
     def _trailing_slash(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
 
+    @field_validator("s3_endpoint_url", mode="after")
+    @classmethod
+    def _plain_endpoint(cls, value: str | None) -> str | None:
+        from mlci.storage import check_endpoint_url
+
+        return check_endpoint_url(value)
+
+    def __repr_args__(self):
+        # Logs and tracebacks show settings; URL settings may carry a password.
+        for name, value in super().__repr_args__():
+            yield name, redact_text(value) if isinstance(value, str) else value
+
     @cached_property
     def store_uri(self) -> str:
         """Store URI with the default applied."""
@@ -114,8 +149,12 @@ class Settings(BaseSettings):
         """Local parallelism with the default applied."""
         return self.workers or usable_cores()
 
-    def open_store(self, uri: str | None = None):
-        """The configured store, or the store at ``uri`` with this configuration's S3 options."""
+    def open_store(self, uri: str | None = None, *, must_exist: bool = False):
+        """The configured store, or the store at ``uri`` with this configuration's S3 options.
+
+        With ``must_exist`` a store that is not there raises :class:`~mlci.storage.StoreNotFoundError`
+        instead of being created by the first write (see :func:`mlci.storage.open_store`).
+        """
         from mlci.storage import open_store
 
         return open_store(
@@ -123,4 +162,26 @@ class Settings(BaseSettings):
             endpoint_url=self.s3_endpoint_url,
             region=self.s3_region,
             max_attempts=self.s3_max_attempts,
+            connect_timeout=self.s3_connect_timeout,
+            read_timeout=self.s3_read_timeout,
+            must_exist=must_exist,
         )
+
+    def mlflow_environment(self) -> dict[str, str]:
+        """MLflow's HTTP client limits as the environment variables MLflow reads on every request."""
+        return {
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.mlflow_timeout),
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.mlflow_max_retries),
+        }
+
+
+def apply_mlflow_environment(settings: Settings, environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Set :meth:`Settings.mlflow_environment` in ``environ`` (default: ``os.environ``) where unset.
+
+    MLflow's own defaults (7 retries, 120 s per request) keep a command waiting about 4 minutes on
+    an unreachable server. Variables the user set are kept. Returns what was set.
+    """
+    environ = os.environ if environ is None else environ
+    missing = {k: v for k, v in settings.mlflow_environment().items() if k not in environ}
+    environ.update(missing)
+    return missing

@@ -4,7 +4,8 @@ Keys are ``/``-separated paths relative to the store's root (a folder, or ``s3:/
 Every key is validated before use, writes are atomic, and :meth:`Store.write_if_absent` is the
 primitive that lets flows publish something exactly once.
 
-Use :func:`open_store` to get a store from a URI.
+Use :func:`open_store` to get a store from a URI. Error messages never carry credentials: every
+endpoint they name goes through :func:`mlci.redact.redact_url`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from mlci.clipref import CLIP_PREFIX, decode_clip_path, is_literal_url
+from mlci.redact import redact_text, redact_url
 
 __all__ = [
     "Store",
@@ -40,12 +42,22 @@ __all__ = [
     "AccessDeniedError",
     "EndpointUnreachableError",
     "StoreNotWritableError",
+    "StoreNotFoundError",
+    "InvalidStoreURIError",
+    "MissingCredentialsError",
     "UnresolvableReferenceError",
+    "check_bucket_name",
+    "check_endpoint_url",
 ]
 
 _COPY_CHUNK = 1 << 20
 _TMP_PREFIX = ".mlci-tmp-"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# S3's bucket naming rules (general purpose buckets): 3-63 characters, lowercase letters, digits,
+# '.' and '-', a letter or digit at both ends, no '..', not an IPv4 address.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+_STORE_HINT = "check --store / MLCI_STORE"
 
 
 class StorageError(Exception):
@@ -82,6 +94,52 @@ class StoreNotWritableError(StorageError, PermissionError):
 
 class UnresolvableReferenceError(StorageError, ValueError):
     """A clip reference from a label file cannot be mapped to a store key."""
+
+
+class StoreNotFoundError(StorageError, FileNotFoundError):
+    """No store where the URI points: a local folder that does not exist, an empty S3 prefix."""
+
+
+class InvalidStoreURIError(StorageError, ValueError):
+    """A store URI or S3 endpoint URL that cannot name a store (scheme, bucket name, credentials in it)."""
+
+
+class MissingCredentialsError(AccessDeniedError):
+    """The AWS credential chain found no usable credentials for S3."""
+
+
+def check_bucket_name(bucket: str, uri: str) -> str:
+    """Return ``bucket`` if S3 accepts it as a bucket name, else raise :class:`InvalidStoreURIError`."""
+    if "@" in bucket or ":" in bucket:
+        raise InvalidStoreURIError(
+            f"credentials do not belong in the store URI, but got {redact_url(uri)!r}: use s3://bucket/prefix; "
+            "S3 credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+        )
+    if not _BUCKET.match(bucket) or ".." in bucket or _IPV4.match(bucket):
+        raise InvalidStoreURIError(
+            f"invalid S3 bucket name {bucket!r} in {redact_url(uri)!r}: a bucket name is 3-63 lowercase letters, "
+            f"digits, '.' and '-', starting and ending with a letter or digit; {_STORE_HINT}"
+        )
+    return bucket
+
+
+def check_endpoint_url(endpoint_url: str | None) -> str | None:
+    """Return ``endpoint_url`` if it can name an S3 endpoint (http(s), a host, no credentials), else raise."""
+    if endpoint_url is None:
+        return None
+    parsed = urlparse(endpoint_url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise InvalidStoreURIError(
+            f"the S3 endpoint must look like http(s)://host[:port], but got {redact_url(endpoint_url)!r}; "
+            "check MLCI_S3_ENDPOINT_URL"
+        )
+    if parsed.username is not None or parsed.password is not None:
+        # botocore would send 'user:password@host' as the Host header; S3 signs with AWS credentials instead.
+        raise InvalidStoreURIError(
+            f"the S3 endpoint must not contain credentials, but got {redact_url(endpoint_url)!r}; put them in "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an AWS profile and remove them from MLCI_S3_ENDPOINT_URL"
+        )
+    return endpoint_url
 
 
 @dataclass(frozen=True)
@@ -198,6 +256,10 @@ class Store(ABC):
     def url_for(self, key: str) -> str:
         """A URI that names the object outside mlci (``file://...`` or ``s3://...``)."""
 
+    @abstractmethod
+    def check_exists(self) -> None:
+        """Raise :class:`StoreNotFoundError` unless the store is there; create nothing."""
+
     def exists(self, key: str) -> bool:
         try:
             self.stat(key)
@@ -256,7 +318,7 @@ class Store(ABC):
         """Key of a URI naming an object of this store; raise if it names something else."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.uri!r})"
+        return f"{type(self).__name__}({redact_url(self.uri)!r})"
 
 
 class LocalStore(Store):
@@ -390,11 +452,19 @@ class LocalStore(Store):
     def url_for(self, key: str) -> str:
         return self._path(key).as_uri()
 
+    def check_exists(self) -> None:
+        if not self.root.exists():
+            raise StoreNotFoundError(
+                f"no store at {self.root}: {_STORE_HINT} (only `mlci demo-data` and `mlci demo` create a new store)"
+            )
+        if not self.root.is_dir():
+            raise StoreNotFoundError(f"no store at {self.root}: it is a file, not a folder; {_STORE_HINT}")
+
     def _relative_to_store(self, uri: str) -> str:
         parsed = urlparse(uri)
         if parsed.scheme != "file":
             raise UnresolvableReferenceError(
-                f"reference {uri!r} is not under the clip base URL and not in store {self.uri}"
+                f"reference {redact_url(uri)!r} is not under the clip base URL and not in store {self.uri}"
             )
         path = Path(_decoded(uri, parsed.path))
         # Compare on the lexical path so that '..' is caught as an escape, not normalised away.
@@ -425,13 +495,13 @@ class S3Store(Store):
     ):
         parsed = urlparse(uri)
         if parsed.scheme != "s3" or not parsed.netloc:
-            raise ValueError(f"expected s3://bucket[/prefix], got {uri!r}")
-        self.bucket = parsed.netloc
+            raise InvalidStoreURIError(f"no bucket in {redact_url(uri)!r}: use s3://bucket/prefix; {_STORE_HINT}")
+        self.bucket = check_bucket_name(parsed.netloc, uri)
         self.prefix = parsed.path.strip("/")
         if self.prefix:
             validate_key(self.prefix)
         self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
-        self.endpoint_url = endpoint_url
+        self.endpoint_url = check_endpoint_url(endpoint_url)
         self.region = region
         self.max_attempts = max_attempts
         self._connect_timeout = connect_timeout
@@ -470,17 +540,21 @@ class S3Store(Store):
 
     @contextlib.contextmanager
     def _errors(self, key: str) -> Iterator[None]:
-        """Translate botocore exceptions into specific, actionable storage errors."""
+        """Translate botocore exceptions into specific, actionable storage errors (credentials redacted)."""
         from botocore.exceptions import (
             ClientError,
-            ConnectionClosedError,
+            ConnectionError,
             ConnectTimeoutError,
-            EndpointConnectionError,
+            CredentialRetrievalError,
+            HTTPClientError,
+            NoCredentialsError,
+            PartialCredentialsError,
+            ProfileNotFound,
             ReadTimeoutError,
         )
 
-        where = f"s3://{self.bucket}/{self._full(key, allow_empty=True)}"
-        endpoint = self.endpoint_url or "AWS default endpoint"
+        where = f"s3://{self.bucket}/{self._full(key, allow_empty=True)}" if key else self.uri
+        endpoint = redact_url(self.endpoint_url) or "the AWS default endpoint"
         try:
             yield
         except ClientError as exc:
@@ -489,7 +563,8 @@ class S3Store(Store):
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code == "NoSuchBucket":
                 raise BucketNotFoundError(
-                    f"bucket {self.bucket!r} does not exist at {endpoint}; create it or fix the store URI"
+                    f"bucket {self.bucket!r} does not exist at {endpoint}: create it or fix the store URI "
+                    f"({_STORE_HINT}, MLCI_S3_ENDPOINT_URL)"
                 ) from None
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise ObjectNotFoundError(f"no object at {where}") from None
@@ -498,10 +573,25 @@ class S3Store(Store):
                     f"access denied ({code}) to {where} at {endpoint}; check the AWS credentials "
                     "in the environment/profile and the bucket policy"
                 ) from None
-            raise StorageError(f"S3 error {code or status} on {where}: {err.get('Message', exc)}") from None
-        except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError, ReadTimeoutError) as exc:
+            message = redact_text(str(err.get("Message", exc)))
+            raise StorageError(f"S3 error {code or status} on {where} at {endpoint}: {message}") from None
+        except (NoCredentialsError, PartialCredentialsError, ProfileNotFound, CredentialRetrievalError) as exc:
+            raise MissingCredentialsError(
+                f"no usable AWS credentials for {where} ({type(exc).__name__}): set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+            ) from None
+        except (ConnectionError, HTTPClientError) as exc:
+            # The botocore message repeats the request URL; the reason is enough and leaks nothing.
+            if isinstance(exc, ReadTimeoutError):
+                reason = f"no answer within {self._read_timeout:g} s"
+            elif isinstance(exc, ConnectTimeoutError):
+                reason = f"no connection within {self._connect_timeout:g} s"
+            else:
+                reason = {"EndpointConnectionError": "could not connect",
+                          "ConnectionClosedError": "connection closed"}.get(type(exc).__name__, type(exc).__name__)
             raise EndpointUnreachableError(
-                f"S3 endpoint {endpoint} unreachable for {where} after {self.max_attempts} attempts: {exc}"
+                f"S3 endpoint {endpoint} unreachable for {where} after {self.max_attempts} attempts ({reason}): "
+                "check MLCI_S3_ENDPOINT_URL and that the server is up"
             ) from None
 
     def list(self, prefix: str = "") -> list[str]:
@@ -568,10 +658,21 @@ class S3Store(Store):
     def url_for(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"
 
+    def check_exists(self) -> None:
+        # S3 has no folders: a store is a bucket that exists with at least one object under the prefix.
+        with self._errors(""):
+            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.prefix}/" if self.prefix else "",
+                                               MaxKeys=1)
+        if not page.get("KeyCount", len(page.get("Contents", ()))):
+            raise StoreNotFoundError(
+                f"no store at {self.uri} on {redact_url(self.endpoint_url) or 'the AWS default endpoint'}: "
+                f"nothing under that prefix; {_STORE_HINT} (only `mlci demo-data` and `mlci demo` create a new store)"
+            )
+
     def _relative_to_store(self, uri: str) -> str:
         if not is_literal_url(uri):
             raise UnresolvableReferenceError(
-                f"reference {uri!r} is not under the clip base URL and not in store {self.uri}"
+                f"reference {redact_url(uri)!r} is not under the clip base URL and not in store {self.uri}"
             )
         # The key is read literally, as the AWS CLI and Label Studio's S3 storage read it: a '#',
         # '?' or '%' in it is part of the key (and url_for writes keys the same way).
@@ -591,13 +692,52 @@ def open_store(
     endpoint_url: str | None = None,
     region: str = "us-east-1",
     max_attempts: int = 5,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 60.0,
+    must_exist: bool = False,
 ) -> Store:
-    """Open the store named by ``uri``: ``s3://bucket/prefix``, ``file:///path`` or a plain path."""
+    """Open the store named by ``uri``: ``s3://bucket/prefix``, ``file:///path`` or a plain path.
+
+    Parameters
+    ----------
+    uri : str
+    endpoint_url : str, default=None
+        S3 endpoint (``http(s)://host[:port]``, no credentials); None is AWS.
+    region : str, default="us-east-1"
+    max_attempts : int, default=5
+        Attempts per S3 call.
+    connect_timeout, read_timeout : float, default=5.0, 60.0
+        Seconds an S3 call waits for a connection and for an answer, per attempt.
+    must_exist : bool, default=False
+        Check now that the store is there (a local folder, or an S3 prefix holding objects) and raise
+        :class:`StoreNotFoundError` if not. Without it a local folder is created by the first write.
+
+    Raises
+    ------
+    InvalidStoreURIError
+        Unsupported scheme, no or an invalid bucket name, credentials in the URI or endpoint.
+    StoreNotFoundError
+        ``must_exist`` and nothing is there.
+    """
+    if not isinstance(uri, str) or not uri.strip():
+        raise InvalidStoreURIError(f"the store URI must be a folder path, file:// or s3:// URI, but got {uri!r}")
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
-        return S3Store(uri, endpoint_url=endpoint_url, region=region, max_attempts=max_attempts)
-    if parsed.scheme == "file":
-        return LocalStore(unquote(parsed.path))
-    if parsed.scheme and len(parsed.scheme) > 1:  # 'C:' style drive letters are paths
-        raise ValueError(f"unsupported store URI scheme {parsed.scheme!r} in {uri!r}; use a path, file:// or s3://")
-    return LocalStore(uri)
+        store: Store = S3Store(uri, endpoint_url=endpoint_url, region=region, max_attempts=max_attempts,
+                               connect_timeout=connect_timeout, read_timeout=read_timeout)
+    elif parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise InvalidStoreURIError(
+                f"a file:// store URI names a local folder (file:///abs/path), but got {redact_url(uri)!r}"
+            )
+        store = LocalStore(unquote(parsed.path))
+    elif parsed.scheme and len(parsed.scheme) > 1:  # 'C:' style drive letters are paths
+        raise InvalidStoreURIError(
+            f"unsupported store URI scheme {parsed.scheme!r} in {redact_url(uri)!r}: use a folder path, "
+            f"file:///abs/path or s3://bucket/prefix; {_STORE_HINT}"
+        )
+    else:
+        store = LocalStore(uri)
+    if must_exist:
+        store.check_exists()
+    return store

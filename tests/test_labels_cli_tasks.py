@@ -23,6 +23,7 @@ def cli() -> typer.Typer:
 
 def test_cli_ingest_and_consensus(tmp_path, seed_labels_path):
     store = str(tmp_path / "store")
+    (tmp_path / "store").mkdir()  # commands other than demo-data use a store, they never create one
     bad = tmp_path / "bad.json"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     env = {"MLCI_CLIP_BASE_URL": SEED_BASE, "MLCI_HOME": str(tmp_path / "home")}

@@ -198,13 +198,13 @@ def test_class_without_positives_and_another_feature_version(tracking_uri):
 
 
 def test_loading_refuses_pickles_and_unknown_models(tracking_uri):
-    with pytest.raises(ModelNotFoundError, match="nothing-here"):
-        load_model(tracking_uri, "nothing-here")
     keys, X, consensus, _ = make_corpus(60)
     ts = build_training_set(keys, X, consensus, CLASSES)
     plain = MultiLabelModel(CLASSES).fit(ts.X, ts.Y)
     with tracking_context(tracking_uri) as client:
         exp = get_or_create_experiment(client, "other", artifact_location=default_artifact_location(tracking_uri))
+    with pytest.raises(ModelNotFoundError, match="nothing-here"):
+        load_model(tracking_uri, "nothing-here")
     with tracking_context(tracking_uri), mlflow.start_run(experiment_id=exp):
         mlflow.sklearn.log_model(plain, name="model", serialization_format="cloudpickle",
                                  registered_model_name="pickled", pip_requirements=["scikit-learn"])

@@ -1,7 +1,9 @@
 """The ``mlci`` command line.
 
-Every command takes ``--store`` (default: ``MLCI_STORE`` or ``./.mlci/store``). Commands that run a
-flow import it lazily, so ``import mlci`` never imports Prefect.
+Every command takes ``--store`` (default: ``MLCI_STORE`` or ``./.mlci/store``); the store must
+exist, except for ``demo-data`` and ``demo``, which create it. Commands that run a flow import it
+lazily, so ``import mlci`` never imports Prefect. Expected errors end a command with one ``error:``
+line (:mod:`mlci.cli.common`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from mlci.cli.common import (
     RelabelShareOption,
     StoreOption,
     StrategyOption,
+    command_errors,
+    describe,
     fail,
+    open_store_for,
     print_table,
     settings_for,
 )
@@ -33,6 +38,7 @@ from mlci.cli.labels import consensus_command
 from mlci.cli.models import models_command, train_command
 from mlci.cli.serve import serve_command
 from mlci.cli.simulate import simulate_command
+from mlci.redact import redact_url
 
 app = typer.Typer(
     name="mlci",
@@ -47,16 +53,17 @@ def _environment() -> None:
     """Active learning for video clips: features, consensus labels, models, labeling batches."""
     from pydantic import ValidationError
 
-    from mlci.config import Settings
+    from mlci.config import Settings, apply_mlflow_environment
     from mlci.orchestrator import apply_prefect_environment
 
     try:
-        home = Settings().home
+        settings = Settings()
     except ValidationError as exc:
-        error = exc.errors()[0]
-        fail(f"MLCI_{str(error['loc'][0]).upper()}: {error['msg']}")
+        fail(describe(exc))
     # Before any command imports Prefect, which reads its settings once at import.
-    apply_prefect_environment(home)
+    apply_prefect_environment(settings.home)
+    # MLflow reads its HTTP limits from the environment on every request (and served runs inherit it).
+    apply_mlflow_environment(settings)
 
 @app.command("demo-data")
 def demo_data(
@@ -70,7 +77,6 @@ def demo_data(
     from tqdm import tqdm
 
     from mlci.demo import DemoCorpusSpec, generate_demo_corpus
-    from mlci.storage import StorageError
 
     try:
         width, height = (int(v) for v in size.lower().split("x"))
@@ -80,13 +86,11 @@ def demo_data(
     spec = DemoCorpusSpec(
         n_clips=clips, seed=seed, duration=duration, size=(width, height), base_url=settings.clip_base_url
     )
-    try:
+    with command_errors():
         spec.validate()
-        target = settings.open_store()
+        target = open_store_for(settings, create=True)  # the one command that makes a new store
         with tqdm(total=clips, unit="clip", desc="encoding clips") as bar:
             summary = generate_demo_corpus(target, spec, progress=bar.update)
-    except (ValueError, FileExistsError, StorageError) as exc:
-        fail(str(exc))
     typer.echo(summary.format())
 
 
@@ -115,9 +119,11 @@ def nightly_command(
         check_nightly_params(**parameters, tolerance=0.0, open_batch_days=7.0, random_state=0)
     except ParameterError as exc:
         fail(str(exc))
+    open_store_for(settings_for(store))  # a bad store ends here, before Prefect starts
     from flows.nightly import nightly
 
-    summary = nightly(**parameters, trigger="manual")
+    with command_errors(flow=True):
+        summary = nightly(**parameters, trigger="manual")
     typer.echo(summary.to_markdown())
     if summary.status == "skipped":
         raise typer.Exit(EXIT_SKIPPED)
@@ -142,10 +148,12 @@ def round_command(
                            modality=modality)
     except ParameterError as exc:
         fail(str(exc))
+    open_store_for(settings_for(store))  # a bad store ends here, before Prefect starts
     from flows.round import round_flow
 
-    result = round_flow(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
-                        modality=modality)
+    with command_errors(flow=True):
+        result = round_flow(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
+                            modality=modality)
     typer.echo(result.summary())
     print_table(result.batch.head(10))
 
@@ -176,11 +184,12 @@ def unlock_command(
 @app.command("batches")
 def batches_command(store: StoreOption = None) -> None:
     """List published batches and how many of their clips have come back labeled."""
+    target = open_store_for(settings_for(store))
     from mlci.batches import list_batches
     from mlci.labels import load_annotations
 
-    target = settings_for(store).open_store()
-    listing = list_batches(target, load_annotations(target, current=False))
+    with command_errors():
+        listing = list_batches(target, load_annotations(target, current=False))
     if listing.empty:
         typer.echo("no batches published yet")
     else:
@@ -194,7 +203,8 @@ def demo(store: StoreOption = None) -> None:
     settings = settings_for(store)
     from flows.nightly import nightly
 
-    summary = nightly(store=settings.store_uri, trigger="manual")
+    with command_errors(flow=True):
+        summary = nightly(store=settings.store_uri, trigger="manual")
     model, batch = summary.model, summary.batch
     typer.echo("")
     typer.echo(f"batch: {batch['location']} ({batch['n_clips']} clips, round {batch['round_id']})")
@@ -211,7 +221,7 @@ def demo(store: StoreOption = None) -> None:
                    f"[{model['class_status'].get(name, '-')}]")
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     typer.echo(f"\nMLflow UI: {mlflow_bin} ui "
-               f"--backend-store-uri {settings.tracking_uri} --host 127.0.0.1 --port 5000")
+               f"--backend-store-uri {redact_url(settings.tracking_uri)} --host 127.0.0.1 --port 5000")
 
 
 def _read_batch_top(settings, round_id: str, n: int = 10):

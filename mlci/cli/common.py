@@ -1,14 +1,23 @@
-"""What every ``mlci`` command shares: the ``--store`` option, settings, one-line errors, tables."""
+"""What every ``mlci`` command shares: the ``--store`` option, settings, one-line errors, tables.
+
+Errors a user can cause or fix (a bad store, an unreachable server, missing labels) end a command
+with one line, ``error: <what happened>: <what to do>``, on stderr and exit status 1; every URL in it
+is redacted (:mod:`mlci.redact`). Anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Annotated, Optional
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
 from mlci import params
 from mlci.config import Settings
+from mlci.redact import redact_text
 
 __all__ = [
     "EXIT_INCOMPLETE",
@@ -21,7 +30,11 @@ __all__ = [
     "RelabelShareOption",
     "StoreOption",
     "StrategyOption",
+    "command_errors",
+    "describe",
     "fail",
+    "is_expected",
+    "open_store_for",
     "print_table",
     "registry_choice",
     "settings_for",
@@ -78,15 +91,88 @@ LockTtlOption = Annotated[
 ]
 
 
-def settings_for(store: str | None) -> Settings:
-    """Settings from the environment, with ``--store`` applied."""
-    return Settings(store=store) if store else Settings()
-
-
-def fail(message: str) -> None:
-    """Print a one-line error and exit with status 1 (no stack trace for expected errors)."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+def fail(message: str) -> NoReturn:
+    """Print a one-line, redacted error and exit with status 1 (no stack trace for expected errors)."""
+    line = " ".join(redact_text(str(message)).split())
+    typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
+
+
+def is_expected(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error of the input, the configuration or the environment (not a bug)."""
+    if type(exc).__module__.split(".", 1)[0] == "mlci":
+        return True
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+    if mlflow_exceptions is not None and isinstance(exc, mlflow_exceptions.MlflowException):
+        return True
+    if isinstance(exc, (KeyError, IndexError)):  # a missing key from outside mlci is a bug
+        return False
+    # ImportError: an optional package (an extractor's, prefect-dask) that is not installed.
+    return isinstance(exc, (OSError, ValueError, LookupError, ImportError))
+
+
+def describe(exc: BaseException) -> str:
+    """The message of ``exc`` for an ``error:`` line (settings errors name their variable)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError) and exc.title == Settings.__name__:
+        error = exc.errors(include_input=False)[0]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        return f"MLCI_{str(error['loc'][0]).upper()}: {message}"
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]  # str(KeyError) would quote it
+    return str(exc) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def command_errors(*, flow: bool = False) -> Iterator[None]:
+    """Turn expected errors raised in the block into :func:`fail`; with ``flow``, keep Prefect's
+    console log of the run free of their tracebacks (the run's log in Prefect keeps them)."""
+    quiet = _QuietExpectedTracebacks() if flow else None
+    handlers = _console_handlers() if flow else []
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if not is_expected(exc):
+            raise
+        fail(describe(exc))
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
+
+
+def settings_for(store: str | None) -> Settings:
+    """Settings from the environment, with ``--store`` applied; a bad setting ends the command."""
+    with command_errors():
+        return Settings(store=store) if store else Settings()
+
+
+def open_store_for(settings: Settings, *, create: bool = False):
+    """The configured store, which must exist unless ``create`` (only ``demo-data`` creates a store).
+
+    A mistyped folder would otherwise become a new empty store; an unreachable endpoint, a missing
+    bucket or an invalid URI ends the command with one line.
+    """
+    with command_errors():
+        return settings.open_store(must_exist=not create)
+
+
+class _QuietExpectedTracebacks(logging.Filter):
+    """Drops the traceback (not the line) of log records about an expected error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and is_expected(record.exc_info[1]):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _console_handlers() -> list[logging.Handler]:
+    # Prefect logs a failed task or flow with its traceback; its console handler sits on the root logger.
+    return [h for h in logging.getLogger().handlers if type(h).__name__ == "PrefectConsoleHandler"]
 
 
 def _cell(value) -> str:

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlci.cli.common import EXIT_INCOMPLETE, StoreOption, fail, settings_for
+from mlci.cli.common import EXIT_INCOMPLETE, StoreOption, command_errors, fail, open_store_for, settings_for
 
 __all__ = ["features_command", "parse_params"]
 
@@ -50,16 +50,17 @@ def features_command(
     """Compute audio and video features of new or changed clips; broken clips go to quarantine."""
     from tqdm import tqdm
 
-    from flows.features import features as features_flow
-    from flows.features import reporting_progress
-    from mlci.features import DEFAULT_EXTRACTOR, FeatureError, list_quarantined
-    from mlci.storage import StorageError
-
     settings = settings_for(store)
     try:
         params = parse_params(param)
     except ValueError as exc:
         fail(str(exc))
+    target = open_store_for(settings)  # a bad store ends here, before Prefect starts
+
+    from flows.features import features as features_flow
+    from flows.features import reporting_progress
+    from mlci.features import DEFAULT_EXTRACTOR, list_quarantined
+
     extractor = extractor or DEFAULT_EXTRACTOR
     bars: list = []
 
@@ -74,24 +75,23 @@ def features_command(
         for bar in bars:
             bar.close()
 
-    try:
-        with reporting_progress(progress):
-            report = features_flow(
-                store=settings.store_uri,
-                extractor=extractor,
-                params=params or None,
-                chunk_size=chunk_size,
-                dask_address=dask_address,
-                local_cluster=local_cluster,
-                n_workers=workers,
-                threads=threads,
-                log_every=log_every,
-            )
-        quarantined = list_quarantined(settings.open_store(), extractor=extractor, params=params or None)
-    except (FeatureError, StorageError, ValueError, ImportError) as exc:
-        close()
-        fail(str(exc))
-    close()
+    with command_errors(flow=True):
+        try:
+            with reporting_progress(progress):
+                report = features_flow(
+                    store=settings.store_uri,
+                    extractor=extractor,
+                    params=params or None,
+                    chunk_size=chunk_size,
+                    dask_address=dask_address,
+                    local_cluster=local_cluster,
+                    n_workers=workers,
+                    threads=threads,
+                    log_every=log_every,
+                )
+            quarantined = list_quarantined(target, extractor=extractor, params=params or None)
+        finally:  # before an error line, so that it starts a line of its own
+            close()
     typer.echo(report.format())
     if len(quarantined):
         typer.echo(f"quarantined clips ({len(quarantined)}; retried when their content changes):")

@@ -11,7 +11,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlci.cli.common import EXIT_INCOMPLETE, StoreOption, fail, print_table, settings_for
+from mlci.cli.common import (
+    EXIT_INCOMPLETE,
+    StoreOption,
+    command_errors,
+    fail,
+    open_store_for,
+    print_table,
+    settings_for,
+)
 
 __all__ = ["app", "ingest_command", "consensus_command"]
 
@@ -59,20 +67,17 @@ def ingest_command(
     """
     from mlci.catalog import ClassCatalog
     from mlci.labels import FORMATS, ingest_labels
-    from mlci.storage import StorageError
 
     if fmt is not None and fmt not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     if empty not in ("skip", "negative"):
         fail(f"--empty must be 'skip' or 'negative'; got {empty!r}")
     settings = settings_for(store)
-    try:
+    target = open_store_for(settings)
+    with command_errors():
         catalog = ClassCatalog.from_json(settings.class_catalog)
-        target = settings.open_store()
         report = ingest_labels(target, catalog, base_url=settings.clip_base_url, paths=list(paths or []), fmt=fmt,
                                empty=empty, choice_name=choice_name, reingest=list(reingest or []))
-    except (StorageError, OSError, ValueError) as exc:
-        fail(str(exc))
     if not report.files:
         typer.echo(f"no label files under {target.uri}/labels/ and no paths given")
         return
@@ -121,17 +126,13 @@ def consensus_command(
     band_high: Annotated[float, typer.Option("--band-high", help="Relabel band: highest uncertain posterior.")] = 0.8,
 ) -> None:
     """Merge annotators into consensus labels for the current label snapshot; print agreement."""
-    from mlci.consensus import METHODS, ConsensusError, run_consensus
-    from mlci.storage import StorageError
+    from mlci.consensus import METHODS, run_consensus
 
     if method not in METHODS:
         fail(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
-    settings = settings_for(store)
-    try:
-        result = run_consensus(settings.open_store(), method=method, tie=tie, tol=tol, max_iter=max_iter,
-                               band=(band_low, band_high))
-    except (ConsensusError, StorageError, ValueError) as exc:
-        fail(str(exc))
+    target = open_store_for(settings_for(store))
+    with command_errors():
+        result = run_consensus(target, method=method, tie=tie, tol=tol, max_iter=max_iter, band=(band_low, band_high))
     fit = result.fit
     extra = f", EM {fit['n_iter']} steps{'' if fit.get('converged') else ' (NOT converged)'}" if fit else ""
     typer.echo(f"label snapshot {result.snapshot}: method {result.method}{extra}")

@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlci.cli.common import StoreOption, fail, settings_for
+from mlci.cli.common import StoreOption, command_errors, fail, open_store_for, settings_for
+from mlci.redact import redact_url
 
 __all__ = ["train_command", "models_command"]
 
@@ -32,10 +33,8 @@ def train_command(
     seed: Annotated[int, typer.Option("--seed", help="Random seed of classifiers and folds.")] = 0,
 ) -> None:
     """Train one classifier per concept on the latest consensus, log it to MLflow, register it, gate promotion."""
-    from mlflow.exceptions import MlflowException
-
     from mlci.catalog import ClassCatalog
-    from mlci.models import ModelError, build_training_set, train_and_register
+    from mlci.models import build_training_set, train_and_register
     from mlci.models.tracking import sanitize_name
 
     try:
@@ -52,8 +51,8 @@ def train_command(
         params["C"] = c
     if class_weight is not None:
         params["class_weight"] = None if class_weight == "none" else class_weight
-    try:
-        target = settings.open_store()
+    target = open_store_for(settings)
+    with command_errors():
         keys, X, schema = features.load_features(target, extractor=extractor, modality=modality)
         consensus = load_consensus(target, snapshot)
         classes = ClassCatalog.from_json(settings.class_catalog).names
@@ -75,8 +74,6 @@ def train_command(
             tolerance=tolerance,
             min_new_labels=min_new_labels,
         )
-    except (ModelError, MlflowException, ValueError, LookupError, OSError) as exc:
-        fail(str(exc))
     typer.echo(
         f"{'reused' if result.reused else 'registered'} {result.model_name} version {result.model_version} "
         f"(run {result.run_id}; {len(ts)} clips)"
@@ -93,18 +90,14 @@ def models_command(
     name: Annotated[Optional[str], typer.Option("--name", help="Registered model name (default: MLCI_REGISTERED_MODEL_NAME).")] = None,
 ) -> None:
     """List registered model versions with their aliases and macro metrics, newest first."""
-    from mlflow.exceptions import MlflowException
-
     from mlci.models import list_versions
 
     settings = settings_for(store)
     model_name = name or settings.registered_model_name
-    try:
+    with command_errors():
         versions = list_versions(settings.tracking_uri, model_name)
-    except (MlflowException, ValueError, OSError) as exc:
-        fail(str(exc))
     if not versions:
-        typer.echo(f"no versions of {model_name!r} in {settings.tracking_uri}")
+        typer.echo(f"no versions of {model_name!r} in {redact_url(settings.tracking_uri)}")
         return
     typer.echo(f"{'version':>7}  {'aliases':<22} {'macro_ap':>8} {'roc_auc':>8} {'f1':>6}  {'trigger':<8} decision")
     for v in versions:

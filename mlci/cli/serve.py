@@ -20,6 +20,7 @@ from mlci.cli.common import (
     StoreOption,
     StrategyOption,
     fail,
+    open_store_for,
     settings_for,
 )
 
@@ -54,6 +55,7 @@ def serve_command(
         schedule = CronSchedule(cron=cron, timezone=timezone)
     except ValidationError as exc:
         fail(f"--cron {cron!r} --timezone {timezone!r}: {exc.errors()[0]['msg']}")
+    open_store_for(settings)  # a mistyped store fails now, not every night
     # Served runs are child processes, possibly in another directory: give them absolute locations.
     os.environ["MLCI_HOME"] = str(settings.home)
     parameters = {"store": settings.store_uri, "strategy": strategy, "batch_size": batch_size,

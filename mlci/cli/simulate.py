@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from mlci.cli.common import StoreOption, fail, settings_for
+from mlci.cli.common import StoreOption, command_errors, describe, fail, open_store_for, settings_for
+from mlci.redact import redact_url
 
 __all__ = ["simulate_command"]
 
@@ -60,11 +61,12 @@ def simulate_command(
         for sched in schedule or []:
             parse_schedule(sched)
     except (UnknownSimulationStrategyError, ValueError, TypeError) as exc:
-        fail(str(exc))
+        fail(describe(exc))
     settings = settings_for(store)
+    open_store_for(settings)  # a bad store ends here, before Prefect starts
     from flows.analysis import analysis
 
-    try:
+    with command_errors(flow=True):
         outcome = analysis(
             store=settings.store_uri,
             source=source,
@@ -79,11 +81,9 @@ def simulate_command(
             n_workers=workers,
             force=force,
         )
-    except (ValueError, LookupError, FileNotFoundError) as exc:
-        fail(str(exc))
     state = "already in MLflow, nothing recomputed" if outcome.reused else f"done in {outcome.seconds:.0f} s"
     typer.echo(f"analysis {outcome.analysis_id}: {state}")
-    typer.echo(f"  MLflow: {outcome.tracking_uri}  experiment {outcome.experiment_name}  run {outcome.run_id}")
+    typer.echo(f"  MLflow: {redact_url(outcome.tracking_uri)}  experiment {outcome.experiment_name}  run {outcome.run_id}")
     typer.echo(f"  report: {settings.store_uri.rstrip('/')}/{outcome.report_key}")
     if outcome.skipped_concepts:
         typer.echo("  concepts left out: " + "; ".join(f"{k} ({v})" for k, v in outcome.skipped_concepts.items()))

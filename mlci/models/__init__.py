@@ -16,6 +16,8 @@ from mlci.models.exceptions import (
     ModelError,
     ModelNotFoundError,
     TooFewLabelsError,
+    TrackingStoreNotFoundError,
+    TrackingUnreachableError,
     TrainingDataError,
     UnsafeModelFormatError,
 )
@@ -65,4 +67,6 @@ __all__ = [
     "TooFewLabelsError",
     "TrainingDataError",
     "UnsafeModelFormatError",
+    "TrackingStoreNotFoundError",
+    "TrackingUnreachableError",
 ]

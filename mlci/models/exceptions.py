@@ -9,6 +9,8 @@ __all__ = [
     "TooFewLabelsError",
     "ModelNotFoundError",
     "UnsafeModelFormatError",
+    "TrackingStoreNotFoundError",
+    "TrackingUnreachableError",
 ]
 
 
@@ -52,3 +54,12 @@ class ModelNotFoundError(ModelError, LookupError):
 
 class UnsafeModelFormatError(ModelError):
     """A registered model is not stored in the skops format (mlci never unpickles a model)."""
+
+
+class TrackingStoreNotFoundError(ModelNotFoundError):
+    """The MLflow tracking store does not exist (a SQLite file that is not there); nothing was created."""
+
+
+# Not a ModelError: an I/O failure that a task may retry (tasks retry everything but ModelError).
+class TrackingUnreachableError(ConnectionError):
+    """The MLflow tracking server did not answer within the configured timeout and retries."""

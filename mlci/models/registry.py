@@ -1,7 +1,9 @@
 """Train, evaluate, log to MLflow, register, and gate promotion; load models from the registry.
 
 Models are only ever loaded through the registry (an alias or a version of a registered model),
-from the skops file of the logged model, trusting exactly :data:`SKOPS_TRUSTED_TYPES`.
+from the skops file of the logged model, trusting exactly :data:`SKOPS_TRUSTED_TYPES`. The public
+functions translate MLflow errors (:func:`~mlci.models.tracking.mlflow_errors`): no message carries
+a tracking URI's password, and lookups never create a SQLite tracking database.
 """
 
 from __future__ import annotations
@@ -30,14 +32,17 @@ from mlci.models.schema import feature_spec_from
 from mlci.models.tracking import (
     class_keys,
     clean_params,
+    check_tracking_store,
     client_for,
     default_artifact_location,
     finite_metrics,
     get_or_create_experiment,
     git_commit,
     tracking_context,
+    translates_mlflow_errors,
     write_json,
 )
+from mlci.redact import redact_text, redact_url
 
 __all__ = [
     "TrainingResult",
@@ -157,6 +162,7 @@ def _info(client: MlflowClient, mv, aliases: tuple[str, ...] | None = None) -> M
     )
 
 
+@translates_mlflow_errors
 def resolve_version(
     tracking_uri: str, model_name: str, *, alias: str | None = CHAMPION, version: str | int | None = None
 ) -> ModelVersionInfo:
@@ -165,9 +171,12 @@ def resolve_version(
     Raises
     ------
     ModelNotFoundError
-        No such registered model, alias or version.
+        No such registered model, alias or version (``TrackingStoreNotFoundError``: no such SQLite database).
+    TrackingUnreachableError
+        The tracking server did not answer.
     """
     _check_model_name(model_name)
+    check_tracking_store(tracking_uri)
     client = client_for(tracking_uri)
     try:
         if version is not None:
@@ -179,14 +188,26 @@ def resolve_version(
     except MlflowException as exc:
         if _not_found(exc):
             what = f"version {version}" if version is not None else f"alias {alias!r}"
-            raise ModelNotFoundError(f"registered model {model_name!r} has no {what} at {tracking_uri}") from None
+            raise ModelNotFoundError(
+                f"registered model {model_name!r} has no {what} at {redact_url(tracking_uri)}"
+            ) from None
         raise
     return _info(client, mv, _aliases_by_version(client, model_name).get(str(mv.version), ()))
 
 
+@translates_mlflow_errors
 def list_versions(tracking_uri: str, model_name: str) -> list[ModelVersionInfo]:
-    """Every version of ``model_name``, newest first, with aliases and macro metrics ([] if none)."""
+    """Every version of ``model_name``, newest first, with aliases and macro metrics ([] if none).
+
+    Raises
+    ------
+    TrackingStoreNotFoundError
+        ``tracking_uri`` is a SQLite database that does not exist (it is not created).
+    TrackingUnreachableError
+        The tracking server did not answer.
+    """
     _check_model_name(model_name)
+    check_tracking_store(tracking_uri)
     client = client_for(tracking_uri)
     versions = client.search_model_versions(f"name = '{model_name}'")
     aliases = _aliases_by_version(client, model_name)
@@ -194,6 +215,7 @@ def list_versions(tracking_uri: str, model_name: str) -> list[ModelVersionInfo]:
     return sorted(infos, key=lambda i: int(i.version), reverse=True)
 
 
+@translates_mlflow_errors
 def load_model(
     tracking_uri: str, model_name: str, *, alias: str | None = CHAMPION, version: str | int | None = None
 ) -> MultiLabelModel:
@@ -259,6 +281,7 @@ def _load_registered(tracking_uri: str, model_name: str, version: str) -> MultiL
 # -- training ----------------------------------------------------------------------------------
 
 
+@translates_mlflow_errors
 def train_and_register(
     training_set: TrainingSet,
     *,
@@ -628,14 +651,14 @@ def _compare_with_champion(client, tracking_uri, model_name, champion, training_
     try:
         out["champion_cv"] = dict(client.get_run(champion.run_id).data.metrics)
     except MlflowException as exc:
-        out["note"] = f"champion run {champion.run_id} unreadable: {exc}"
+        out["note"] = f"champion run {champion.run_id} unreadable: {redact_text(str(exc))}"
         return out
     try:
         with tempfile.TemporaryDirectory(prefix="mlci-champ-") as tmp:
             path = client.download_artifacts(champion.run_id, TRAINING_LABELS_ARTIFACT, tmp)
             seen = pd.read_parquet(path)[["asset", "class"]]
     except (MlflowException, OSError) as exc:
-        out["note"] = f"champion run has no {TRAINING_LABELS_ARTIFACT}: {exc}"
+        out["note"] = f"champion run has no {TRAINING_LABELS_ARTIFACT}: {redact_text(str(exc))}"
         return out
     current = training_set.labels_table()
     merged = current.merge(seen.assign(_seen=True).astype({"asset": "string", "class": "string"}), on=["asset", "class"], how="left")
@@ -650,7 +673,7 @@ def _compare_with_champion(client, tracking_uri, model_name, champion, training_
             raise FeatureSchemaMismatchError({"n_features": champ_model.n_features_in_}, {"n_features": training_set.X.shape[1]})
     except (ModelError, MlflowException, OSError) as exc:
         out["n_compare"] = len(new)
-        out["note"] = f"champion version {champion.version} cannot score the new labels: {exc}"
+        out["note"] = f"champion version {champion.version} cannot score the new labels: {redact_text(str(exc))}"
         return out
     row_of = {k: i for i, k in enumerate(training_set.keys.tolist())}
     col_of = {c: j for j, c in enumerate(training_set.classes)}

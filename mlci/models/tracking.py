@@ -1,8 +1,15 @@
-"""MLflow plumbing shared by training and the registry: URIs, names, tags, run artifacts."""
+"""MLflow plumbing shared by training and the registry: URIs, names, tags, run artifacts, errors.
+
+Every error that leaves an MLflow call of mlci goes through :func:`mlflow_errors`: an unreachable
+server becomes :class:`~mlci.models.exceptions.TrackingUnreachableError`, and no message keeps the
+password of a tracking URI.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import math
 import os
@@ -14,6 +21,10 @@ from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from mlci.models.exceptions import TrackingStoreNotFoundError, TrackingUnreachableError
+from mlci.redact import redact_text, redact_url
 
 __all__ = [
     "tracking_context",
@@ -26,6 +37,10 @@ __all__ = [
     "clean_params",
     "finite_metrics",
     "write_json",
+    "sqlite_database",
+    "check_tracking_store",
+    "mlflow_errors",
+    "translates_mlflow_errors",
 ]
 
 # The fluent MLflow API (start_run, log_model) reads process-wide URIs; one lock keeps two trainings
@@ -44,11 +59,12 @@ def tracking_context(tracking_uri: str) -> Iterator[MlflowClient]:
     somewhere else (and never at MLflow's working-directory default).
     """
     if not tracking_uri or not isinstance(tracking_uri, str):
-        raise ValueError(f"tracking_uri must be a non-empty string, but got {tracking_uri!r}")
+        raise ValueError(f"tracking_uri must be a non-empty string, but got {redact_url(tracking_uri)!r}")
     # MLflow has no public "unset" for the registry URI; its module global and environment variable
     # are saved and put back as they were.
     from mlflow.tracking._model_registry import utils as registry_utils
 
+    _no_urls_on_stdout()
     with _LOCK:
         prev_tracking = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
         prev_registry = getattr(registry_utils, "_registry_uri", None)
@@ -68,7 +84,14 @@ def tracking_context(tracking_uri: str) -> Iterator[MlflowClient]:
 
 def client_for(tracking_uri: str) -> MlflowClient:
     """A client whose tracking and registry both use ``tracking_uri``."""
+    _no_urls_on_stdout()
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _no_urls_on_stdout() -> None:
+    # When a run ends on a tracking server, MLflow writes "View run ... at: <tracking URI>/#/..." to
+    # stdout, password included. mlci reports its runs itself; a user's explicit setting is kept.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def sanitize_name(name: str) -> str:
@@ -102,16 +125,97 @@ def git_commit(path: str | Path | None = None) -> str | None:
     return commit if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit) else None
 
 
+def sqlite_database(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI; None for other stores and in-memory databases."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
+    return None if not db or db == ":memory:" else Path(db)
+
+
+def check_tracking_store(tracking_uri: str) -> None:
+    """Raise :class:`TrackingStoreNotFoundError` if ``tracking_uri`` is a SQLite file that does not exist.
+
+    Reading from MLflow must not create its database: MLflow would create an empty one, and a
+    mistyped ``MLCI_MLFLOW_TRACKING_URI`` would read as "no models yet".
+    """
+    db = sqlite_database(tracking_uri)
+    if db is not None and not db.is_file():
+        raise TrackingStoreNotFoundError(
+            f"no MLflow database at {db.resolve()}: train a model first (`mlci train` or `mlci nightly`) "
+            "or check MLCI_MLFLOW_TRACKING_URI"
+        )
+
+
+def _unreachable_reason(exc: BaseException | None) -> str | None:
+    """Why the HTTP client gave up, or None if ``exc`` (or what caused it) is no connection failure."""
+    import requests
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, requests.exceptions.RequestException):
+            if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
+                return f"no answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT', '120')} s"
+            if isinstance(exc, requests.exceptions.RetryError):
+                return "error responses"
+            return "could not connect"
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _translated(exc: MlflowException, tracking_uri: str) -> Exception:
+    reason = _unreachable_reason(exc.__cause__ or exc.__context__)
+    if reason is not None:
+        retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+        return TrackingUnreachableError(
+            f"MLflow tracking server {redact_url(tracking_uri)} unreachable after {retries} retries ({reason}): "
+            "check MLCI_MLFLOW_TRACKING_URI and that the server is up"
+        )
+    # The same exception, so callers keep its type and error_code; only the message changes.
+    message = redact_text(exc.message)
+    exc.message, exc.args = message, (message,)
+    return exc
+
+
+@contextlib.contextmanager
+def mlflow_errors(tracking_uri: str) -> Iterator[None]:
+    """Within the block, MLflow errors carry no password and an unreachable server says so.
+
+    Raises
+    ------
+    TrackingUnreachableError
+        The server did not answer (connection refused, timeout, 5xx after MLflow's retries).
+    MlflowException
+        The original error (same type and ``error_code``) with its message redacted.
+    """
+    try:
+        yield
+    except MlflowException as exc:
+        # 'from None': a traceback never shows the original, unredacted error.
+        raise _translated(exc, tracking_uri) from None
+
+
+def translates_mlflow_errors(func):
+    """Decorator: run ``func`` inside :func:`mlflow_errors` of its ``tracking_uri`` argument."""
+    signature = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        tracking_uri = signature.bind_partial(*args, **kwargs).arguments.get("tracking_uri", "")
+        with mlflow_errors(str(tracking_uri)):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
 def default_artifact_location(tracking_uri: str) -> str | None:
     """``<folder>/mlartifacts`` beside a SQLite database file; None (the server decides) otherwise.
 
     Without it MLflow would put a SQLite store's artifacts under ``./mlruns`` of the working directory.
     """
-    if tracking_uri.startswith("sqlite:///"):
-        db = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
-        if db and db != ":memory:":
-            return (Path(db).resolve().parent / "mlartifacts").as_uri()
-    return None
+    db = sqlite_database(tracking_uri)
+    return None if db is None else (db.resolve().parent / "mlartifacts").as_uri()
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, *, artifact_location: str | None = None) -> str:

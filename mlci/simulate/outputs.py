@@ -123,20 +123,21 @@ def publish_outputs(store, analysis_id: str, folder: str | Path) -> dict[str, bo
 
 def find_analysis_run(tracking_uri: str, experiment_name: str, analysis_id: str) -> str | None:
     """Id of a finished parent run of this analysis in the experiment, or None."""
-    from mlci.models.tracking import client_for
+    from mlci.models.tracking import client_for, mlflow_errors
 
-    client = client_for(tracking_uri)
-    exp = client.get_experiment_by_name(experiment_name)
-    if exp is None:
-        return None
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=(
-            f"tags.`{ANALYSIS_TAG}` = '{analysis_id}' and tags.`mlci.kind` = 'analysis' "
-            "and attributes.status = 'FINISHED'"
-        ),
-        max_results=1,
-    )
+    with mlflow_errors(tracking_uri):
+        client = client_for(tracking_uri)
+        exp = client.get_experiment_by_name(experiment_name)
+        if exp is None:
+            return None
+        runs = client.search_runs(
+            [exp.experiment_id],
+            filter_string=(
+                f"tags.`{ANALYSIS_TAG}` = '{analysis_id}' and tags.`mlci.kind` = 'analysis' "
+                "and attributes.status = 'FINISHED'"
+            ),
+            max_results=1,
+        )
     return runs[0].info.run_id if runs else None
 
 
@@ -173,11 +174,32 @@ def log_to_mlflow(
 ) -> str:
     """Log the analysis: a parent run (params, headline metrics, artifacts) and a nested run per (strategy, schedule).
 
+    MLflow errors come translated by :func:`mlci.models.tracking.mlflow_errors` (no password in them).
+
     Returns
     -------
     str
         The parent run id.
     """
+    from mlci.models.tracking import mlflow_errors
+
+    with mlflow_errors(tracking_uri):
+        return _log_to_mlflow(summary, result, folder, tracking_uri=tracking_uri, experiment_name=experiment_name,
+                              analysis_id=analysis_id, run_name=run_name, params=params, tags=tags)
+
+
+def _log_to_mlflow(
+    summary: AnalysisSummary,
+    result: SimulationResult,
+    folder: str | Path,
+    *,
+    tracking_uri: str,
+    experiment_name: str,
+    analysis_id: str,
+    run_name: str = "analysis",
+    params: Mapping[str, object] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> str:
     from mlflow.entities import Metric, Param
 
     from mlci.models.tracking import (
