@@ -155,7 +155,7 @@ class Settings(BaseSettings):
         With ``must_exist`` a store that is not there raises :class:`~mlci.storage.StoreNotFoundError`
         instead of being created by the first write (see :func:`mlci.storage.open_store`).
         """
-        from mlci.storage import open_store
+        from mlci.storage import DEFAULT_IO_THREADS, open_store
 
         return open_store(
             uri or self.store_uri,
@@ -165,6 +165,8 @@ class Settings(BaseSettings):
             connect_timeout=self.s3_connect_timeout,
             read_timeout=self.s3_read_timeout,
             must_exist=must_exist,
+            # Every local worker may share one store: never fewer pooled connections than workers.
+            io_threads=max(DEFAULT_IO_THREADS, self.n_workers),
         )
 
     def mlflow_environment(self) -> dict[str, str]:

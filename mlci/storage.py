@@ -211,6 +211,10 @@ def _clip_key(ref: str, path: str, *, under: str) -> str:
     return path
 
 
+#: Default of :attr:`Store.io_threads` (botocore's own pool is 10 connections).
+DEFAULT_IO_THREADS = 16
+
+
 class Store(ABC):
     """A flat key space of immutable-by-convention objects.
 
@@ -219,6 +223,9 @@ class Store(ABC):
     """
 
     uri: str
+    #: Calls a caller may make at once on this store (its thread pools use this many threads);
+    #: an S3 store keeps as many pooled connections, so no connection is ever discarded.
+    io_threads: int = DEFAULT_IO_THREADS
 
     @abstractmethod
     def list(self, prefix: str = "") -> list[str]:
@@ -492,6 +499,7 @@ class S3Store(Store):
         max_attempts: int = 5,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
+        io_threads: int = DEFAULT_IO_THREADS,
     ):
         parsed = urlparse(uri)
         if parsed.scheme != "s3" or not parsed.netloc:
@@ -506,6 +514,7 @@ class S3Store(Store):
         self.max_attempts = max_attempts
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self.io_threads = io_threads
         self._client = None
         self._client_lock = threading.Lock()
 
@@ -523,6 +532,7 @@ class S3Store(Store):
                 response_checksum_validation="when_required",
                 connect_timeout=self._connect_timeout,
                 read_timeout=self._read_timeout,
+                max_pool_connections=self.io_threads,
             )
             with self._client_lock:
                 if self._client is None:
@@ -695,6 +705,7 @@ def open_store(
     connect_timeout: float = 5.0,
     read_timeout: float = 60.0,
     must_exist: bool = False,
+    io_threads: int = DEFAULT_IO_THREADS,
 ) -> Store:
     """Open the store named by ``uri``: ``s3://bucket/prefix``, ``file:///path`` or a plain path.
 
@@ -708,6 +719,8 @@ def open_store(
         Attempts per S3 call.
     connect_timeout, read_timeout : float, default=5.0, 60.0
         Seconds an S3 call waits for a connection and for an answer, per attempt.
+    io_threads : int, default=DEFAULT_IO_THREADS
+        Calls made at once on the store (:attr:`Store.io_threads`): an S3 store pools as many connections.
     must_exist : bool, default=False
         Check now that the store is there (a local folder, or an S3 prefix holding objects) and raise
         :class:`StoreNotFoundError` if not. Without it a local folder is created by the first write.
@@ -724,7 +737,7 @@ def open_store(
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         store: Store = S3Store(uri, endpoint_url=endpoint_url, region=region, max_attempts=max_attempts,
-                               connect_timeout=connect_timeout, read_timeout=read_timeout)
+                               connect_timeout=connect_timeout, read_timeout=read_timeout, io_threads=io_threads)
     elif parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise InvalidStoreURIError(

@@ -349,3 +349,18 @@ def test_malformed_escapes_and_folders_are_rejected(local_store):
         local_store.resolve_clip_ref(BASE + "gifts/", base_url=BASE)
     with pytest.raises(UnresolvableReferenceError, match="not a clip"):
         local_store.resolve_clip_ref(local_store.url_for("labels/export.json"))
+
+
+def test_the_s3_pool_holds_as_many_connections_as_the_calls_made_at_once(s3_store, caplog):
+    """Listing a folder of clips stats them with ``store.io_threads`` threads: no connection is discarded."""
+    import logging
+
+    from mlci.features import plan_feature_run
+
+    for i in range(48):
+        s3_store.write_bytes(f"clips/many/c{i:03d}.mp4", b"not decoded by planning")
+    caplog.set_level(logging.WARNING, logger="urllib3.connectionpool")
+    plan = plan_feature_run(s3_store)
+    assert len(plan.todo) == 48
+    assert s3_store.io_threads == 16 and s3_store.client.meta.config.max_pool_connections == 16
+    assert [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()] == []

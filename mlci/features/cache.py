@@ -51,7 +51,6 @@ __all__ = [
 FEATURES_PREFIX = "features/"
 QUARANTINE_PREFIX = "quarantine/"
 OK, QUARANTINED = "ok", "quarantined"
-_IO_THREADS = 8
 
 
 class CacheLayout:
@@ -145,7 +144,7 @@ def read_many(store: Store, keys: list[str], columns: list[str] | None = None) -
     """Read several Parquet objects concurrently (S3 latency, not bandwidth, dominates small shards)."""
     if len(keys) <= 1:
         return [read_parquet(store, k, columns) for k in keys]
-    with ThreadPoolExecutor(max_workers=min(_IO_THREADS, len(keys))) as pool:
+    with ThreadPoolExecutor(max_workers=min(store.io_threads, len(keys))) as pool:
         return list(pool.map(lambda k: read_parquet(store, k, columns), keys))
 
 

@@ -62,7 +62,6 @@ __all__ = [
 CLIP_PREFIX = "clips/"
 #: Files under ``clips/`` with these suffixes are clips; anything else there is ignored (and counted).
 MEDIA_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".m4a")
-_STAT_THREADS = 16
 _MESSAGE_LIMIT = 500
 
 
@@ -219,7 +218,7 @@ def plan_feature_run(
         except ObjectNotFoundError:  # deleted between list and stat
             return key, None
 
-    with ThreadPoolExecutor(max_workers=_STAT_THREADS) as pool:
+    with ThreadPoolExecutor(max_workers=store.io_threads) as pool:
         listed = {k: i for k, i in pool.map(identity, keys) if i is not None}
 
     previous = latest_index_key(store, layout)
