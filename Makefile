@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/mlci demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .mlci

@@ -53,13 +53,13 @@ def _new_machine_env(home: Path, **extra: str) -> dict[str, str]:
 
 def _scheduled_runs(api: str, deployment_id: str) -> list[dict]:
     body = {"deployments": {"id": {"any_": [deployment_id]}}, "sort": "EXPECTED_START_TIME_ASC"}
-    response = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=10)
+    response = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=30)
     response.raise_for_status()
     return response.json()
 
 
 def _deployment(api: str, name: str) -> dict:
-    response = httpx.get(f"{api}/deployments/name/{name}", timeout=10)
+    response = httpx.get(f"{api}/deployments/name/{name}", timeout=30)
     response.raise_for_status()
     return response.json()
 
@@ -67,7 +67,11 @@ def _deployment(api: str, name: str) -> dict:
 def _wait_for_completed_run(api: str, deployment_id: str, timeout: float, log: Path) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = _scheduled_runs(api, deployment_id)
+        try:
+            runs = _scheduled_runs(api, deployment_id)
+        except httpx.TransportError:  # the server's SQLite is busy while the run writes: ask again
+            time.sleep(2)
+            continue
         finished = [r for r in runs if r["state_type"] in {"COMPLETED", "FAILED", "CRASHED"}]
         if finished:
             assert finished[0]["state_type"] == "COMPLETED", log.read_text()[-3000:]

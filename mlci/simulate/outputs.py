@@ -181,25 +181,6 @@ def log_to_mlflow(
     str
         The parent run id.
     """
-    from mlci.models.tracking import mlflow_errors
-
-    with mlflow_errors(tracking_uri):
-        return _log_to_mlflow(summary, result, folder, tracking_uri=tracking_uri, experiment_name=experiment_name,
-                              analysis_id=analysis_id, run_name=run_name, params=params, tags=tags)
-
-
-def _log_to_mlflow(
-    summary: AnalysisSummary,
-    result: SimulationResult,
-    folder: str | Path,
-    *,
-    tracking_uri: str,
-    experiment_name: str,
-    analysis_id: str,
-    run_name: str = "analysis",
-    params: Mapping[str, object] | None = None,
-    tags: Mapping[str, str] | None = None,
-) -> str:
     from mlflow.entities import Metric, Param
 
     from mlci.models.tracking import (
@@ -208,51 +189,53 @@ def _log_to_mlflow(
         client_for,
         default_artifact_location,
         get_or_create_experiment,
+        mlflow_errors,
     )
 
-    client = client_for(tracking_uri)
-    exp_id = get_or_create_experiment(client, experiment_name, artifact_location=default_artifact_location(tracking_uri))
-    base_tags = {ANALYSIS_TAG: analysis_id, "mlci.kind": "analysis", **(tags or {})}
-    parent = client.create_run(exp_id, run_name=run_name, tags=base_tags)
-    pid = parent.info.run_id
-    keys = class_keys(result.concepts)
-    now = int(time.time() * 1000)
+    with mlflow_errors(tracking_uri):
+        client = client_for(tracking_uri)
+        exp_id = get_or_create_experiment(client, experiment_name, artifact_location=default_artifact_location(tracking_uri))
+        base_tags = {ANALYSIS_TAG: analysis_id, "mlci.kind": "analysis", **(tags or {})}
+        parent = client.create_run(exp_id, run_name=run_name, tags=base_tags)
+        pid = parent.info.run_id
+        keys = class_keys(result.concepts)
+        now = int(time.time() * 1000)
 
-    def batch(run_id: str, metrics: list[tuple[str, float, int]], params_: Mapping[str, object] = ()) -> None:
-        ms = [Metric(k, float(v), now, int(s)) for k, v, s in metrics if v is not None and np.isfinite(v)]
-        ps = [Param(k, v) for k, v in clean_params(dict(params_)).items()]
-        for i in range(0, max(len(ms), 1), 900):
-            client.log_batch(run_id, metrics=ms[i : i + 900], params=ps if i == 0 else [])
+        def batch(run_id: str, metrics: list[tuple[str, float, int]], params_: Mapping[str, object] = ()) -> None:
+            ms = [Metric(k, float(v), now, int(s)) for k, v, s in metrics if v is not None and np.isfinite(v)]
+            ps = [Param(k, v) for k, v in clean_params(dict(params_)).items()]
+            for i in range(0, max(len(ms), 1), 900):
+                client.log_batch(run_id, metrics=ms[i : i + 900], params=ps if i == 0 else [])
 
-    try:
-        batch(pid, _headline(summary, result), params or {})
-        strategy_rows = summary.strategies
-        for (strategy, schedule), part in result.curves.groupby(["strategy", "schedule"], sort=False):
-            child = client.create_run(
-                exp_id,
-                run_name=f"{strategy} | {schedule}",
-                tags={"mlflow.parentRunId": pid, ANALYSIS_TAG: analysis_id, "mlci.kind": "analysis-strategy",
-                      "strategy": strategy, "schedule": schedule},
-            )
-            cid = child.info.run_id
-            metrics = _curve_metrics(part, keys)
-            rows = strategy_rows[(strategy_rows["strategy"] == strategy) & (strategy_rows["schedule"] == schedule)]
-            for r in rows.itertuples():
-                suffix = "macro" if r.concept == MACRO else keys[r.concept]
-                metrics.append((f"aulc_{suffix}", r.aulc_mean, 0))
-                for t in ("90", "95"):
-                    metrics.append((f"labels_{t}_{suffix}", getattr(r, f"labels_{t}_mean", np.nan), 0))
-                if np.isfinite(getattr(r, "p_ttest", np.nan)):
-                    metrics.append((f"p_vs_{summary.baseline}_{suffix}", r.p_ttest, 0))
-            batch(cid, metrics, {"strategy": strategy, "schedule": schedule,
-                                 "repetitions": result.config.repetitions, "seed": result.config.seed})
-            client.set_terminated(cid, "FINISHED")
-        client.log_artifacts(pid, str(folder))
-        client.set_terminated(pid, "FINISHED")
-    except Exception:
-        client.set_terminated(pid, "FAILED")
-        raise
-    return pid
+        try:
+            batch(pid, _headline(summary, result), params or {})
+            strategy_rows = summary.strategies
+            for (strategy, schedule), part in result.curves.groupby(["strategy", "schedule"], sort=False):
+                child = client.create_run(
+                    exp_id,
+                    run_name=f"{strategy} | {schedule}",
+                    tags={"mlflow.parentRunId": pid, ANALYSIS_TAG: analysis_id, "mlci.kind": "analysis-strategy",
+                          "strategy": strategy, "schedule": schedule},
+                )
+                cid = child.info.run_id
+                metrics = _curve_metrics(part, keys)
+                rows = strategy_rows[(strategy_rows["strategy"] == strategy) & (strategy_rows["schedule"] == schedule)]
+                for r in rows.itertuples():
+                    suffix = "macro" if r.concept == MACRO else keys[r.concept]
+                    metrics.append((f"aulc_{suffix}", r.aulc_mean, 0))
+                    for t in ("90", "95"):
+                        metrics.append((f"labels_{t}_{suffix}", getattr(r, f"labels_{t}_mean", np.nan), 0))
+                    if np.isfinite(getattr(r, "p_ttest", np.nan)):
+                        metrics.append((f"p_vs_{summary.baseline}_{suffix}", r.p_ttest, 0))
+                batch(cid, metrics, {"strategy": strategy, "schedule": schedule,
+                                     "repetitions": result.config.repetitions, "seed": result.config.seed})
+                client.set_terminated(cid, "FINISHED")
+            client.log_artifacts(pid, str(folder))
+            client.set_terminated(pid, "FINISHED")
+        except Exception:
+            client.set_terminated(pid, "FAILED")
+            raise
+        return pid
 
 
 def _headline(summary: AnalysisSummary, result: SimulationResult) -> list[tuple[str, float, int]]:
