@@ -274,3 +274,22 @@ def test_signed_clip_reference_is_redacted_in_the_rejection(local_store):
         local_store.resolve_clip_ref(ref, base_url="https://clips.mlci.invalid/")
     assert signature not in str(info.value)
     assert "clips/a.mp4?X-Amz-Signature=***&X-Amz-Expires=600" in str(info.value)
+
+
+def test_a_signed_clip_url_in_a_label_file_is_stored_redacted(tmp_path):
+    """A rejected reference is quoted in the stored ingest report: without its signature."""
+    import json
+
+    from mlci.catalog import ClassCatalog
+    from mlci.config import default_class_catalog
+    from mlci.labels import ingest_labels
+    from mlci.storage import open_store
+
+    store = open_store(str(tmp_path / "store"))
+    signed = "https://bucket.s3.amazonaws.com/real/a.mp4?X-Amz-Signature=deadbeefcafe&X-Amz-Expires=60"
+    store.write_text("labels/export.json", json.dumps([{"etag": "1", "labels": ["holiday"], "data": signed}]))
+    report = ingest_labels(store, ClassCatalog.from_json(default_class_catalog()),
+                           base_url="https://clips.example.invalid/")
+    assert report.n_rejected == 1
+    stored = b"".join(store.read_bytes(k) for k in store.list("") if not k.startswith("labels/"))
+    assert b"X-Amz-Signature=***" in stored and b"deadbeefcafe" not in stored

@@ -27,6 +27,7 @@ from mlci.labels.exceptions import (
     WRONG_TYPE,
 )
 from mlci.labels.readers import MISSING, RawLabelFile, RawRecord, RecordIssue
+from mlci.redact import redact_text, redact_url
 from mlci.storage import InvalidKeyError, Store, UnresolvableReferenceError
 from mlci.tables import ANNOTATIONS, conform
 
@@ -97,11 +98,12 @@ def _resolve(ref: Any, store: Store, base_url: str | None) -> tuple[str | None, 
     try:
         return store.resolve_clip_ref(ref, base_url=base_url), "", ""
     except InvalidKeyError as exc:
+        # A signed URL's signature must not reach the stored report: references are shown redacted.
         if _escapes(exc):
-            return None, CLIP_REF_ESCAPES_STORE, f"clip reference {ref!r} points outside the store ({exc.reason})"
-        return None, UNRESOLVABLE_CLIP_REF, f"clip reference {ref!r} is malformed ({exc.reason})"
+            return None, CLIP_REF_ESCAPES_STORE, f"clip reference {redact_url(ref)!r} points outside the store ({exc.reason})"
+        return None, UNRESOLVABLE_CLIP_REF, f"clip reference {redact_url(ref)!r} is malformed ({exc.reason})"
     except UnresolvableReferenceError as exc:
-        return None, UNRESOLVABLE_CLIP_REF, (
+        return None, UNRESOLVABLE_CLIP_REF, redact_text(
             f"clip reference {ref!r} is not under the clip base URL {base_url!r} nor in the store ({exc})"
         )
 
@@ -234,7 +236,7 @@ def normalize_label_file(
                     RecordIssue(
                         rec.index,
                         CLIP_NOT_IN_STORE,
-                        f"no clip {clean['asset']!r} in the store (reference {rec.ref!r}); the answer is kept",
+                        f"no clip {clean['asset']!r} in the store (reference {redact_url(rec.ref)!r}); the answer is kept",
                         rec.location,
                         rec.answer,
                         clean["asset"],
