@@ -89,6 +89,15 @@ def prefect_harness(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def catalog():
+    """The class catalog shipped with the package (the seed's classes.json)."""
+    from mlci.catalog import ClassCatalog
+    from mlci.config import default_class_catalog
+
+    return ClassCatalog.from_json(default_class_catalog())
+
+
+@pytest.fixture(scope="session")
 def seed_labels_path():
     """The seed's real label export (a copy of shared/seed/labels_final.json)."""
     return FIXTURES / "labels_final.json"

@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mlci.catalog import ClassCatalog
-from mlci.config import default_class_catalog
 from mlci.labels import current_view, ingest_labels, label_snapshot_id, load_annotations
 
 SEED_BASE = "https://vmlr-workshop.STORAGE/"
@@ -16,11 +14,6 @@ BASE = "https://clips.example.invalid/"
 T1 = datetime(2025, 1, 1, tzinfo=UTC)
 T2 = datetime(2025, 2, 1, tzinfo=UTC)
 T3 = datetime(2025, 3, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def catalog():
-    return ClassCatalog.from_json(default_class_catalog())
 
 
 def flat(*records) -> bytes:

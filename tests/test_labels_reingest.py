@@ -13,8 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mlci.catalog import ClassCatalog
-from mlci.config import DEFAULT_CLIP_BASE_URL, default_class_catalog
+from mlci.config import DEFAULT_CLIP_BASE_URL
 from mlci.labels import ingest_labels, load_annotations, normalize_label_file, read_label_file
 from mlci.tables import ANNOTATIONS, conform, json_bytes, parquet_bytes
 
@@ -24,11 +23,6 @@ T2 = datetime(2025, 2, 1, tzinfo=UTC)
 T3 = datetime(2025, 3, 1, tzinfo=UTC)
 T4 = datetime(2025, 4, 1, tzinfo=UTC)
 ROW_ID = ["asset", "annotator", "class", "source_file", "record_index"]
-
-
-@pytest.fixture(scope="module")
-def catalog():
-    return ClassCatalog.from_json(default_class_catalog())
 
 
 def flat(*records) -> bytes:
