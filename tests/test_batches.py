@@ -217,7 +217,7 @@ def test_round_publishes_encoded_urls_that_ingest_back_to_the_same_clip(store, t
 def test_cli_table_and_report_count_clips_not_in_store(tmp_path):
     from typer.testing import CliRunner
 
-    from mlci.cli import app
+    from cli import app
     from mlci.storage import open_store
 
     store = tmp_path / "store"

@@ -57,7 +57,7 @@ def test_flow_on_threads_and_its_cli(prefect_harness, local_store, clip_files):
     from typer.testing import CliRunner
 
     from flows.features import features
-    from mlci.cli.features import features_command
+    from cli.features import features_command
 
     _fill(local_store, clip_files)
     app = typer.Typer()
@@ -82,7 +82,7 @@ def test_cli_rejects_bad_parameters(local_store):
     import typer
     from typer.testing import CliRunner
 
-    from mlci.cli.features import features_command, parse_params
+    from cli.features import features_command, parse_params
 
     assert parse_params(["sample_fps=4", "skip_loop_filter=false", "name=x"]) == {
         "sample_fps": 4, "skip_loop_filter": False, "name": "x",

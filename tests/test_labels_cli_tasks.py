@@ -7,14 +7,14 @@ import json
 import typer
 from typer.testing import CliRunner
 
-from mlci.cli.labels import app as labels_app
-from mlci.cli.labels import consensus_command
+from cli.labels import app as labels_app
+from cli.labels import consensus_command
 
 SEED_BASE = "https://vmlr-workshop.STORAGE/"
 
 
 def cli() -> typer.Typer:
-    # The same wiring mlci/cli/__init__.py uses: a labels sub-app and a consensus command.
+    # The same wiring cli/__init__.py uses: a labels sub-app and a consensus command.
     main = typer.Typer()
     main.add_typer(labels_app, name="labels")
     main.command("consensus")(consensus_command)

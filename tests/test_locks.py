@@ -114,7 +114,7 @@ def test_a_holder_killed_with_sigkill_is_taken_over_at_once(store):
 def test_unlock_asks_then_releases_by_hand_and_keeps_the_history(tmp_path):
     from typer.testing import CliRunner
 
-    from mlci.cli import app
+    from cli import app
     from mlci.storage import open_store
 
     store = open_store(str(tmp_path / "store"))

@@ -123,7 +123,7 @@ def test_run_contents_registry_aliases_and_loading(tracking_uri, tmp_path, monke
     # `mlci models` lists the version with its aliases and metrics.
     import typer
 
-    from mlci.cli.models import models_command
+    from cli.models import models_command
 
     app = typer.Typer()
     app.command("models")(models_command)

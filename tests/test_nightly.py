@@ -144,7 +144,7 @@ def test_three_nights(env):
     # with the nightly's parameters finds its batch already out.
     from typer.testing import CliRunner
 
-    from mlci.cli import app
+    from cli import app
 
     listing = CliRunner().invoke(app, ["batches"])
     assert listing.exit_code == 0, listing.output

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mlci.cli import app
-from mlci.cli.common import EXIT_INCOMPLETE, EXIT_SKIPPED
+from cli import app
+from cli.common import EXIT_INCOMPLETE, EXIT_SKIPPED
 from mlci.demo import DemoCorpusSpec, generate_demo_corpus
 from mlci.locks import StoreLock
 from mlci.models import list_versions

@@ -110,7 +110,7 @@ def test_analysis_flow_logs_publishes_and_does_nothing_the_second_time(prefect_h
     from mlflow import MlflowClient
 
     from flows.analysis import analysis
-    from mlci.cli.simulate import simulate_command
+    from cli.simulate import simulate_command
     from mlci.storage import open_store
 
     monkeypatch.setenv("MLCI_HOME", str(demo_store / "home"))
@@ -149,7 +149,7 @@ def test_analysis_flow_logs_publishes_and_does_nothing_the_second_time(prefect_h
 
 
 def test_cli_rejects_bad_strategy_and_source_without_running():
-    from mlci.cli.simulate import simulate_command
+    from cli.simulate import simulate_command
 
     app = typer.Typer()
     app.command("simulate")(simulate_command)

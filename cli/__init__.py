@@ -3,7 +3,7 @@
 Every command takes ``--store`` (default: ``MLCI_STORE`` or ``./.mlci/store``); the store must
 exist, except for ``demo-data`` and ``demo``, which create it. Commands that run a flow import it
 lazily, so ``import mlci`` never imports Prefect. Expected errors end a command with one ``error:``
-line (:mod:`mlci.cli.common`).
+line (:mod:`cli.common`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from mlci.cli.common import (
+from cli.common import (
     EXIT_INCOMPLETE,
     EXIT_SKIPPED,
     BatchSizeOption,
@@ -32,12 +32,12 @@ from mlci.cli.common import (
     print_table,
     settings_for,
 )
-from mlci.cli.features import features_command
-from mlci.cli.labels import app as labels_app
-from mlci.cli.labels import consensus_command
-from mlci.cli.models import models_command, train_command
-from mlci.cli.serve import serve_command
-from mlci.cli.simulate import simulate_command
+from cli.features import features_command
+from cli.labels import app as labels_app
+from cli.labels import consensus_command
+from cli.models import models_command, train_command
+from cli.serve import serve_command
+from cli.simulate import simulate_command
 from mlci.redact import redact_url
 
 app = typer.Typer(

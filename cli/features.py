@@ -1,7 +1,7 @@
 """``mlci features``: run the features flow with a progress bar and print what it did.
 
-A plain typer command callback; ``mlci/cli/__init__.py`` registers it. Prefect and the flow are
-imported inside, so ``import mlci.cli`` stays fast.
+A plain typer command callback; ``cli/__init__.py`` registers it. Prefect and the flow are
+imported inside, so ``import cli`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlci.cli.common import EXIT_INCOMPLETE, StoreOption, command_errors, fail, open_store_for, settings_for
+from cli.common import EXIT_INCOMPLETE, StoreOption, command_errors, fail, open_store_for, settings_for
 
 __all__ = ["features_command", "parse_params"]
 

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from mlci.cli.common import (
+from cli.common import (
     BatchSizeOption,
     LockTtlOption,
     RelabelShareOption,

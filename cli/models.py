@@ -1,7 +1,7 @@
 """``mlci train`` and ``mlci models``: train and register a model from the store; list registered versions.
 
-The functions are plain typer command callbacks; ``mlci/cli/__init__.py`` registers them. Heavy
-imports (MLflow, features, consensus) happen inside, so ``import mlci.cli`` stays fast.
+The functions are plain typer command callbacks; ``cli/__init__.py`` registers them. Heavy
+imports (MLflow, features, consensus) happen inside, so ``import cli`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlci.cli.common import StoreOption, command_errors, fail, open_store_for, settings_for
+from cli.common import StoreOption, command_errors, fail, open_store_for, settings_for
 from mlci.redact import redact_url
 
 __all__ = ["train_command", "models_command"]

@@ -1,7 +1,7 @@
 """``mlci labels ingest`` and ``mlci consensus``: ingest label files, merge annotators.
 
 ``app`` is the ``labels`` sub-app and ``consensus_command`` a plain typer command callback;
-``mlci/cli/__init__.py`` registers both. Heavy imports happen inside the commands.
+``cli/__init__.py`` registers both. Heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlci.cli.common import (
+from cli.common import (
     EXIT_INCOMPLETE,
     StoreOption,
     command_errors,
