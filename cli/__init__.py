@@ -2,7 +2,7 @@
 
 Every command takes ``--store`` (default: ``MLCI_STORE`` or ``./.mlci/store``); the store must
 exist, except for ``demo-data`` and ``demo``, which create it. Commands that run a flow import it
-lazily, so ``import mlci`` never imports Prefect. Expected errors end a command with one ``error:``
+lazily, so ``mlci --help`` and listing commands stay fast. Expected errors end a command with one ``error:``
 line (:mod:`cli.common`).
 """
 
@@ -22,9 +22,12 @@ from cli.common import (
     EstimatorOption,
     LockTtlOption,
     ModalityOption,
+    RandomStateOption,
     RelabelShareOption,
     StoreOption,
     StrategyOption,
+    ToleranceOption,
+    checked_settings,
     command_errors,
     describe,
     fail,
@@ -97,33 +100,31 @@ def demo_data(
 @app.command("nightly")
 def nightly_command(
     store: StoreOption = None,
-    strategy: StrategyOption = "margin",
-    batch_size: BatchSizeOption = 50,
-    relabel_share: RelabelShareOption = 0.1,
-    consensus_method: ConsensusMethodOption = "dawid_skene",
-    estimator: EstimatorOption = "logistic_regression",
-    modality: ModalityOption = "combined",
-    lock_ttl_hours: LockTtlOption = 6.0,
+    strategy: StrategyOption = None,
+    batch_size: BatchSizeOption = None,
+    relabel_share: RelabelShareOption = None,
+    consensus_method: ConsensusMethodOption = None,
+    estimator: EstimatorOption = None,
+    modality: ModalityOption = None,
+    tolerance: ToleranceOption = None,
+    lock_ttl_hours: LockTtlOption = None,
+    random_state: RandomStateOption = None,
 ) -> None:
     """Run the nightly flow once: labels, features, consensus, train and gate, publish a batch.
 
     Exit status: 0 done, 1 error, 3 ran to the end but skipped work (see the summary),
     4 skipped because another run holds the store lock.
     """
-    from mlci.params import ParameterError, check_nightly_params
-
-    parameters = dict(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
-                      consensus_method=consensus_method, estimator=estimator, modality=modality,
-                      lock_ttl_hours=lock_ttl_hours)
-    try:
-        check_nightly_params(**parameters, tolerance=0.0, open_batch_days=7.0, random_state=0)
-    except ParameterError as exc:
-        fail(str(exc))
-    open_store_for(settings_for(store))  # a bad store ends here, before Prefect starts
+    round_options = dict(strategy=strategy, batch_size=batch_size, relabel_share=relabel_share)
+    training_options = dict(consensus_method=consensus_method, estimator=estimator, modality=modality,
+                            tolerance=tolerance)
+    checked_settings(store, round=round_options, training=training_options,
+                     schedule=dict(lock_ttl_hours=lock_ttl_hours), random_state=random_state)
     from flows.nightly import nightly
 
     with command_errors(flow=True):
-        summary = nightly(**parameters, trigger="manual")
+        summary = nightly(store=store, **round_options, **training_options, lock_ttl_hours=lock_ttl_hours,
+                          random_state=random_state, trigger="manual")
     typer.echo(summary.to_markdown())
     if summary.status == "skipped":
         raise typer.Exit(EXIT_SKIPPED)
@@ -135,25 +136,19 @@ def nightly_command(
 @app.command("round")
 def round_command(
     store: StoreOption = None,
-    strategy: StrategyOption = "margin",
-    batch_size: BatchSizeOption = 50,
-    relabel_share: RelabelShareOption = 0.1,
-    modality: ModalityOption = "combined",
+    strategy: StrategyOption = None,
+    batch_size: BatchSizeOption = None,
+    relabel_share: RelabelShareOption = None,
+    modality: ModalityOption = None,
+    random_state: RandomStateOption = None,
 ) -> None:
     """Publish a labeling batch from the current consensus and the champion model."""
-    from mlci.params import ParameterError, check_round_params
-
-    try:
-        check_round_params(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
-                           modality=modality)
-    except ParameterError as exc:
-        fail(str(exc))
-    open_store_for(settings_for(store))  # a bad store ends here, before Prefect starts
+    round_options = dict(strategy=strategy, batch_size=batch_size, relabel_share=relabel_share)
+    checked_settings(store, round=round_options, training=dict(modality=modality), random_state=random_state)
     from flows.round import round_flow
 
     with command_errors(flow=True):
-        result = round_flow(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
-                            modality=modality)
+        result = round_flow(store=store, **round_options, modality=modality, random_state=random_state)
     typer.echo(result.summary())
     print_table(result.batch.head(10))
 
@@ -207,18 +202,16 @@ def demo(store: StoreOption = None) -> None:
         summary = nightly(store=settings.store_uri, trigger="manual")
     model, batch = summary.model, summary.batch
     typer.echo("")
-    typer.echo(f"batch: {batch['location']} ({batch['n_clips']} clips, round {batch['round_id']})")
-    top = _read_batch_top(settings, batch["round_id"])
-    print_table(top)
+    typer.echo(f"batch: {batch.location} ({batch.n_clips} clips, round {batch.round_id})")
+    print_table(_read_batch_top(settings, batch.round_id))
     typer.echo(
-        f"model: {model['name']} version {model['version']} "
-        f"({'champion' if model['promoted'] or model['version'] == model['champion_version'] else 'challenger'}); "
-        f"macro AP {model['metrics'].get('macro_ap', float('nan')):.3f}, "
-        f"macro ROC AUC {model['metrics'].get('macro_roc_auc', float('nan')):.3f}"
+        f"model: {model.name} version {model.version} ({'champion' if model.is_champion else 'challenger'}); "
+        f"macro AP {model.metrics.get('macro_ap', float('nan')):.3f}, "
+        f"macro ROC AUC {model.metrics.get('macro_roc_auc', float('nan')):.3f}"
     )
-    for key, name in model["classes"]:
-        typer.echo(f"  {name:<16} AP {model['metrics'].get(f'ap_{key}', float('nan')):.3f}  "
-                   f"[{model['class_status'].get(name, '-')}]")
+    for key, name in model.classes:
+        typer.echo(f"  {name:<16} AP {model.metrics.get(f'ap_{key}', float('nan')):.3f}  "
+                   f"[{model.class_status.get(name, '-')}]")
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     typer.echo(f"\nMLflow UI: {mlflow_bin} ui "
                f"--backend-store-uri {redact_url(settings.tracking_uri)} --host 127.0.0.1 --port 5000")

@@ -11,12 +11,12 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
 from mlci import params
-from mlci.config import Settings
+from mlci.config import RoundSettings, ScheduleSettings, Settings, TrainingSettings
 from mlci.redact import redact_text
 
 __all__ = [
@@ -27,9 +27,13 @@ __all__ = [
     "EstimatorOption",
     "LockTtlOption",
     "ModalityOption",
+    "RandomStateOption",
     "RelabelShareOption",
     "StoreOption",
     "StrategyOption",
+    "ToleranceOption",
+    "checked_settings",
+    "configured_default",
     "command_errors",
     "describe",
     "fail",
@@ -63,32 +67,71 @@ StoreOption = Annotated[
     Optional[str],
     typer.Option("--store", help="Store URI (folder, file://..., s3://bucket/prefix). Default: MLCI_STORE."),
 ]
-# The valid names are read from the registries when an option is parsed, so help texts do not
-# repeat them: a wrong name is refused with the list.
+# Options default to None: "as configured". The help shows the variable and its built-in default,
+# read from the settings sections, so no default is spelled twice. Valid names are read from the
+# registries when an option is parsed: a wrong name is refused with the list.
+def configured_default(section: type, name: str) -> str:
+    """Help text of an option that defaults to a setting: its variable and built-in default."""
+    prefix = {RoundSettings: "ROUND", TrainingSettings: "TRAINING", ScheduleSettings: "SCHEDULE"}[section]
+    return f"MLCI_{prefix}__{name.upper()} or {section.model_fields[name].get_default(call_default_factory=True)}"
+
+
 StrategyOption = Annotated[
-    str, typer.Option("--strategy", parser=registry_choice(params.strategies), metavar="NAME",
-                      help="Query strategy (docs/strategies.md).")
+    Optional[str], typer.Option("--strategy", parser=registry_choice(params.strategies), metavar="NAME",
+                                show_default=configured_default(RoundSettings, "strategy"),
+                                help="Query strategy (docs/strategies.md).")
 ]
 EstimatorOption = Annotated[
-    str, typer.Option("--estimator", parser=registry_choice(params.estimators), metavar="NAME",
-                      help="Per-concept classifier (docs/models.md).")
+    Optional[str], typer.Option("--estimator", parser=registry_choice(params.estimators), metavar="NAME",
+                                show_default=configured_default(TrainingSettings, "estimator"),
+                                help="Per-concept classifier (docs/models.md).")
 ]
 ConsensusMethodOption = Annotated[
-    str, typer.Option("--consensus-method", parser=registry_choice(params.consensus_methods), metavar="NAME",
-                      help="How annotators' answers become one label (docs/labels.md).")
+    Optional[str], typer.Option("--consensus-method", parser=registry_choice(params.consensus_methods),
+                                metavar="NAME", show_default=configured_default(TrainingSettings, "consensus_method"),
+                                help="How annotators' answers become one label (docs/labels.md).")
 ]
 ModalityOption = Annotated[
-    str, typer.Option("--modality", parser=registry_choice(params.modalities), metavar="NAME",
-                      help="Features to train on (audio, video or combined).")
+    Optional[str], typer.Option("--modality", parser=registry_choice(params.modalities), metavar="NAME",
+                                show_default=configured_default(TrainingSettings, "modality"),
+                                help="Features to train on (audio, video or combined).")
 ]
-BatchSizeOption = Annotated[int, typer.Option("--batch-size", min=1, help="Clips per batch.")]
+BatchSizeOption = Annotated[
+    Optional[int], typer.Option("--batch-size", min=1, show_default=configured_default(RoundSettings, "batch_size"),
+                                help="Clips per batch.")
+]
 RelabelShareOption = Annotated[
-    float, typer.Option("--relabel-share", min=0, max=1, help="Share of the batch for relabeling.")
+    Optional[float], typer.Option("--relabel-share", min=0, max=1,
+                                  show_default=configured_default(RoundSettings, "relabel_share"),
+                                  help="Share of the batch for clips whose consensus is uncertain.")
+]
+ToleranceOption = Annotated[
+    Optional[float], typer.Option("--tolerance", min=0, show_default=configured_default(TrainingSettings, "tolerance"),
+                                  help="Macro AP a challenger may lose against the champion and be promoted.")
 ]
 LockTtlOption = Annotated[
-    float, typer.Option("--lock-ttl-hours", min=0.01, help="A lock older than this is stale; a lock whose "
-                        "process is gone (same host) is taken over at once.")
+    Optional[float], typer.Option("--lock-ttl-hours", min=0.01,
+                                  show_default=configured_default(ScheduleSettings, "lock_ttl_hours"),
+                                  help="A lock older than this is stale; a lock whose process is gone "
+                                  "(same host) is taken over at once.")
 ]
+RandomStateOption = Annotated[
+    Optional[int], typer.Option("--random-state", min=0, show_default="MLCI_RANDOM_STATE or 0",
+                                help="Seed of cross-validation, estimators and strategies.")
+]
+
+
+def checked_settings(store: str | None, **overrides: Any) -> Settings:
+    """Settings with a command's options applied, checked as its flow will check them (one ``error:``
+    line listing every problem), on a store that exists: a bad run ends here, before Prefect starts."""
+    settings = settings_for(store)
+    try:
+        settings = settings.with_overrides(**overrides)
+        params.check_params(settings, **{name: True for name in overrides if name != "random_state"})
+    except params.ParameterError as exc:
+        fail(str(exc))
+    open_store_for(settings)
+    return settings
 
 
 def fail(message: str) -> NoReturn:
@@ -148,7 +191,7 @@ def command_errors(*, flow: bool = False) -> Iterator[None]:
 def settings_for(store: str | None) -> Settings:
     """Settings from the environment, with ``--store`` applied; a bad setting ends the command."""
     with command_errors():
-        return Settings(store=store) if store else Settings()
+        return Settings.for_store(store)
 
 
 def open_store_for(settings: Settings, *, create: bool = False):

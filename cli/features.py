@@ -11,7 +11,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import EXIT_INCOMPLETE, StoreOption, command_errors, fail, open_store_for, settings_for
+from cli.common import (
+    EXIT_INCOMPLETE,
+    StoreOption,
+    command_errors,
+    configured_default,
+    fail,
+    open_store_for,
+    settings_for,
+)
+from mlci.config import TrainingSettings
 
 __all__ = ["features_command", "parse_params"]
 
@@ -38,7 +47,7 @@ def parse_params(pairs: list[str] | None) -> dict:
 
 def features_command(
     store: StoreOption = None,
-    extractor: Annotated[Optional[str], typer.Option("--extractor", help="Extractor name or package.module:Class (default: basic).")] = None,
+    extractor: Annotated[Optional[str], typer.Option("--extractor", help="Extractor name or package.module:Class.", show_default=configured_default(TrainingSettings, "extractor"))] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", help="Extractor parameter name=value; repeatable.")] = None,
     chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Clips per task and per shard.")] = 16,
     dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Dask scheduler to run on (default: MLCI_DASK_ADDRESS).")] = None,
@@ -50,18 +59,18 @@ def features_command(
     """Compute audio and video features of new or changed clips; broken clips go to quarantine."""
     from tqdm import tqdm
 
-    settings = settings_for(store)
     try:
         params = parse_params(param)
     except ValueError as exc:
         fail(str(exc))
+    settings = settings_for(store).with_overrides(training=dict(extractor=extractor, extractor_params=params or None))
     target = open_store_for(settings)  # a bad store ends here, before Prefect starts
 
     from flows.features import features as features_flow
     from flows.features import reporting_progress
-    from mlci.features import DEFAULT_EXTRACTOR, list_quarantined
+    from mlci.features import list_quarantined
 
-    extractor = extractor or DEFAULT_EXTRACTOR
+    extractor, params = settings.training.extractor, settings.training.extractor_params
     bars: list = []
 
     def progress(done: int, total: int, quarantined: int) -> None:
@@ -81,7 +90,7 @@ def features_command(
                 report = features_flow(
                     store=settings.store_uri,
                     extractor=extractor,
-                    params=params or None,
+                    params=params,
                     chunk_size=chunk_size,
                     dask_address=dask_address,
                     local_cluster=local_cluster,
@@ -89,7 +98,7 @@ def features_command(
                     threads=threads,
                     log_every=log_every,
                 )
-            quarantined = list_quarantined(target, extractor=extractor, params=params or None)
+            quarantined = list_quarantined(target, extractor=extractor, params=params)
         finally:  # before an error line, so that it starts a line of its own
             close()
     typer.echo(report.format())

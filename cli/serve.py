@@ -9,7 +9,7 @@ Scheduling needs a Prefect API with its scheduler service; Prefect's temporary s
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -19,27 +19,30 @@ from cli.common import (
     RelabelShareOption,
     StoreOption,
     StrategyOption,
+    checked_settings,
+    configured_default,
     fail,
-    open_store_for,
-    settings_for,
 )
+from mlci.config import ScheduleSettings
 
 __all__ = ["serve_command"]
 
 
 def serve_command(
-    cron: Annotated[str, typer.Option(help="Cron schedule of the nightly run.")] = "0 2 * * *",
-    timezone: Annotated[str, typer.Option(help="Timezone of the cron schedule (IANA name).")] = "UTC",
+    cron: Annotated[Optional[str], typer.Option(help="Cron schedule of the nightly run.",
+                                                show_default=configured_default(ScheduleSettings, "cron"))] = None,
+    timezone: Annotated[Optional[str], typer.Option(help="Timezone of the cron schedule (IANA name).",
+                                                    show_default=configured_default(ScheduleSettings, "timezone"))] = None,
     port: Annotated[
         int,
         typer.Option(min=0, max=65535, help="Port of the Prefect server started on 127.0.0.1 when "
                      "PREFECT_API_URL is not set (0: any free port)."),
     ] = 4200,
     store: StoreOption = None,
-    strategy: StrategyOption = "margin",
-    batch_size: BatchSizeOption = 50,
-    relabel_share: RelabelShareOption = 0.1,
-    lock_ttl_hours: LockTtlOption = 6.0,
+    strategy: StrategyOption = None,
+    batch_size: BatchSizeOption = None,
+    relabel_share: RelabelShareOption = None,
+    lock_ttl_hours: LockTtlOption = None,
 ) -> None:
     """Run the nightly flow on a schedule in this process; starts a local Prefect server if none is set.
 
@@ -47,19 +50,23 @@ def serve_command(
     """
     from pydantic import ValidationError
 
-    settings = settings_for(store)
+    round_options = dict(strategy=strategy, batch_size=batch_size, relabel_share=relabel_share)
+    # A mistyped store or parameter fails now, not every night.
+    settings = checked_settings(store, round=round_options, schedule=dict(cron=cron, timezone=timezone,
+                                                                          lock_ttl_hours=lock_ttl_hours))
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.settings import get_current_settings
 
+    cron, timezone = settings.schedule.cron, settings.schedule.timezone
     try:
         schedule = CronSchedule(cron=cron, timezone=timezone)
     except ValidationError as exc:
         fail(f"--cron {cron!r} --timezone {timezone!r}: {exc.errors()[0]['msg']}")
-    open_store_for(settings)  # a mistyped store fails now, not every night
     # Served runs are child processes, possibly in another directory: give them absolute locations.
     os.environ["MLCI_HOME"] = str(settings.home)
-    parameters = {"store": settings.store_uri, "strategy": strategy, "batch_size": batch_size,
-                  "relabel_share": relabel_share, "lock_ttl_hours": lock_ttl_hours}
+    # Only what was given on the command line: the rest is read from MLCI_* when each run starts.
+    given = {**round_options, "lock_ttl_hours": lock_ttl_hours}
+    parameters = {"store": settings.store_uri, **{k: v for k, v in given.items() if v is not None}}
 
     configured = get_current_settings().api.url
     if configured:

@@ -6,7 +6,14 @@ from typing import Annotated
 
 import typer
 
-from cli.common import StoreOption, command_errors, describe, fail, open_store_for, settings_for
+from cli.common import (
+    StoreOption,
+    command_errors,
+    describe,
+    fail,
+    open_store_for,
+    settings_for,
+)
 from mlci.redact import redact_url
 
 __all__ = ["simulate_command"]

@@ -26,7 +26,7 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact
 
 import mlci
-from flows.features import make_task_runner
+from flows.runners import make_task_runner
 from mlci.config import Settings
 from mlci.models.tracking import git_commit
 from mlci.simulate import SimulationConfig, collect_result, parse_schedule, plan_units
@@ -128,7 +128,7 @@ def analysis(
     """
     started = time.perf_counter()
     logger = get_run_logger()
-    settings = Settings(store=store) if store else Settings()
+    settings = Settings.for_store(store)
     tracking_uri = tracking_uri or settings.tracking_uri
     experiment_name = experiment_name or f"{settings.experiment_name}-analysis"
     strategies = list(strategies or DEFAULT_STRATEGIES)

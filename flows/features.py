@@ -14,24 +14,23 @@ Run again with nothing new, it computes nothing and writes nothing.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from mlci.config import Settings
-from mlci.features import DEFAULT_EXTRACTOR, ChunkResult, FeatureRunReport
+from flows.runners import make_task_runner
+from mlci.features import ChunkResult, FeatureRunReport
 from tasks.features import (
     commit_feature_run_task,
     compute_feature_chunk_task,
     plan_feature_run_task,
 )
 
-__all__ = ["features", "make_task_runner", "reporting_progress", "worker_environment"]
+__all__ = ["features", "reporting_progress"]
 
 #: Progress callback: ``progress(done, total, quarantined)`` with counts of clips in this run.
 Progress = Callable[[int, int, int], None]
@@ -57,76 +56,10 @@ def reporting_progress(callback: Progress) -> Iterator[None]:
         _PROGRESS.reset(token)
 
 
-def worker_environment() -> dict[str, str]:
-    """Environment for Dask worker processes started by this flow: the Prefect API they report to.
-
-    Without ``PREFECT_API_URL`` every worker process would start a temporary Prefect server of its
-    own; pointing them at the flow's server (a configured one, or the temporary one this process
-    started) keeps all task runs in one place.
-    """
-    from prefect.settings import get_current_settings
-
-    env = {}
-    url = get_current_settings().api.url
-    if not url:
-        try:
-            from prefect.server.api.server import SubprocessASGIServer
-
-            server = SubprocessASGIServer()
-            url = server.api_url if server.running else None
-        except Exception:  # noqa: BLE001 - no temporary server: workers fall back to their own
-            url = None
-    if url:
-        env["PREFECT_API_URL"] = str(url)
-    if os.environ.get("PREFECT_HOME"):
-        env["PREFECT_HOME"] = os.environ["PREFECT_HOME"]
-    return env
-
-
-def make_task_runner(
-    *, dask_address: str | None = None, local_cluster: bool = False, n_workers: int
-) -> TaskRunner:
-    """The task runner for the chunk tasks.
-
-    Parameters
-    ----------
-    dask_address : str, default=None
-        Scheduler address of an existing Dask cluster (``tcp://host:8786``): use prefect-dask's
-        ``DaskTaskRunner`` on it.
-    local_cluster : bool, default=False
-        Without an address, start a local Dask cluster of ``n_workers`` single-threaded worker
-        processes on 127.0.0.1 for the run.
-    n_workers : int
-        Threads of the default runner, or processes of the local cluster.
-    """
-    if not isinstance(n_workers, int) or n_workers < 1:
-        raise ValueError(f"n_workers must be an int >= 1, got {n_workers!r}")
-    if dask_address or local_cluster:
-        try:
-            from prefect_dask import DaskTaskRunner
-        except ImportError as exc:  # pragma: no cover - a pinned dependency
-            raise ImportError("Dask runs need prefect-dask: pip install 'prefect-dask==0.3.7'") from exc
-        if dask_address:
-            return DaskTaskRunner(address=dask_address)
-        return DaskTaskRunner(
-            cluster_class="distributed.LocalCluster",
-            cluster_kwargs={
-                "n_workers": n_workers,
-                "threads_per_worker": 1,
-                "processes": True,
-                "host": "127.0.0.1",
-                "dashboard_address": "127.0.0.1:0",
-                "env": worker_environment(),
-            },
-        )
-    # Threads: decoding (FFmpeg) and most numpy work release the GIL, see docs/features.md.
-    return ThreadPoolTaskRunner(max_workers=n_workers)
-
-
 @flow(name="features", description="Audio and video features of new or changed clips; broken clips are quarantined.")
 def features(
     store: str | None = None,
-    extractor: str = DEFAULT_EXTRACTOR,
+    extractor: str | None = None,
     params: dict | None = None,
     chunk_size: int = 16,
     dask_address: str | None = None,
@@ -141,10 +74,10 @@ def features(
     ----------
     store : str, default=None
         Store URI; ``MLCI_STORE`` when None.
-    extractor : str, default="basic"
-        Registered extractor name or ``"package.module:Class"``.
+    extractor : str, default=None
+        Registered extractor name or ``"package.module:Class"``; ``MLCI_TRAINING__EXTRACTOR`` when None.
     params : dict, default=None
-        Extractor parameters (defaults when None).
+        Extractor parameters; ``MLCI_TRAINING__EXTRACTOR_PARAMS`` when None.
     chunk_size : int, default=16
         Clips per task (and per shard).
     dask_address : str, default=None
@@ -161,10 +94,11 @@ def features(
     """
     if not isinstance(log_every, int) or log_every < 1:
         raise ValueError(f"log_every must be an int >= 1, got {log_every!r}")
-    settings = Settings(store=store) if store else Settings()
+    settings = Settings.for_store(store).with_overrides(training=dict(extractor=extractor, extractor_params=params))
     logger = get_run_logger()
     progress = _current_progress()
-    plan = plan_feature_run_task(settings, extractor=extractor, params=params)
+    plan = plan_feature_run_task(settings, extractor=settings.training.extractor,
+                                 params=settings.training.extractor_params)
     chunks = plan.chunks(chunk_size)
     total = len(plan.todo)
     if progress is not None:

@@ -16,7 +16,7 @@ and why, the batch manifest records ``incomplete_pool``, and ``mlci nightly`` ex
 
 from __future__ import annotations
 
-from datetime import timedelta
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -25,8 +25,8 @@ from flows.features import features as features_flow
 from mlci.catalog import ClassCatalog
 from mlci.config import Settings
 from mlci.models.tracking import class_keys
-from mlci.params import check_nightly_params
-from mlci.reporting import NightlySummary
+from mlci.params import check_params
+from mlci.reporting import BatchStep, ConsensusStep, FeaturesStep, LabelsStep, ModelStep, NightlySummary
 from tasks.consensus import compute_consensus_task
 from tasks.features import load_features_task, quarantined_keys_task
 from tasks.labels import ingest_labels_task, load_annotation_history_task
@@ -39,35 +39,47 @@ __all__ = ["nightly"]
 @flow(name="nightly", description="Ingest labels, features, consensus, train and gate, publish the next batch.")
 def nightly(
     store: str | None = None,
-    strategy: str = "margin",
-    batch_size: int = 50,
-    relabel_share: float = 0.1,
-    consensus_method: str = "dawid_skene",
-    estimator: str = "logistic_regression",
-    modality: str = "combined",
-    tolerance: float = 0.0,
-    open_batch_days: float = 7.0,
-    lock_ttl_hours: float = 6.0,
+    strategy: str | None = None,
+    strategy_params: dict[str, Any] | None = None,
+    batch_size: int | None = None,
+    relabel_share: float | None = None,
+    consensus_method: str | None = None,
+    estimator: str | None = None,
+    modality: str | None = None,
+    extractor: str | None = None,
+    extractor_params: dict[str, Any] | None = None,
+    tolerance: float | None = None,
+    open_batch_days: float | None = None,
+    lock_ttl_hours: float | None = None,
     trigger: str = "nightly",
-    random_state: int = 0,
+    random_state: int | None = None,
 ) -> NightlySummary:
-    """Run one nightly round; ``store`` defaults to ``MLCI_STORE``. Returns what each step did."""
-    check_nightly_params(
-        store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
-        consensus_method=consensus_method, estimator=estimator, modality=modality, tolerance=tolerance,
-        open_batch_days=open_batch_days, lock_ttl_hours=lock_ttl_hours, random_state=random_state,
+    """Run one nightly round and return what each step did.
+
+    Every parameter left as None takes its configured default: ``store`` from ``MLCI_STORE``, the
+    round's from ``MLCI_ROUND__*``, training's from ``MLCI_TRAINING__*``, ``lock_ttl_hours`` from
+    ``MLCI_SCHEDULE__LOCK_TTL_HOURS`` (see docs/configuration.md).
+    """
+    settings = Settings.for_store(store).with_overrides(
+        random_state=random_state,
+        round=dict(strategy=strategy, strategy_params=strategy_params, batch_size=batch_size,
+                   relabel_share=relabel_share, open_batch_days=open_batch_days),
+        training=dict(consensus_method=consensus_method, estimator=estimator, modality=modality,
+                      extractor=extractor, extractor_params=extractor_params, tolerance=tolerance),
+        schedule=dict(lock_ttl_hours=lock_ttl_hours),
     )
-    settings = Settings(store=store) if store else Settings()
+    check_params(settings, round=True, training=True, schedule=True)
+    fit = settings.training
     logger = get_run_logger()
-    lock, held_by = acquire_lock_task(settings, "nightly", lock_ttl_hours)
+    lock, held_by = acquire_lock_task(settings, "nightly", settings.schedule.lock_ttl_hours)
     if lock is None:
         summary = NightlySummary(status="skipped", reason=f"another nightly run holds the store lock: {held_by}")
         create_markdown_artifact(summary.to_markdown(), key="nightly-summary", description="nightly: skipped")
         return summary
     try:
-        ingest = ingest_labels_task(settings=settings)
-        feature_report = features_flow(store=settings.store_uri)
-        consensus = compute_consensus_task(settings=settings, method=consensus_method)
+        ingest = ingest_labels_task(settings)
+        feature_report = features_flow(store=settings.store_uri, extractor=fit.extractor, params=fit.extractor_params)
+        consensus = compute_consensus_task(settings, method=fit.consensus_method)
 
         warnings = []
         if lock.replaced_ is not None:
@@ -83,7 +95,8 @@ def nightly(
             )
 
         catalog = ClassCatalog.from_json(settings.class_catalog)
-        keys, X, schema = load_features_task(settings, modality=modality)
+        keys, X, schema = load_features_task(settings, modality=fit.modality, extractor=fit.extractor,
+                                             params=fit.extractor_params)
         training_set = build_training_set_task(keys, X, consensus.labels, catalog.names)
         training = train_register_task(
             training_set,
@@ -92,73 +105,48 @@ def nightly(
             model_name=settings.registered_model_name,
             feature_schema=schema,
             label_snapshot_id=consensus.snapshot,
-            estimator=estimator,
-            modality=modality,
-            tolerance=tolerance,
+            estimator=fit.estimator,
+            modality=fit.modality,
+            tolerance=fit.tolerance,
             trigger=trigger,
-            random_state=random_state,
+            random_state=settings.random_state,
         )
 
         champion, champion_version = load_champion_task(settings)
         round_result = run_round_task(
             settings,
             model=champion,
-            model_name=settings.registered_model_name,
             model_version=champion_version,
             keys=keys,
             X=X,
             feature_schema=schema,
-            consensus=consensus.labels,
-            label_snapshot=consensus.snapshot,
+            consensus=consensus,
             annotations_history=load_annotation_history_task(settings),
-            quarantined=quarantined_keys_task(settings),
-            strategy=strategy,
-            batch_size=batch_size,
-            relabel_share=relabel_share,
-            open_batch_expiry=timedelta(days=open_batch_days),
-            random_state=random_state,
+            quarantined=quarantined_keys_task(settings, extractor=fit.extractor, params=fit.extractor_params),
             incomplete_pool=incomplete_pool,
         )
     finally:
         release_lock_task(lock)
 
-    ingest_summary = ingest.summary()
     summary = NightlySummary(
         status="completed" if feature_report.complete else "incomplete",
         warnings=warnings,
-        labels={
-            "files_new": ingest_summary["new"],
-            "rows_added": ingest_summary["rows_new"],
-            "records_rejected": ingest_summary["rejected"],
-            "duplicates": ingest_summary["duplicates"],
-            "files_without_answers": ingest_summary["without_answers"],
-            "clip_not_in_store": ingest_summary["clip_not_in_store"],
-        },
-        features=feature_report.counts(),
-        consensus={
-            "snapshot": consensus.snapshot,
-            "method": consensus.method,
-            "n_clips": int(consensus.labels["asset"].nunique()),
-        },
-        model={
-            "name": training.model_name,
-            "version": training.model_version,
-            "reused": training.reused,
-            "promoted": training.promoted,
-            "decision": training.decision.reason,
-            "champion_version": champion_version,
-            "metrics": training.metrics,
-            "class_status": training.class_status,
-            "classes": [(key, name) for name, key in class_keys(catalog.names).items()],
-        },
-        batch={
-            "round_id": round_result.round_id,
-            "location": round_result.location,
-            "published": round_result.published,
-            "reason": round_result.reason,
-            "n_clips": len(round_result.batch),
-            "strategy": strategy,
-        },
+        labels=LabelsStep.from_report(ingest),
+        features=FeaturesStep.from_report(feature_report),
+        consensus=ConsensusStep(snapshot=consensus.snapshot, method=consensus.method,
+                                n_clips=int(consensus.labels["asset"].nunique())),
+        model=ModelStep(
+            name=training.model_name,
+            version=training.model_version,
+            reused=training.reused,
+            promoted=training.promoted,
+            decision=training.decision.reason,
+            champion_version=champion_version,
+            metrics=training.metrics,
+            class_status=training.class_status,
+            classes=[(key, name) for name, key in class_keys(catalog.names).items()],
+        ),
+        batch=BatchStep.from_round(round_result, settings.round.strategy),
     )
     create_markdown_artifact(summary.to_markdown(), key="nightly-summary",
                              description=f"nightly round summary ({summary.status})")

@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from typing import Any
 
 from prefect import flow
 
 from mlci.batches import RoundResult
 from mlci.config import Settings
-from mlci.params import check_round_params
+from mlci.params import check_params
 from tasks.consensus import load_consensus_task
 from tasks.features import load_features_task, quarantined_keys_task
 from tasks.labels import load_annotation_history_task
@@ -26,35 +26,39 @@ __all__ = ["round_flow"]
 @flow(name="round", description="Score the pool with the champion and publish the next labeling batch.")
 def round_flow(
     store: str | None = None,
-    strategy: str = "margin",
-    batch_size: int = 50,
-    relabel_share: float = 0.1,
-    modality: str = "combined",
-    open_batch_days: float = 7.0,
-    random_state: int = 0,
+    strategy: str | None = None,
+    strategy_params: dict[str, Any] | None = None,
+    batch_size: int | None = None,
+    relabel_share: float | None = None,
+    modality: str | None = None,
+    open_batch_days: float | None = None,
+    random_state: int | None = None,
 ) -> RoundResult:
-    """Publish a batch from the latest consensus snapshot and the champion; ``store`` defaults to MLCI_STORE."""
-    check_round_params(store=store, strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
-                       modality=modality, open_batch_days=open_batch_days, random_state=random_state)
-    settings = Settings(store=store) if store else Settings()
+    """Publish a batch from the latest consensus snapshot and the champion.
+
+    Parameters left as None take their configured defaults (``MLCI_STORE``, ``MLCI_ROUND__*``;
+    ``modality``, and the extractor, from ``MLCI_TRAINING__*``: the champion's features).
+    """
+    settings = Settings.for_store(store).with_overrides(
+        random_state=random_state,
+        round=dict(strategy=strategy, strategy_params=strategy_params, batch_size=batch_size,
+                   relabel_share=relabel_share, open_batch_days=open_batch_days),
+        training=dict(modality=modality),
+    )
+    check_params(settings, round=True, training=True)
+    fit = settings.training
     consensus = load_consensus_task(settings)
-    keys, X, schema = load_features_task(settings, modality=modality)
+    keys, X, schema = load_features_task(settings, modality=fit.modality, extractor=fit.extractor,
+                                         params=fit.extractor_params)
     champion, version = load_champion_task(settings)
     return run_round_task(
         settings,
         model=champion,
-        model_name=settings.registered_model_name,
         model_version=version,
         keys=keys,
         X=X,
         feature_schema=schema,
         consensus=consensus,
-        label_snapshot=consensus.attrs.get("snapshot", ""),
         annotations_history=load_annotation_history_task(settings),
-        quarantined=quarantined_keys_task(settings),
-        strategy=strategy,
-        batch_size=batch_size,
-        relabel_share=relabel_share,
-        open_batch_expiry=timedelta(days=open_batch_days),
-        random_state=random_state,
+        quarantined=quarantined_keys_task(settings, extractor=fit.extractor, params=fit.extractor_params),
     )

@@ -14,13 +14,18 @@ from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlci.redact import redact_text
 
 __all__ = [
     "Settings",
+    "RoundSettings",
+    "TrainingSettings",
+    "ScheduleSettings",
     "DEFAULT_CLIP_BASE_URL",
     "default_class_catalog",
     "usable_cores",
@@ -45,17 +50,78 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+class _Section(BaseModel):
+    # Values are checked against the registries by mlci.params when a flow starts, where an
+    # explicit parameter and a configured default get the same one-line error.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def with_overrides(self, **overrides: Any):
+        """A copy with every override that is not None applied (a flow's or command's parameters)."""
+        unknown = set(overrides) - set(type(self).model_fields)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no setting {sorted(unknown)}")
+        return self.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+class RoundSettings(_Section):
+    """How a round chooses and publishes the next batch (``MLCI_ROUND__<NAME>``)."""
+
+    strategy: str = Field(default="margin", description="Query strategy (see docs/strategies.md).")
+    strategy_params: dict[str, Any] = Field(
+        default_factory=dict, description='Strategy parameters, as JSON: {"policy": "round_robin"}.'
+    )
+    batch_size: int = Field(default=50, description="Clips per published batch.")
+    relabel_share: float = Field(
+        default=0.1, description="Share of a batch given to labeled clips whose consensus is uncertain."
+    )
+    open_batch_days: float = Field(
+        default=7.0, description="Days a published batch's unanswered clips stay out of the pool."
+    )
+
+
+class TrainingSettings(_Section):
+    """What the nightly trains on and how (``MLCI_TRAINING__<NAME>``)."""
+
+    consensus_method: str = Field(default="dawid_skene", description="How annotators' answers are merged.")
+    estimator: str = Field(default="logistic_regression", description="Per-concept estimator.")
+    modality: str = Field(default="combined", description="Features a model trains and scores on.")
+    extractor: str = Field(default="basic", description="Feature extractor name or package.module:Class.")
+    extractor_params: dict[str, Any] = Field(
+        default_factory=dict, description="Extractor parameters, as JSON (the extractor's defaults when empty)."
+    )
+    tolerance: float = Field(
+        default=0.0, description="Macro AP a challenger may lose against the champion and still be promoted."
+    )
+
+
+class ScheduleSettings(_Section):
+    """When the nightly runs and how long its lock lives (``MLCI_SCHEDULE__<NAME>``)."""
+
+    cron: str = Field(default="0 2 * * *", description="Cron schedule of the nightly run.")
+    timezone: str = Field(default="UTC", description="IANA timezone of the cron schedule.")
+    lock_ttl_hours: float = Field(
+        default=6.0, description="Hours after which a nightly's store lock counts as stale."
+    )
+
+
 class Settings(BaseSettings):
     """Configuration of one mlci installation.
 
     Parameters are read from ``MLCI_<NAME>`` environment variables (case-insensitive) and from a
-    ``.env`` file in the working directory; keyword arguments override both.
+    ``.env`` file in the working directory; keyword arguments override both. The sections
+    ``round``, ``training`` and ``schedule`` read ``MLCI_<SECTION>__<NAME>``; they are the one
+    source of the flows' and commands' defaults (a parameter left as None takes them).
     See ``docs/configuration.md`` for every variable.
     """
 
     # hide_input_in_errors: a rejected value may hold a password, and validation errors get logged.
     model_config = SettingsConfigDict(
-        env_prefix="MLCI_", env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+        env_prefix="MLCI_",
+        env_file=".env",
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     home: Path = Field(
@@ -110,6 +176,35 @@ class Settings(BaseSettings):
         description="Parallel tasks on the local runner (feature chunks, simulations) or processes of a "
         "local Dask cluster. Default: the usable CPU cores.",
     )
+
+    random_state: int = Field(default=0, description="Seed of cross-validation, estimators and strategies.")
+    round: RoundSettings = Field(default_factory=RoundSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+
+    @classmethod
+    def for_store(cls, store: str | None) -> Settings:
+        """Settings from the environment, with ``store`` (a flow's or command's parameter) if given."""
+        return cls(store=store) if store else cls()
+
+    def with_overrides(
+        self,
+        *,
+        random_state: int | None = None,
+        round: dict[str, Any] | None = None,
+        training: dict[str, Any] | None = None,
+        schedule: dict[str, Any] | None = None,
+    ) -> Settings:
+        """A copy with a flow's or command's parameters applied; None means "as configured".
+
+        Values are not validated here: :func:`mlci.params.check_params` checks the result.
+        """
+        update: dict[str, Any] = {} if random_state is None else {"random_state": random_state}
+        for name, overrides in (("round", round), ("training", training), ("schedule", schedule)):
+            if overrides:
+                update[name] = getattr(self, name).with_overrides(**overrides)
+        # cached_property values (store_uri, ...) live in __dict__ and stay right: the store is unchanged.
+        return self.model_copy(update=update)
 
     @field_validator("home", mode="after")
     @classmethod

@@ -1,7 +1,8 @@
 """Checks of the flows' parameters, run before any lock, write or registration.
 
 A nightly with a misspelt strategy used to take the lock, train and register a model version,
-then fail at the round. Every flow and every CLI command now calls these checks first. The valid
+then fail at the round. Every flow and every CLI command now calls :func:`check_params` first, on
+the settings with the run's parameters applied. The valid
 values come from the registries themselves (strategies, estimators, consensus methods,
 modalities), so there is one list of each.
 """
@@ -11,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mlci.config import RoundSettings, Settings, TrainingSettings
+
 __all__ = [
     "ParameterError",
-    "check_nightly_params",
-    "check_round_params",
+    "check_params",
     "consensus_methods",
     "estimators",
     "modalities",
@@ -75,82 +77,52 @@ def _number(problems: list[str], name: str, value: Any, *, low: float, high: flo
         problems.append(f"{name} must be {'an integer' if integer else 'a number'} {bound}, but got {value!r}")
 
 
-def _round_problems(*, strategy: str, strategy_params: dict[str, Any] | None, batch_size: Any,
-                    relabel_share: Any, open_batch_days: Any, random_state: Any) -> list[str]:
-    problems: list[str] = []
-    if strategy not in strategies():
-        _choice(problems, "strategy", strategy, strategies)
+def _round_problems(problems: list[str], config: RoundSettings) -> None:
+    if config.strategy not in strategies():
+        _choice(problems, "strategy", config.strategy, strategies)
     else:
         from mlci.strategies import get_strategy
 
         try:
-            get_strategy(strategy, **dict(strategy_params or {}))
+            get_strategy(config.strategy, **dict(config.strategy_params or {}))
         except (TypeError, ValueError) as exc:
             problems.append(str(exc))
-    _number(problems, "batch_size", batch_size, low=1, integer=True)
-    _number(problems, "relabel_share", relabel_share, low=0, high=1)
-    _number(problems, "open_batch_days", open_batch_days, low=0, low_inclusive=False)
-    _number(problems, "random_state", random_state, low=0, integer=True)
-    return problems
+    _number(problems, "batch_size", config.batch_size, low=1, integer=True)
+    _number(problems, "relabel_share", config.relabel_share, low=0, high=1)
+    _number(problems, "open_batch_days", config.open_batch_days, low=0, low_inclusive=False)
 
 
-def _store_problems(store: str | None) -> list[str]:
-    if store is None:
-        return []
-    from mlci.config import Settings
+def _training_problems(problems: list[str], config: TrainingSettings) -> None:
+    _choice(problems, "consensus_method", config.consensus_method, consensus_methods)
+    _choice(problems, "estimator", config.estimator, estimators)
+    _choice(problems, "modality", config.modality, modalities)
+    _number(problems, "tolerance", config.tolerance, low=0)
 
+
+def _store_problems(problems: list[str], settings: Settings) -> None:
+    if settings.store is None:
+        return
     try:
-        Settings(store=store).open_store()
+        settings.open_store()
     except (ValueError, OSError) as exc:
-        return [f"store {store!r}: {exc}"]
-    return []
+        problems.append(f"store {settings.store!r}: {exc}")
 
 
-def check_round_params(
-    *,
-    store: str | None = None,
-    strategy: str,
-    strategy_params: dict[str, Any] | None = None,
-    batch_size: Any,
-    relabel_share: Any,
-    modality: str = "combined",
-    open_batch_days: Any = 7.0,
-    random_state: Any = 0,
-) -> None:
-    """Check the round's parameters; raise :class:`ParameterError` listing every problem."""
-    problems = _store_problems(store)
-    problems += _round_problems(strategy=strategy, strategy_params=strategy_params, batch_size=batch_size,
-                                relabel_share=relabel_share, open_batch_days=open_batch_days,
-                                random_state=random_state)
-    _choice(problems, "modality", modality, modalities)
-    if problems:
-        raise ParameterError(problems)
+def check_params(settings: Settings, *, round: bool = False, training: bool = False, schedule: bool = False) -> None:
+    """Check the store and the chosen sections of ``settings``; raise :class:`ParameterError` listing
+    every problem.
 
-
-def check_nightly_params(
-    *,
-    store: str | None = None,
-    strategy: str,
-    strategy_params: dict[str, Any] | None = None,
-    batch_size: Any,
-    relabel_share: Any,
-    consensus_method: str,
-    estimator: str,
-    modality: str,
-    tolerance: Any,
-    open_batch_days: Any,
-    lock_ttl_hours: Any,
-    random_state: Any,
-) -> None:
-    """Check every nightly parameter; raise :class:`ParameterError` listing every problem."""
-    problems = _store_problems(store)
-    problems += _round_problems(strategy=strategy, strategy_params=strategy_params, batch_size=batch_size,
-                                relabel_share=relabel_share, open_batch_days=open_batch_days,
-                                random_state=random_state)
-    _choice(problems, "consensus_method", consensus_method, consensus_methods)
-    _choice(problems, "estimator", estimator, estimators)
-    _choice(problems, "modality", modality, modalities)
-    _number(problems, "tolerance", tolerance, low=0)
-    _number(problems, "lock_ttl_hours", lock_ttl_hours, low=0, low_inclusive=False)
+    Flows call it on their settings with the run's parameters applied (:meth:`Settings.with_overrides`),
+    so a bad parameter and a bad ``MLCI_*`` default get the same message.
+    """
+    problems: list[str] = []
+    _store_problems(problems, settings)
+    if round:
+        _round_problems(problems, settings.round)
+    if training:
+        _training_problems(problems, settings.training)
+    if schedule:
+        _number(problems, "lock_ttl_hours", settings.schedule.lock_ttl_hours, low=0, low_inclusive=False)
+    _number(problems, "random_state", settings.random_state, low=0, integer=True)
     if problems:
         raise ParameterError(problems)

@@ -1,11 +1,111 @@
-"""The nightly run's summary: one dataclass, rendered as the markdown a Prefect artifact shows."""
+"""The nightly run's summary: typed records per step, rendered as the markdown a Prefect artifact shows.
+
+The nightly flow builds a :class:`NightlySummary` from its steps' results; the command line and the
+artifact only read it. Each step's record is built by one ``from_*`` constructor from that step's
+own result object, so no string-keyed dict crosses modules.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["NightlySummary"]
+__all__ = ["BatchStep", "ConsensusStep", "FeaturesStep", "LabelsStep", "ModelStep", "NightlySummary"]
+
+
+@dataclass(frozen=True)
+class LabelsStep:
+    """What label ingestion added or refused."""
+
+    files_new: int = 0
+    rows_added: int = 0
+    records_rejected: int = 0
+    duplicates: int = 0
+    files_without_answers: int = 0
+    clip_not_in_store: int = 0
+
+    @classmethod
+    def from_report(cls, report: Any) -> LabelsStep:
+        """From an :class:`mlci.labels.IngestReport`."""
+        return cls(
+            files_new=report.n_new,
+            rows_added=report.n_rows_new,
+            records_rejected=report.n_rejected,
+            duplicates=report.n_duplicates,
+            files_without_answers=len(report.without_answers),
+            clip_not_in_store=report.n_clip_not_in_store,
+        )
+
+
+@dataclass(frozen=True)
+class FeaturesStep:
+    """What the feature run computed, reused, quarantined, or could not do."""
+
+    computed: int = 0
+    cached: int = 0
+    quarantined: int = 0
+    failed: int = 0
+    failed_chunks: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_report(cls, report: Any) -> FeaturesStep:
+        """From an :class:`mlci.features.FeatureRunReport`."""
+        return cls(computed=report.n_computed, cached=report.n_reused, quarantined=report.n_quarantined,
+                   failed=report.n_failed, failed_chunks=dict(report.failed_chunks))
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed_chunks
+
+
+@dataclass(frozen=True)
+class ConsensusStep:
+    """The label snapshot the run trained on."""
+
+    snapshot: str = "-"
+    method: str = "-"
+    n_clips: int = 0
+
+
+@dataclass(frozen=True)
+class ModelStep:
+    """The model version the run registered (or reused) and the gate's decision.
+
+    ``classes`` pairs each concept's metric key with its catalog name, in catalog order.
+    """
+
+    name: str = "-"
+    version: str = "-"
+    reused: bool = False
+    promoted: bool = False
+    decision: str = "-"
+    champion_version: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    class_status: dict[str, str] = field(default_factory=dict)
+    classes: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def is_champion(self) -> bool:
+        """Whether this version is the champion after the run."""
+        return self.promoted or self.version == self.champion_version
+
+
+@dataclass(frozen=True)
+class BatchStep:
+    """The batch the round published (or why it published nothing)."""
+
+    round_id: str = "-"
+    location: str = "-"
+    published: bool = False
+    reason: str = ""
+    n_clips: int = 0
+    strategy: str = "-"
+
+    @classmethod
+    def from_round(cls, result: Any, strategy: str) -> BatchStep:
+        """From an :class:`mlci.batches.RoundResult`."""
+        return cls(round_id=result.round_id, location=result.location, published=result.published,
+                   reason=result.reason, n_clips=len(result.batch), strategy=strategy)
 
 
 @dataclass
@@ -20,13 +120,14 @@ class NightlySummary:
     status: str
     reason: str = ""
     warnings: list[str] = field(default_factory=list)
-    labels: dict[str, Any] = field(default_factory=dict)
-    features: dict[str, Any] = field(default_factory=dict)
-    consensus: dict[str, Any] = field(default_factory=dict)
-    model: dict[str, Any] = field(default_factory=dict)
-    batch: dict[str, Any] = field(default_factory=dict)
+    labels: LabelsStep = field(default_factory=LabelsStep)
+    features: FeaturesStep = field(default_factory=FeaturesStep)
+    consensus: ConsensusStep = field(default_factory=ConsensusStep)
+    model: ModelStep = field(default_factory=ModelStep)
+    batch: BatchStep = field(default_factory=BatchStep)
 
     def as_dict(self) -> dict[str, Any]:
+        """Plain data (for JSON)."""
         return asdict(self)
 
     def to_markdown(self) -> str:
@@ -42,27 +143,23 @@ class NightlySummary:
             "",
             "| step | result |",
             "|---|---|",
-            f"| labels | {lb.get('files_new', 0)} new file(s), {lb.get('rows_added', 0)} answers added, "
-            f"{lb.get('records_rejected', 0)} records rejected{_label_problems(lb)} |",
-            f"| features | {ft.get('computed', 0)} computed, {ft.get('cached', 0)} cached, "
-            f"{ft.get('quarantined', 0)} quarantined"
-            f"{', ' + str(ft['failed']) + ' FAILED (not in the pool)' if ft.get('failed') else ''} |",
-            f"| consensus | snapshot `{cs.get('snapshot', '-')}`, {cs.get('n_clips', 0)} labeled clips, "
-            f"method {cs.get('method', '-')} |",
-            f"| model | {md.get('name', '-')} version {md.get('version', '-')}"
-            f"{' (reused: nothing new to train on)' if md.get('reused') else ''} |",
+            f"| labels | {lb.files_new} new file(s), {lb.rows_added} answers added, "
+            f"{lb.records_rejected} records rejected{_label_problems(lb)} |",
+            f"| features | {ft.computed} computed, {ft.cached} cached, {ft.quarantined} quarantined"
+            f"{f', {ft.failed} FAILED (not in the pool)' if ft.failed else ''} |",
+            f"| consensus | snapshot `{cs.snapshot}`, {cs.n_clips} labeled clips, method {cs.method} |",
+            f"| model | {md.name} version {md.version}{' (reused: nothing new to train on)' if md.reused else ''} |",
             f"| batch | {_batch_line(bt)} |",
             "",
         ]
-        metrics = md.get("metrics", {})
-        classes = md.get("classes", [])
-        if classes:
+        if md.classes:
+            metrics = md.metrics
             lines += ["## Per-concept metrics (out-of-fold)", "", "| concept | AP | ROC AUC | F1 | status |",
                       "|---|---|---|---|---|"]
-            for key, name in classes:
+            for key, name in md.classes:
                 lines.append(
                     f"| {name} | {_fmt(metrics.get(f'ap_{key}'))} | {_fmt(metrics.get(f'roc_auc_{key}'))} | "
-                    f"{_fmt(metrics.get(f'f1_{key}'))} | {md.get('class_status', {}).get(name, '-')} |"
+                    f"{_fmt(metrics.get(f'f1_{key}'))} | {md.class_status.get(name, '-')} |"
                 )
             lines.append(f"| **macro** | {_fmt(metrics.get('macro_ap'))} | {_fmt(metrics.get('macro_roc_auc'))} | "
                          f"{_fmt(metrics.get('macro_f1'))} | |")
@@ -70,30 +167,29 @@ class NightlySummary:
         lines += [
             "## Promotion",
             "",
-            f"{'Promoted to champion' if md.get('promoted') else 'Not promoted'}: {md.get('decision', '-')}",
+            f"{'Promoted to champion' if md.promoted else 'Not promoted'}: {md.decision}",
             "",
             "## Batch",
             "",
-            f"Round `{bt.get('round_id', '-')}` at `{bt.get('location', '-')}` "
-            f"(strategy {bt.get('strategy', '-')}).",
+            f"Round `{bt.round_id}` at `{bt.location}` (strategy {bt.strategy}).",
         ]
         return "\n".join(lines) + "\n"
 
 
-def _label_problems(labels: dict[str, Any]) -> str:
+def _label_problems(labels: LabelsStep) -> str:
     problems = [
-        (labels.get("duplicates", 0), "duplicate file(s) not added again"),
-        (labels.get("files_without_answers", 0), "file(s) without answers (see `mlci labels ingest`)"),
-        (labels.get("clip_not_in_store", 0), "answers for clips not in the store"),
+        (labels.duplicates, "duplicate file(s) not added again"),
+        (labels.files_without_answers, "file(s) without answers (see `mlci labels ingest`)"),
+        (labels.clip_not_in_store, "answers for clips not in the store"),
     ]
     return "".join(f", {n} {what}" for n, what in problems if n)
 
 
-def _batch_line(batch: dict[str, Any]) -> str:
-    if batch.get("reason"):
-        return f"nothing published: {batch['reason']}"
-    verb = "published" if batch.get("published") else "already published (nothing new)"
-    return f"{batch.get('n_clips', 0)} clips, {verb}"
+def _batch_line(batch: BatchStep) -> str:
+    if batch.reason:
+        return f"nothing published: {batch.reason}"
+    verb = "published" if batch.published else "already published (nothing new)"
+    return f"{batch.n_clips} clips, {verb}"
 
 
 def _fmt(value: Any) -> str:

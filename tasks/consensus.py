@@ -1,4 +1,4 @@
-"""Prefect task of the consensus step: a thin wrapper around :func:`mlci.consensus.run_consensus`."""
+"""Prefect tasks of the consensus step: thin wrappers around :mod:`mlci.consensus`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mlci.config import Settings
-from mlci.consensus import ConsensusError, ConsensusResult, run_consensus
-from mlci.storage import Store
+from mlci.consensus import ConsensusError, ConsensusResult, load_consensus_result, run_consensus
 from tasks.retry import retry_unless
 
 __all__ = ["compute_consensus_task", "load_consensus_task"]
@@ -20,19 +19,10 @@ __all__ = ["compute_consensus_task", "load_consensus_task"]
     retry_condition_fn=retry_unless(ConsensusError),
     cache_policy=NO_CACHE,
 )
-def compute_consensus_task(
-    store: Store | None = None,
-    *,
-    settings: Settings | None = None,
-    method: str = "dawid_skene",
-    **params,
-) -> ConsensusResult:
-    """Compute (or load, if already stored) the consensus of the current label snapshot.
-
-    ``params`` go to :func:`mlci.consensus.run_consensus` (tie, tol, max_iter, prior, band, ...).
-    """
-    store = store or (settings or Settings()).open_store()
-    result = run_consensus(store, method=method, **params)
+def compute_consensus_task(settings: Settings, *, method: str) -> ConsensusResult:
+    """Compute (or load, if already stored) the consensus of the current label snapshot
+    (:func:`mlci.consensus.run_consensus`)."""
+    result = run_consensus(settings.open_store(), method=method)
     logger = get_run_logger()
     labels = result.labels
     logger.info(
@@ -48,8 +38,6 @@ def compute_consensus_task(
 
 
 @task(name="load-consensus", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(ConsensusError), cache_policy=NO_CACHE)
-def load_consensus_task(settings: Settings, snapshot: str | None = None):
-    """The consensus table of ``snapshot`` (default: the latest); ``attrs["snapshot"]`` names it."""
-    from mlci.consensus import load_consensus
-
-    return load_consensus(settings.open_store(), snapshot)
+def load_consensus_task(settings: Settings, snapshot: str | None = None) -> ConsensusResult:
+    """The stored consensus of ``snapshot`` (default: the latest) (:func:`mlci.consensus.load_consensus_result`)."""
+    return load_consensus_result(settings.open_store(), snapshot)

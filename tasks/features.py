@@ -13,7 +13,6 @@ from prefect.cache_policies import NO_CACHE
 
 from mlci.config import Settings
 from mlci.features import (
-    DEFAULT_EXTRACTOR,
     ChunkResult,
     FeatureError,
     FeatureRunPlan,
@@ -37,7 +36,7 @@ __all__ = [
 
 @task(name="plan-feature-run", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(FeatureError), cache_policy=NO_CACHE)
 def plan_feature_run_task(
-    settings: Settings, *, extractor: str = DEFAULT_EXTRACTOR, params: dict | None = None
+    settings: Settings, *, extractor: str, params: dict | None = None
 ) -> FeatureRunPlan:
     """List the clips and decide which need features (:func:`mlci.features.plan_feature_run`)."""
     plan = plan_feature_run(settings.open_store(), extractor=extractor, params=params)
@@ -53,7 +52,7 @@ def compute_feature_chunk_task(
     settings: Settings,
     items: list[tuple[str, str]],
     *,
-    extractor: str = DEFAULT_EXTRACTOR,
+    extractor: str,
     params: dict | None = None,
     run_id: str,
     chunk: int,
@@ -100,8 +99,8 @@ def commit_feature_run_task(
 def load_features_task(
     settings: Settings,
     *,
-    modality: str = "combined",
-    extractor: str = DEFAULT_EXTRACTOR,
+    modality: str,
+    extractor: str,
     params: dict | None = None,
     keys: list[str] | None = None,
 ):
@@ -111,7 +110,7 @@ def load_features_task(
 
 @task(name="quarantined-keys", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(FeatureError), cache_policy=NO_CACHE)
 def quarantined_keys_task(
-    settings: Settings, *, extractor: str = DEFAULT_EXTRACTOR, params: dict | None = None
+    settings: Settings, *, extractor: str, params: dict | None = None
 ) -> list[str]:
     """Keys of the active clips in quarantine (:func:`mlci.features.list_quarantined`)."""
     return list_quarantined(settings.open_store(), extractor=extractor, params=params)["key"].tolist()

@@ -1,8 +1,6 @@
-"""Prefect task of the labels step: a thin wrapper around :func:`mlci.labels.ingest_labels`."""
+"""Prefect tasks of the labels step: thin wrappers around :mod:`mlci.labels`."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -10,34 +8,29 @@ from prefect.cache_policies import NO_CACHE
 
 from mlci.catalog import ClassCatalog
 from mlci.config import Settings
-from mlci.labels import IngestReport, ingest_labels, load_annotations
-from mlci.storage import Store
+from mlci.labels import IngestReport, LabelError, ingest_labels, load_annotations
+from tasks.retry import retry_unless
 
 __all__ = ["ingest_labels_task", "load_annotation_history_task"]
 
 
+#: A bad label file or catalog fails the same way on every attempt; storage failures are retried.
+retry_on_io_only = retry_unless(LabelError)
+
+
 # Ingestion is idempotent (each answer is stored at most once, passes are keyed by their content),
 # so a retry after an I/O failure is safe.
-@task(name="ingest-labels", retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def ingest_labels_task(
-    store: Store | None = None,
-    *,
-    settings: Settings | None = None,
-    paths: list[str | Path] | None = None,
-    fmt: str | None = None,
-    empty: str = "skip",
-    reingest: list[str | Path] | None = None,
-) -> IngestReport:
-    """Ingest the store's ``labels/`` (plus local ``paths``) and log the validation summary.
+@task(name="ingest-labels", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_on_io_only,
+      cache_policy=NO_CACHE)
+def ingest_labels_task(settings: Settings, *, reingest: list[str] | None = None) -> IngestReport:
+    """Ingest the store's ``labels/`` and log the validation summary (:func:`mlci.labels.ingest_labels`).
 
-    ``store`` defaults to ``settings.open_store()``; ``settings`` to ``Settings()``. Files that gave
-    no answers, duplicates and answers naming clips not in the store are logged as warnings.
+    Files that gave no answers, duplicates and answers naming clips not in the store are logged as
+    warnings.
     """
-    settings = settings or Settings()
-    store = store or settings.open_store()
+    store = settings.open_store()
     catalog = ClassCatalog.from_json(settings.class_catalog)
-    report = ingest_labels(store, catalog, base_url=settings.clip_base_url, paths=paths, fmt=fmt, empty=empty,
-                           reingest=reingest or ())
+    report = ingest_labels(store, catalog, base_url=settings.clip_base_url, reingest=reingest or ())
     logger = get_run_logger()
     s = report.summary()
     logger.info(
@@ -61,7 +54,8 @@ def ingest_labels_task(
     return report
 
 
-@task(name="load-annotation-history", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+@task(name="load-annotation-history", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on_io_only,
+      cache_policy=NO_CACHE)
 def load_annotation_history_task(settings: Settings) -> pd.DataFrame:
     """Every answer ever ingested, with ``ingested_at`` (the round uses it to close batches)."""
     return load_annotations(settings.open_store(), current=False)

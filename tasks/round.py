@@ -5,12 +5,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mlci.batches import RoundResult, run_round
 from mlci.config import Settings
+from mlci.consensus import ConsensusResult
+from mlci.features import FeatureSchema
 from mlci.locks import LockHeldError, StoreLock
+from mlci.models import MultiLabelModel
 from tasks.retry import retry_unless
 
 __all__ = ["acquire_lock_task", "release_lock_task", "run_round_task", "load_champion_task"]
@@ -32,16 +37,54 @@ def acquire_lock_task(settings: Settings, name: str, ttl_hours: float) -> tuple[
     return lock, ""
 
 
-@task(name="release-lock", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5)
+@task(name="release-lock", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=5, retry_condition_fn=retry_unless())
 def release_lock_task(lock: StoreLock | None) -> None:
+    """Release the lock taken by :func:`acquire_lock_task` (nothing when it was not taken)."""
     if lock is not None:
         lock.release()
 
 
 @task(name="run-round", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless())
-def run_round_task(settings: Settings, **kwargs: Any) -> RoundResult:
-    """Score the pool with the champion and publish the batch once (:func:`mlci.batches.run_round`)."""
-    result = run_round(settings.open_store(), base_url=settings.clip_base_url, **kwargs)
+def run_round_task(
+    settings: Settings,
+    *,
+    model: MultiLabelModel,
+    model_version: str,
+    keys: np.ndarray,
+    X: np.ndarray,
+    feature_schema: FeatureSchema,
+    consensus: ConsensusResult,
+    annotations_history: pd.DataFrame,
+    quarantined: list[str],
+    incomplete_pool: dict[str, Any] | None = None,
+) -> RoundResult:
+    """Score the pool with the champion and publish the batch once (:func:`mlci.batches.run_round`).
+
+    The round's choices come from ``settings.round`` and ``settings.random_state``.
+    """
+    config = settings.round
+    result = run_round(
+        settings.open_store(),
+        model=model,
+        model_name=settings.registered_model_name,
+        model_version=model_version,
+        keys=keys,
+        X=X,
+        feature_schema=feature_schema,
+        consensus=consensus.labels,
+        relabel=consensus.relabel,
+        label_snapshot=consensus.snapshot,
+        annotations_history=annotations_history,
+        quarantined=quarantined,
+        strategy=config.strategy,
+        strategy_params=config.strategy_params,
+        batch_size=config.batch_size,
+        relabel_share=config.relabel_share,
+        open_batch_expiry=timedelta(days=config.open_batch_days),
+        base_url=settings.clip_base_url,
+        random_state=settings.random_state,
+        incomplete_pool=incomplete_pool,
+    )
     get_run_logger().info(result.summary())
     return result
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlci.consensus import relabel_candidates
 from mlci.batches import (
     BatchConflictError,
     RoundInputs,
@@ -27,6 +28,11 @@ CLASSES = ["holiday", "halloween", "gift giving"]
 
 
 def _inputs(n=60, n_labeled=10, unavailable=(), seed=0):
+    return _round_data(n, n_labeled, unavailable, seed)[0]
+
+
+def _round_data(n=60, n_labeled=10, unavailable=(), seed=0) -> tuple[RoundInputs, pd.DataFrame]:
+    """Round inputs and the consensus table they were made from (clip c000 is a coin flip)."""
     rng = np.random.default_rng(seed)
     keys = np.array([f"clips/c{i:03d}.mp4" for i in range(n)], dtype=object)
     X = rng.normal(size=(n, 8)).astype(np.float32)
@@ -40,7 +46,8 @@ def _inputs(n=60, n_labeled=10, unavailable=(), seed=0):
                          "n_votes": 2, "method": "dawid_skene"})
     consensus = pd.DataFrame(rows)
     lk, ly = consensus_matrix(consensus, CLASSES)
-    return RoundInputs(keys, X, proba, CLASSES, lk, ly, consensus, frozenset(unavailable))
+    relabel = relabel_candidates(consensus, np.round(consensus["posterior"] * 2).astype(int))
+    return RoundInputs(keys, X, proba, CLASSES, lk, ly, relabel, frozenset(unavailable)), consensus
 
 
 @pytest.mark.parametrize("name", ["margin", "entropy", "random", "kmeans_diversity", "anomaly"])
@@ -65,7 +72,7 @@ def test_plan_scores_and_untrained_concepts():
     proba = inputs.proba.copy()
     proba[:, 2] = np.nan  # a concept the champion could not train
     inputs = RoundInputs(inputs.keys, inputs.X, proba, CLASSES, inputs.labeled_keys, inputs.labeled_y,
-                         inputs.consensus)
+                         inputs.relabel)
     plan = plan_round(inputs, get_strategy("margin"), batch_size=5, relabel_share=0,
                       url_for=lambda k: "https://x/" + k)
     assert plan.dropped_concepts == ["gift giving"]
@@ -83,7 +90,7 @@ def test_plan_with_small_pool_returns_what_there_is():
 @pytest.mark.parametrize("bad", [0, -1, 2.5])
 def test_plan_rejects_bad_batch_size(bad):
     with pytest.raises(ValueError, match="batch_size"):
-        plan_round(_inputs(), get_strategy("margin"), batch_size=bad)
+        plan_round(_inputs(), get_strategy("margin"), batch_size=bad, relabel_share=0.1)
 
 
 def test_round_id_is_stable_and_sensitive():
@@ -130,16 +137,16 @@ def test_a_round_with_nothing_to_label_publishes_nothing_and_says_why(store):
     from mlci.batches import run_round
     from mlci.models import MultiLabelModel
 
-    inputs = _inputs(n=30, n_labeled=30)  # every clip already has a consensus label
+    inputs, consensus = _round_data(n=30, n_labeled=30)  # every clip already has a consensus label
     Y = inputs.labeled_y.astype(int)
     Y[0] = 1 - Y[1]  # both values in every concept
     schema = {"extractor": "basic", "version": "1"}
     model = MultiLabelModel(CLASSES, feature_schema=schema).fit(inputs.X, Y)
     empty_history = pd.DataFrame({"asset": pd.Series(dtype=str), "ingested_at": pd.Series(dtype="datetime64[ns, UTC]")})
     result = run_round(store, model=model, model_name="m", model_version="1", keys=inputs.keys, X=inputs.X,
-                       feature_schema=schema, consensus=inputs.consensus,
+                       feature_schema=schema, consensus=consensus, relabel=inputs.relabel,
                        label_snapshot="s", annotations_history=empty_history, quarantined=["clips/c000.mp4"],
-                       relabel_share=0.0)
+                       strategy="margin", batch_size=50, relabel_share=0.0, open_batch_expiry=timedelta(days=7))
     assert not result.published and result.batch.empty
     assert result.reason == "no clip to label: pool of 0 clips (30 labeled, 1 quarantined, 0 in batches still out)"
     assert result.summary() == f"round {result.round_id}: nothing published: {result.reason}"
@@ -168,8 +175,8 @@ def _round_with_odd_keys(store, tmp_path, base_url):
     history = pd.DataFrame({"asset": pd.Series(dtype="string"), "ingested_at": pd.Series(dtype="datetime64[us, UTC]")})
     return run_round(store, model=model, model_name="m", model_version="1", keys=np.array(ODD_KEYS, dtype=object),
                      X=rng.normal(size=(len(ODD_KEYS), 4)), feature_schema=schema, consensus=pd.DataFrame(),
-                     label_snapshot="s", annotations_history=history, strategy="random", batch_size=len(ODD_KEYS),
-                     relabel_share=0, base_url=base_url, now=datetime(2026, 3, 1, tzinfo=timezone.utc))
+                     relabel=pd.DataFrame({"asset": [], "posterior": []}), label_snapshot="s", annotations_history=history, strategy="random",
+                     batch_size=len(ODD_KEYS), relabel_share=0, open_batch_expiry=timedelta(days=7), base_url=base_url, now=datetime(2026, 3, 1, tzinfo=timezone.utc))
 
 
 def test_round_publishes_encoded_urls_that_ingest_back_to_the_same_clip(store, tmp_path):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mlci.catalog import ClassCatalog
-from mlci.config import Settings, usable_cores
+from mlci.config import ScheduleSettings, Settings, usable_cores
 from mlci.tables import TABLES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -63,8 +63,45 @@ def test_repr_shows_configuration_but_no_credentials(monkeypatch):
 
 def test_docs_list_every_variable_and_table():
     config_doc = (DOCS / "configuration.md").read_text()
-    for name in Settings.model_fields:
-        assert f"`MLCI_{name.upper()}`" in config_doc, name
+    for name, info in Settings.model_fields.items():
+        section = info.default_factory() if info.default_factory else None
+        if isinstance(section, BaseModel):  # MLCI_ROUND__BATCH_SIZE, ...
+            for field in type(section).model_fields:
+                assert f"`MLCI_{name.upper()}__{field.upper()}`" in config_doc, (name, field)
+        else:
+            assert f"`MLCI_{name.upper()}`" in config_doc, name
     arch = (DOCS / "architecture.md").read_text()
     for table in TABLES.values():
         assert f"`{table.name}`" in arch, table.name
+
+
+def test_sections_read_nested_variables_and_parameters_override_them(monkeypatch):
+    monkeypatch.setenv("MLCI_ROUND__BATCH_SIZE", "12")
+    monkeypatch.setenv("MLCI_ROUND__STRATEGY_PARAMS", '{"policy": "round_robin"}')
+    monkeypatch.setenv("MLCI_SCHEDULE__CRON", "30 3 * * *")
+    settings = Settings(_env_file=None)
+    assert settings.round.batch_size == 12 and settings.round.strategy_params == {"policy": "round_robin"}
+    assert settings.schedule.cron == "30 3 * * *" and settings.training.estimator == "logistic_regression"
+    run = settings.with_overrides(round=dict(batch_size=None, strategy="random"), random_state=7)
+    assert (run.round.batch_size, run.round.strategy, run.random_state) == (12, "random", 7)  # None: as configured
+    assert settings.round.strategy == "margin"  # the original is untouched
+    with pytest.raises(TypeError, match="no setting"):
+        settings.with_overrides(round=dict(batch_sise=3))
+
+
+def test_for_store_applies_only_a_given_store(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLCI_STORE", str(tmp_path / "configured"))
+    assert Settings.for_store(None).store_uri == str(tmp_path / "configured")
+    assert Settings.for_store(str(tmp_path / "given")).store_uri == str(tmp_path / "given")
+
+
+def test_prefect_yaml_schedules_the_nightly_at_the_configured_default():
+    import yaml
+
+    spec = yaml.safe_load((DOCS.parent / "prefect.yaml").read_text())
+    [nightly] = [d for d in spec["deployments"] if d["name"] == "nightly"]
+    [schedule] = nightly["schedules"]
+    defaults = ScheduleSettings()
+    assert (schedule["cron"], schedule["timezone"]) == (defaults.cron, defaults.timezone)
+    # Nothing else is fixed in the file: the worker's MLCI_* settings decide.
+    assert nightly["parameters"] == {"trigger": "nightly"}

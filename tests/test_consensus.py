@@ -14,6 +14,7 @@ from mlci.consensus import (
     DawidSkene,
     NoAnnotationsError,
     OneCoinDawidSkene,
+    clips_to_relabel,
     compute_consensus,
     majority_vote,
 )
@@ -151,6 +152,37 @@ def test_relabel_candidates_band_and_ties():
     assert narrow.relabel["asset"].tolist() == ["tie"]
     with pytest.raises(ValueError, match="band must satisfy"):
         compute_consensus(df, band=(0.6, 0.9))
+
+
+def test_the_round_relabels_the_consensus_candidates_most_uncertain_first():
+    # One rule: the round's relabel share is taken from the consensus's own RELABEL table.
+    df = pd.DataFrame(
+        [
+            ("tie", "a", "x", 1), ("tie", "b", "x", 0), ("tie", "a", "y", 1), ("tie", "b", "y", 0),
+            ("split", "a", "x", 1), ("split", "b", "x", 1), ("split", "c", "x", 0),
+            ("lean", "a", "x", 1), ("lean", "b", "x", 1), ("lean", "c", "x", 1), ("lean", "d", "x", 0),
+            ("sure", "a", "x", 1), ("sure", "b", "x", 1), ("sure", "c", "x", 1),
+        ],
+        columns=["asset", "annotator", "class", "value"],
+    )
+    relabel = compute_consensus(df, method="majority", band=(0.2, 0.8)).relabel
+    assert relabel["asset"].tolist() == ["tie", "tie", "split", "lean"]  # two classes of "tie"
+    chosen = clips_to_relabel(relabel, 10)
+    assert chosen["key"].tolist() == ["tie", "split", "lean"]  # each clip once, "sure" never
+    assert chosen["utility"].tolist() == pytest.approx([1.0, 2 / 3, 0.5])
+    assert clips_to_relabel(relabel, 2)["key"].tolist() == ["tie", "split"]
+    assert clips_to_relabel(relabel, 10, exclude={"tie"})["key"].tolist() == ["split", "lean"]
+    assert clips_to_relabel(relabel, 0).empty and clips_to_relabel(relabel.head(0), 5).empty
+
+
+def test_clips_to_relabel_refuses_bad_arguments():
+    relabel = pd.DataFrame({"asset": ["a"], "posterior": [0.5]})
+    with pytest.raises(ValueError, match="n must be an int >= 0"):
+        clips_to_relabel(relabel, -1)
+    with pytest.raises(TypeError, match="single string"):
+        clips_to_relabel(relabel, 1, exclude="a")
+    with pytest.raises(ValueError, match=r"missing columns \['posterior'\]"):
+        clips_to_relabel(relabel.drop(columns="posterior"), 1)
 
 
 def test_annotator_table_for_majority():

@@ -98,7 +98,8 @@ def test_cli_rejects_bad_parameters(local_store):
 def test_dask_cluster_gives_the_serial_features(prefect_harness, s3_endpoint, s3_store, local_store, clip_files, monkeypatch):
     from distributed import LocalCluster
 
-    from flows.features import features, worker_environment
+    from flows.features import features
+    from flows.runners import worker_environment
 
     # The flow reads the endpoint from the settings (MLCI_*); workers get the settings object.
     monkeypatch.setenv("MLCI_S3_ENDPOINT_URL", s3_endpoint)

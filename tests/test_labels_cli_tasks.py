@@ -62,8 +62,8 @@ def test_prefect_tasks_in_a_flow(prefect_harness, tmp_path, seed_labels_path):
 
     @flow(name="labels-test")
     def labels_flow():
-        report = ingest_labels_task(settings=settings)
-        result = compute_consensus_task(store, method="majority")
+        report = ingest_labels_task(settings)
+        result = compute_consensus_task(settings, method="majority")
         return report, result
 
     report, result = labels_flow()

@@ -11,7 +11,6 @@ import json
 import random
 from datetime import UTC, datetime
 
-import pytest
 
 from mlci.config import DEFAULT_CLIP_BASE_URL
 from mlci.labels import ingest_labels, load_annotations, normalize_label_file, read_label_file

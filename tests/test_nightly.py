@@ -87,13 +87,13 @@ def test_three_nights(env):
     # Night 1: first model becomes champion, batch 1 is published, the broken clip is quarantined.
     first = _run()
     assert first.status == "completed"
-    assert first.model["version"] == "1" and first.model["promoted"]
-    assert first.batch["published"] and first.batch["n_clips"] == BATCH_SIZE
-    assert first.features["quarantined"] >= 1
-    batch1 = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{first.batch['round_id']}/batch.csv")))
+    assert first.model.version == "1" and first.model.promoted
+    assert first.batch.published and first.batch.n_clips == BATCH_SIZE
+    assert first.features.quarantined >= 1
+    batch1 = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{first.batch.round_id}/batch.csv")))
     assert len(batch1) == BATCH_SIZE and batch1["key"].is_unique
     assert "clips/demo/broken.mp4" not in set(batch1["key"])
-    tasks = json.loads(store.read_text(f"batches/{first.batch['round_id']}/tasks.json"))
+    tasks = json.loads(store.read_text(f"batches/{first.batch.round_id}/tasks.json"))
     assert tasks[0]["predictions"][0]["model_version"] == "mlci-concepts/1"
     [v1] = _versions(values)
     assert "champion" in v1.aliases
@@ -106,7 +106,7 @@ def test_three_nights(env):
     )
 
     # Night 2: batch 1 comes back; two runs start together and exactly one publishes.
-    _answer(store, first.batch["round_id"], "batch-1", seed=1)
+    _answer(store, first.batch.round_id, "batch-1", seed=1)
     results: list = []
     barrier = threading.Barrier(2)
 
@@ -121,11 +121,11 @@ def test_three_nights(env):
         t.join()
     completed = [r for r in results if r.status == "completed"]
     assert len(results) == 2
-    assert sum(bool(r.batch.get("published")) for r in results) == 1
-    second = next(r for r in completed if r.batch.get("published"))
-    assert second.model["version"] == "2"
-    assert second.model["decision"]
-    batch2 = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{second.batch['round_id']}/batch.csv")))
+    assert sum(r.batch.published for r in results) == 1
+    second = next(r for r in completed if r.batch.published)
+    assert second.model.version == "2"
+    assert second.model.decision
+    batch2 = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{second.batch.round_id}/batch.csv")))
     assert not set(batch2["key"]) & set(batch1["key"])
     versions = _versions(values)
     assert [v.version for v in versions] == ["2", "1"]
@@ -136,7 +136,7 @@ def test_three_nights(env):
     before = {k: store.stat(k).identity for k in store.list("batches/")}
     third = _run()
     assert third.status == "completed"
-    assert not third.batch["published"] and third.model["reused"]
+    assert not third.batch.published and third.model.reused
     assert [v.version for v in _versions(values)] == ["2", "1"]
     assert {k: store.stat(k).identity for k in store.list("batches/")} == before
 
@@ -148,9 +148,9 @@ def test_three_nights(env):
 
     listing = CliRunner().invoke(app, ["batches"])
     assert listing.exit_code == 0, listing.output
-    row1 = next(line for line in listing.output.splitlines() if first.batch["round_id"] in line)
+    row1 = next(line for line in listing.output.splitlines() if first.batch.round_id in line)
     assert row1.split()[-2:] == [str(BATCH_SIZE), str(BATCH_SIZE)]  # n_clips, n_returned
-    assert second.batch["round_id"] in listing.output
+    assert second.batch.round_id in listing.output
     alone = CliRunner().invoke(app, ["round", "--batch-size", str(BATCH_SIZE), "--relabel-share", "0"])
     assert alone.exit_code == 0, alone.output
     assert "already published" in alone.output

@@ -103,7 +103,7 @@ def test_bad_parameters_fail_before_anything_is_locked_written_or_registered(env
 
     # The command line refuses them while parsing, listing the valid names.
     for args, expected in (
-        (["nightly", "--strategy", "nonsense"], "'nonsense' is not one of: anomaly, consensus_relabel, coreset"),
+        (["nightly", "--strategy", "nonsense"], "'nonsense' is not one of: anomaly, coreset"),
         (["nightly", "--estimator", "forest"], "'forest' is not one of: hist_gradient_boosting, linear_svm"),
         (["round", "--modality", "smell"], "'smell' is not one of: audio, video, combined"),
         (["serve", "--strategy", "x"], "'x' is not one of:"),
@@ -153,5 +153,5 @@ def test_a_killed_run_does_not_block_the_next_night(env, tmp_path, monkeypatch):
     assert any("took over the store lock" in w and f":{victim.pid}:" in w for w in summary.warnings)
     taken = json.loads(store.read_text("locks/nightly/0000000001.json"))
     assert taken["replaced"]["why"] == "holder process is gone"
-    assert summary.batch["published"] and summary.batch["n_clips"] == 6
+    assert summary.batch.published and summary.batch.n_clips == 6
     assert [v.version for v in list_versions(env["tracking_uri"], "mlci-concepts")] == ["1"]

@@ -28,7 +28,7 @@ from mlci.simulate.consensus_study import (
 from mlci.simulate.data import align_features, labels_from_consensus, labels_from_truth
 from mlci.simulate.oracles import OracleInlier, OracleOutlier
 from mlci.simulate.report import answers, render_report
-from mlci.simulate.strategies import RegisteredStrategy, RoundState
+from mlci.simulate.strategies import SIMULATION_ONLY, RegisteredStrategy, RoundState
 from mlci.strategies import (
     STRATEGIES,
     Pool,
@@ -57,7 +57,7 @@ def _curves(result):
 def test_every_strategy_runs_and_labels_grow_by_the_schedule(digits):
     names = simulation_strategy_names()
     assert {"random", "margin", "anomaly", "fixed_order", "oracle_inlier", "oracle_outlier"} <= set(names)
-    assert "consensus_relabel" not in names  # nothing to relabel in a simulation
+    assert set(names) == set(STRATEGIES) | set(SIMULATION_ONLY)  # every registered strategy simulates
     result = simulate(digits, names + ["fixed_order:by=margin"], ["5,5,10"], FAST)
     curves = result.curves
     assert set(curves["strategy"]) == set(names) | {"fixed_order:by=margin"}
@@ -141,7 +141,6 @@ def test_oracle_orderings_exist_only_in_the_simulator():
 
 @pytest.mark.parametrize("spec,error,match", [
     ("no_such_strategy", UnknownSimulationStrategyError, "unknown strategy 'no_such_strategy'"),
-    ("consensus_relabel", UnknownSimulationStrategyError, "cannot be simulated"),
     ("margin:bogus=1", TypeError, "does not take parameters"),
     ("oracle_inlier:x=1", TypeError, "takes no parameters"),
     ("margin:policy", ValueError, "is not key=value"),

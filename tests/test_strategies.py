@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
@@ -26,12 +25,10 @@ from mlci.strategies import (
     Selection,
     UnknownStrategyError,
     concept_quotas,
-    consensus_pool,
     get_strategy,
     greedy_k_center,
     linear_proba,
     rank_by_policy,
-    relabel_candidates,
     stack_linear,
     top_k,
 )
@@ -43,7 +40,6 @@ from mlci.strategies.uncertainty import (
     least_confidence,
     margin,
 )
-from mlci.tables import CONSENSUS, conform
 
 N_POOL, N_LABELED, N_FEATURES, N_CONCEPTS = 240, 60, 6, 3
 
@@ -462,53 +458,6 @@ def test_random_depends_on_the_seed_only(data):
     a = _query("random", {}, data, batch_size=20, random_state=1)
     b = _query("random", {}, data, batch_size=20, random_state=2)
     assert set(a.keys) != set(b.keys)
-
-
-# --- relabel candidates from consensus ----------------------------------------------------------
-
-
-def _consensus():
-    rows = [
-        ("clips/a.mp4", "holiday", 0.52, 1, 3),
-        ("clips/a.mp4", "halloween", 0.02, 0, 3),
-        ("clips/b.mp4", "holiday", 0.97, 1, 2),
-        ("clips/b.mp4", "halloween", 0.01, 0, 2),
-        ("clips/c.mp4", "holiday", 0.10, 0, 1),
-        ("clips/c.mp4", "halloween", 0.35, 0, 1),
-        ("clips/d.mp4", "holiday", 1.00, 1, 2),
-        ("clips/d.mp4", "halloween", 0.00, 0, 2),
-        ("clips/e.mp4", "holiday", 0.95, 1, 5),  # no halloween row: unanswered is uncertain
-    ]
-    df = pd.DataFrame(rows, columns=["asset", "class", "posterior", "label", "n_votes"]).assign(method="dawid_skene")
-    return conform(df, CONSENSUS)
-
-
-def test_relabel_candidates_from_consensus():
-    consensus = _consensus()
-    pool = consensus_pool(consensus, classes=["holiday", "halloween"])
-    assert pool.keys.tolist() == ["clips/a.mp4", "clips/b.mp4", "clips/c.mp4", "clips/d.mp4", "clips/e.mp4"]
-    assert pool.proba[4].tolist() == [0.95, 0.5] and pool.X.shape == (5, 0)
-    selection = relabel_candidates(consensus, batch_size=3, classes=["holiday", "halloween"])
-    assert selection.keys.tolist() == ["clips/e.mp4", "clips/a.mp4", "clips/c.mp4"]
-    assert (selection.reason == "relabel").all() and selection.concept.tolist() == [1, 0, 1]
-    # Never more than what is uncertain: d is fully certain, so 4 of 5 come back.
-    assert len(relabel_candidates(consensus, batch_size=10)) == 4
-    assert relabel_candidates(consensus, batch_size=10, max_votes=5).keys.tolist() == [
-        "clips/a.mp4", "clips/c.mp4", "clips/b.mp4"
-    ]
-    assert relabel_candidates(consensus, batch_size=10, min_utility=0.8).keys.tolist() == ["clips/e.mp4", "clips/a.mp4"]
-    assert "clips/a.mp4" not in relabel_candidates(consensus, batch_size=3, exclude={"clips/a.mp4"}).keys
-    assert len(relabel_candidates(consensus, batch_size=0)) == 0
-
-
-def test_relabel_bad_consensus_tables():
-    consensus = _consensus()
-    with pytest.raises(ValueError, match=r"missing columns \['posterior'\]"):
-        consensus_pool(consensus.drop(columns="posterior"))
-    with pytest.raises(ValueError, match="duplicate"):
-        consensus_pool(pd.concat([consensus, consensus.head(1)]))
-    with pytest.raises(ValueError, match="n_votes"):
-        relabel_candidates(consensus.drop(columns="n_votes"), batch_size=2, max_votes=2)
 
 
 def test_selection_frame(data):

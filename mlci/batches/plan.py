@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlci.strategies import LabeledSet, Pool, QueryStrategy, relabel_candidates
+from mlci.consensus.relabel import clips_to_relabel
+from mlci.strategies import LabeledSet, Pool, QueryStrategy
 from mlci.tables import BATCH, conform
 
 __all__ = ["RoundInputs", "RoundPlan", "round_id", "plan_round", "score_column", "consensus_matrix"]
@@ -40,7 +41,8 @@ class RoundInputs:
     """What a round knows. Arrays are aligned with ``keys``; ``proba`` is the champion's scores.
 
     ``labeled_y`` is the consensus label matrix of the labeled clips (rows follow
-    ``labeled_keys``; columns follow ``classes``). ``unavailable`` are keys that must not be
+    ``labeled_keys``; columns follow ``classes``). ``relabel`` is the consensus snapshot's RELABEL
+    table (:func:`mlci.consensus.relabel_candidates`). ``unavailable`` are keys that must not be
     offered: quarantined clips and clips in batches still out. ``recently_batched`` are clips of
     batches not yet expired, answered or not: they are not offered again for relabeling.
     """
@@ -51,7 +53,7 @@ class RoundInputs:
     classes: Sequence[str]
     labeled_keys: np.ndarray
     labeled_y: np.ndarray
-    consensus: pd.DataFrame
+    relabel: pd.DataFrame
     unavailable: frozenset[str] = field(default_factory=frozenset)
     recently_batched: frozenset[str] = field(default_factory=frozenset)
 
@@ -71,8 +73,8 @@ def plan_round(
     inputs: RoundInputs,
     strategy: QueryStrategy,
     *,
-    batch_size: int = 50,
-    relabel_share: float = 0.1,
+    batch_size: int,
+    relabel_share: float,
     url_for: Any = None,
     random_state: int | None = 0,
 ) -> RoundPlan:
@@ -83,10 +85,10 @@ def plan_round(
     inputs : RoundInputs
     strategy : QueryStrategy
         Ranks the unlabeled pool.
-    batch_size : int, default=50
+    batch_size : int
         Clips in the batch (fewer when the pool is smaller).
-    relabel_share : float, default=0.1
-        At most this share of the batch goes to labeled clips whose consensus is uncertain.
+    relabel_share : float
+        At most this share of the batch goes to the consensus's relabel candidates (``inputs.relabel``).
     url_for : callable, default=None
         ``key -> URL`` written in the batch; the key itself when None.
     random_state : int, default=0
@@ -108,13 +110,9 @@ def plan_round(
     trained = ~np.isnan(inputs.proba).all(axis=0) if len(keys) else np.ones(len(classes), bool)
     dropped = [c for c, ok in zip(classes, trained) if not ok]
 
-    relabel = relabel_candidates(
-        inputs.consensus,
-        batch_size=int(np.floor(relabel_share * batch_size)),
-        classes=classes,
-        exclude=inputs.unavailable | inputs.recently_batched,
-    ) if len(inputs.consensus) and relabel_share > 0 else None
-    n_relabel = 0 if relabel is None else len(relabel)
+    relabel = clips_to_relabel(inputs.relabel, int(np.floor(relabel_share * batch_size)),
+                               exclude=inputs.unavailable | inputs.recently_batched)
+    n_relabel = len(relabel)
     n_new = min(batch_size - n_relabel, int(in_pool.sum()))
 
     rows: list[dict[str, Any]] = []
@@ -134,9 +132,8 @@ def plan_round(
         selection = strategy.query(pool, labeled=labeled_set, batch_size=n_new, random_state=random_state)
         for key, utility, reason in zip(selection.keys, selection.utility, selection.reason):
             rows.append({"key": key, "utility": float(utility), "reason": str(reason)})
-    if relabel is not None:
-        for key, utility in zip(relabel.keys, relabel.utility):
-            rows.append({"key": key, "utility": float(utility), "reason": "relabel"})
+    for key, utility in zip(relabel["key"], relabel["utility"]):
+        rows.append({"key": key, "utility": float(utility), "reason": "relabel"})
 
     batch = pd.DataFrame(rows, columns=["key", "utility", "reason"])
     batch.insert(0, "rank", np.arange(1, len(batch) + 1, dtype=np.int64))

@@ -33,7 +33,7 @@ from mlci.consensus.exceptions import (
     SnapshotNotFoundError,
 )
 from mlci.consensus.majority import TIE_RULES, hard_labels, majority_vote
-from mlci.consensus.relabel import relabel_candidates
+from mlci.consensus.relabel import clips_to_relabel, relabel_candidates
 from mlci.consensus.votes import Votes, encode_votes
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "fleiss_kappa",
     "cohen_kappa",
     "pairwise_cohen_kappa",
+    "clips_to_relabel",
     "relabel_candidates",
     "Votes",
     "encode_votes",

@@ -1,13 +1,21 @@
-"""Relabel candidates: (clip, class) pairs whose consensus is too uncertain to train on with confidence."""
+"""Relabel candidates: (clip, class) pairs whose consensus is too uncertain to train on with confidence.
+
+The one rule of what deserves another opinion: the consensus step stores the candidates (the
+RELABEL table of each snapshot) and the round gives its relabel share to them
+(:func:`clips_to_relabel`), most uncertain first. Repeated labeling of the most uncertain labels
+follows Sheng, Provost & Ipeirotis (2008), "Get another label?".
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
 from mlci.tables import RELABEL, conform
 
-__all__ = ["relabel_candidates", "validate_band"]
+__all__ = ["clips_to_relabel", "relabel_candidates", "validate_band"]
 
 
 def validate_band(band: tuple[float, float]) -> tuple[float, float]:
@@ -54,3 +62,33 @@ def relabel_candidates(
     df = df[tie | uncertain].assign(_distance=lambda d: (d["posterior"] - 0.5).abs())
     df = df.sort_values(["_distance", "n_votes", "asset", "class"], kind="mergesort").drop(columns="_distance")
     return conform(df, RELABEL)
+
+
+def clips_to_relabel(relabel: pd.DataFrame, n: int, *, exclude: Iterable[str] = ()) -> pd.DataFrame:
+    """Up to ``n`` distinct clips of a RELABEL table, in its order (most uncertain first).
+
+    Parameters
+    ----------
+    relabel : pandas.DataFrame
+        The RELABEL table of the consensus the round trains on.
+    n : int
+        Most clips to return (fewer, possibly none, when fewer are candidates).
+    exclude : iterable of str, default=()
+        Clips never to return (quarantined, or in a batch still out).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``key`` and ``utility``: ``1 - |2 * posterior - 1|`` of the clip's most uncertain
+        class (1 for a coin flip, 0 for a certain label).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    if isinstance(exclude, (str, bytes)):
+        raise TypeError(f"exclude must be an iterable of keys, got a single string {exclude!r}")
+    missing = [c for c in ("asset", "posterior") if c not in relabel.columns]
+    if missing:
+        raise ValueError(f"relabel table is missing columns {missing}; has {list(relabel.columns)}")
+    rows = relabel[~relabel["asset"].isin(set(exclude))].drop_duplicates("asset").head(n)
+    utility = 1.0 - np.abs(2.0 * rows["posterior"].to_numpy(dtype=np.float64) - 1.0)
+    return pd.DataFrame({"key": rows["asset"].to_numpy(dtype=object), "utility": utility})

@@ -44,7 +44,6 @@ from mlci.strategies.label_spreading import spread_entropy
 from mlci.strategies.ranking import top_k
 
 __all__ = [
-    "NOT_SIMULATED",
     "SEED_STRATEGIES",
     "SIMULATION_ONLY",
     "FixedOrder",
@@ -59,11 +58,6 @@ __all__ = [
 
 #: Names that exist only in the simulator (never in :data:`mlci.strategies.STRATEGIES`).
 SIMULATION_ONLY = ("fixed_order", "oracle_inlier", "oracle_outlier")
-#: Registered strategies the simulator cannot run, with the reason.
-NOT_SIMULATED = {
-    "consensus_relabel": "it re-asks labeled clips whose consensus is uncertain; a simulation with one "
-    "true label per clip has nothing to relabel (question 3 covers consensus)",
-}
 #: The seed notebook's seven orderings, by their names here.
 SEED_STRATEGIES = {
     "anomaly": "anomaly",
@@ -262,7 +256,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
 
 def simulation_strategy_names() -> list[str]:
     """Every name :func:`make_simulation_strategy` accepts."""
-    return sorted(set(STRATEGIES) - set(NOT_SIMULATED)) + list(SIMULATION_ONLY)
+    return sorted(STRATEGIES) + list(SIMULATION_ONLY)
 
 
 def make_simulation_strategy(spec: str) -> SimulationStrategy:
@@ -271,7 +265,7 @@ def make_simulation_strategy(spec: str) -> SimulationStrategy:
     Raises
     ------
     UnknownSimulationStrategyError
-        Unknown name, or a registered strategy that cannot be simulated (the message says why).
+        Unknown name.
     TypeError, ValueError
         A parameter the strategy does not take, or a value it does not allow.
     """
@@ -288,8 +282,6 @@ def make_simulation_strategy(spec: str) -> SimulationStrategy:
             raise ValueError(f"strategy {spec!r}: by must name another strategy, got {by!r}")
         inner = ":".join([str(by), ",".join(f"{k}={v}" for k, v in params.items())]) if params else str(by)
         return FixedOrder(spec, make_simulation_strategy(inner))
-    if name in NOT_SIMULATED:
-        raise UnknownSimulationStrategyError(name, simulation_strategy_names(), NOT_SIMULATED[name])
     if name not in STRATEGIES:
         raise UnknownSimulationStrategyError(name, simulation_strategy_names())
     strategy = get_strategy(name, **params)

@@ -22,7 +22,6 @@ from mlci.strategies.pool import LabeledSet, Pool, Selection
 from mlci.strategies.random_sampling import RandomSampling
 from mlci.strategies.ranking import POLICIES, concept_quotas, rank_by_policy, top_k
 from mlci.strategies.registry import STRATEGIES, get_strategy
-from mlci.strategies.relabel import ConsensusRelabel, consensus_pool, relabel_candidates
 from mlci.strategies.score import NegativeFirst, PositiveFirst
 from mlci.strategies.scoring import linear_proba, stack_linear
 from mlci.strategies.uncertainty import (
@@ -61,9 +60,6 @@ __all__ = [
     "KMeansDiversity",
     "CoreSet",
     "RankedBatch",
-    "ConsensusRelabel",
-    "consensus_pool",
-    "relabel_candidates",
     "least_confidence",
     "margin",
     "entropy",

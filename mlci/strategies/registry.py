@@ -9,7 +9,6 @@ from mlci.strategies.hybrid import RankedBatch
 from mlci.strategies.label_spreading import LabelSpreadingEntropy
 from mlci.strategies.outlier import IsolationForestAnomaly, LocalOutlier
 from mlci.strategies.random_sampling import RandomSampling
-from mlci.strategies.relabel import ConsensusRelabel
 from mlci.strategies.score import NegativeFirst, PositiveFirst
 from mlci.strategies.uncertainty import Entropy, LeastConfidence, Margin
 
@@ -29,7 +28,6 @@ STRATEGIES: dict[str, type[QueryStrategy]] = {
     "kmeans_diversity": KMeansDiversity,
     "coreset": CoreSet,
     "ranked_batch": RankedBatch,
-    "consensus_relabel": ConsensusRelabel,
 }
 
 
