@@ -15,6 +15,7 @@ from mlci.layout import CLIP_PREFIX
 
 __all__ = ["encode_clip_path", "decode_clip_path", "clip_url", "is_literal_url"]
 
+
 def encode_clip_path(path: str) -> str:
     """Percent-encode a ``/``-separated path for a URL; ``/`` stays, everything not unreserved is escaped.
 

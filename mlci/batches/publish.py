@@ -122,7 +122,8 @@ def publish_batch(
         "created_at": (now or datetime.now(timezone.utc)).isoformat(),
         "n_clips": len(batch),
     }
-    wrote = store.write_if_absent(batch_key(round_id, "manifest.json"), json.dumps(record, indent=1, default=str).encode())
+    data = json.dumps(record, indent=1, default=str).encode()
+    wrote = store.write_if_absent(batch_key(round_id, "manifest.json"), data)
     return PublishResult(round_id, location, wrote, len(batch))
 
 
