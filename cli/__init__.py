@@ -222,7 +222,9 @@ def _read_batch_top(settings, round_id: str, n: int = 10):
 
     import pandas as pd
 
-    data = settings.open_store().read_bytes(f"batches/{round_id}/batch.csv")
+    from mlci.layout import batch_key
+
+    data = settings.open_store().read_bytes(batch_key(round_id, "batch.csv"))
     return pd.read_csv(io.BytesIO(data))[["rank", "key", "utility", "reason"]].head(n)
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from urllib.parse import quote, unquote
 
-__all__ = ["CLIP_PREFIX", "encode_clip_path", "decode_clip_path", "clip_url", "is_literal_url"]
+from mlci.layout import CLIP_PREFIX
 
-CLIP_PREFIX = "clips/"
+__all__ = ["encode_clip_path", "decode_clip_path", "clip_url", "is_literal_url"]
 
 
 def encode_clip_path(path: str) -> str:

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from mlci.catalog import NONE_OF_THE_ABOVE
+from mlci.layout import CLIP_PREFIX, TRUTH_KEY, demo_clip_key, demo_label_key
 from mlci.media import encode_clip
 from mlci.storage import Store
 
@@ -49,9 +50,6 @@ HOLIDAY, HALLOWEEN, GIFT, FAMILY, SHOPPING = (
     "shopping scenes",
 )
 CONCEPTS = (HOLIDAY, HALLOWEEN, GIFT, FAMILY, SHOPPING)
-TRUTH_KEY = "truth/labels.csv"
-CLIP_PREFIX = "clips/demo/"
-LABEL_PREFIX = "labels/demo/"
 
 
 @dataclass(frozen=True)
@@ -338,7 +336,7 @@ def generate_demo_corpus(
     root = np.random.default_rng(spec.seed)
     truth = _draw_truth(root, spec.n_clips)
     clip_seeds = root.integers(0, 2**63 - 1, size=spec.n_clips)
-    keys = [f"{CLIP_PREFIX}clip-{i:04d}.mp4" for i in range(spec.n_clips)]
+    keys = [demo_clip_key(i) for i in range(spec.n_clips)]
     plans = [_ClipPlan(i, int(clip_seeds[i]), tuple(int(v) for v in truth[i]), spec) for i in range(spec.n_clips)]
 
     written = 0
@@ -363,12 +361,12 @@ def generate_demo_corpus(
                 {
                     "etag": hashlib.sha256(f"{spec.seed}:{keys[clip]}".encode()).hexdigest()[:24],
                     "labels": names,
-                    "data": spec.base_url + keys[clip][len("clips/") :],
+                    "data": spec.base_url + keys[clip][len(CLIP_PREFIX) :],
                     "annotator": name,
                     "created_at": (start + timedelta(minutes=7 * j + a_idx)).isoformat(),
                 }
             )
-        key = f"{LABEL_PREFIX}{name}.json"
+        key = demo_label_key(name)
         _put_once(store, key, json.dumps(records, indent=1).encode())
         label_files[key] = len(records)
 

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from mlci.layout import lock_generation_key, lock_prefix, lock_released_key
 from mlci.storage import ObjectNotFoundError, Store
 
 __all__ = ["LockHeldError", "LockHolder", "StoreLock"]
@@ -109,12 +110,9 @@ class StoreLock:
         self.generation_: int | None = None
         self.replaced_: LockHolder | None = None
 
-    def _prefix(self) -> str:
-        return f"locks/{self.name}/"
-
     def holder(self) -> LockHolder | None:
         """The latest generation of the lock (released or not); None when it was never taken."""
-        keys = [k for k in self.store.list(self._prefix()) if k.endswith(".json")]
+        keys = [k for k in self.store.list(lock_prefix(self.name)) if k.endswith(".json")]
         if not keys:
             return None
         key = max(keys)
@@ -151,7 +149,7 @@ class StoreLock:
         }
         if stale is not None:
             record["replaced"] = {"generation": latest.generation, "owner": latest.owner, "why": stale}
-        if not self.store.write_if_absent(f"{self._prefix()}{number:010d}.json", json.dumps(record).encode()):
+        if not self.store.write_if_absent(lock_generation_key(self.name, number), json.dumps(record).encode()):
             raise LockHeldError(self.name, None, f"lock {self.name!r} was taken by another run at the same moment")
         self.generation_ = number
         self.replaced_ = latest if stale is not None else None
@@ -173,7 +171,7 @@ class StoreLock:
 
     def _mark_released(self, generation: int, note: str) -> None:
         try:
-            self.store.write_if_absent(f"{self._prefix()}{generation:010d}.released", note.encode())
+            self.store.write_if_absent(lock_released_key(self.name, generation), note.encode())
         except ObjectNotFoundError:  # pragma: no cover - store vanished; nothing left to release
             pass
 

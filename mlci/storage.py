@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
-from mlci.clipref import CLIP_PREFIX, decode_clip_path, is_literal_url
+from mlci.clipref import decode_clip_path, is_literal_url
+from mlci.layout import CLIP_PREFIX
 from mlci.redact import redact_text, redact_url
 
 __all__ = [

@@ -4,19 +4,8 @@ This is the one place that names them (``docs/architecture.md`` renders the same
 that writes a table calls :func:`conform` so that a column missing or of the wrong type fails at
 the writer, not three steps later at a reader.
 
-Store layout (keys relative to the store root)::
-
-    clips/                          mp4 clips (input; never modified by mlci)
-    labels/                         label files as received (input)
-    truth/                          demo corpus ground truth; read by evaluation code only
-    annotations/                    ingested labels: append-only history shards + ingest markers
-    consensus/<snapshot>/           consensus labels, annotator quality, agreement per label snapshot
-    features/<extractor>-v<version>-<params hash>/   schema.json, clips/ and windows/ shards, active/ index
-    quarantine/<extractor>-v<version>-<params hash>/ clips that could not be processed, with the reason
-    batches/<round_id>/             published labeling batches (tasks.json, batch.csv, manifest.json)
-    reports/                        validation and run reports (JSON/markdown)
-    detections/                     timed detections from the detection flow
-    locks/                          run locks of flows running without a Prefect server
+A table's ``location`` is the key pattern :mod:`mlci.layout` builds (its functions called with
+placeholders such as ``"<snapshot>"``); the store layout as a whole is described there.
 """
 
 from __future__ import annotations
@@ -27,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+
+from mlci import layout
 
 __all__ = [
     "Table",
@@ -69,9 +60,12 @@ class Table:
     key: tuple[str, ...] = field(default=())
 
 
+#: Placeholder of ``FeatureSchema.cache_id`` in feature locations.
+_CACHE = layout.FeatureLayout("<extractor>-v<version>-<params hash>")
+
 ANNOTATIONS = Table(
     "annotations",
-    "annotations/history/<content>-<pass>.parquet",
+    layout.history_shard_key("<content>", "<pass>"),
     {
         "asset": "string",  # clip key in the store, e.g. clips/gifts/a.mp4
         "annotator": "string",
@@ -90,7 +84,7 @@ ANNOTATIONS = Table(
 
 CONSENSUS = Table(
     "consensus",
-    "consensus/<snapshot>/labels.parquet",
+    layout.consensus_key("<snapshot>", "labels.parquet"),
     {
         "asset": "string",
         "class": "string",
@@ -105,7 +99,7 @@ CONSENSUS = Table(
 
 ANNOTATOR_QUALITY = Table(
     "annotator_quality",
-    "consensus/<snapshot>/annotators.parquet",
+    layout.consensus_key("<snapshot>", "annotators.parquet"),
     {
         "annotator": "string",
         "class": "string",
@@ -120,7 +114,7 @@ ANNOTATOR_QUALITY = Table(
 
 RELABEL = Table(
     "relabel",
-    "consensus/<snapshot>/relabel.parquet",
+    layout.consensus_key("<snapshot>", "relabel.parquet"),
     {
         "asset": "string",
         "class": "string",
@@ -136,7 +130,7 @@ RELABEL = Table(
 
 CLIP_FEATURES = Table(
     "clip_features",
-    "features/<extractor>-v<version>-<params hash>/clips/part-<run>-<chunk>.parquet",
+    _CACHE.clip_part("<run>", "<chunk>"),
     {
         "key": "string",  # clip key
         "identity": "string",  # content identity (S3 ETag / sha256) the features were computed from
@@ -153,7 +147,7 @@ CLIP_FEATURES = Table(
 
 WINDOW_FEATURES = Table(
     "window_features",
-    "features/<extractor>-v<version>-<params hash>/windows/part-<run>-<chunk>.parquet",
+    _CACHE.window_part("<run>", "<chunk>"),
     {
         "key": "string",
         "identity": "string",
@@ -170,7 +164,7 @@ WINDOW_FEATURES = Table(
 
 QUARANTINE = Table(
     "quarantine",
-    "quarantine/<extractor>-v<version>-<params hash>/part-<run>-<chunk>.parquet",
+    _CACHE.quarantine_part("<run>", "<chunk>"),
     {
         "key": "string",
         "identity": "string",
@@ -184,7 +178,7 @@ QUARANTINE = Table(
 
 FEATURE_INDEX = Table(
     "feature_index",
-    "features/<extractor>-v<version>-<params hash>/active/<run>.parquet",
+    _CACHE.active_key("<run>"),
     {
         "key": "string",  # every clip listed under clips/ at that run (deleted clips drop out)
         "identity": "string",
@@ -206,7 +200,7 @@ OOF_SCORES = Table(
 
 BATCH = Table(
     "batch",
-    "batches/<round_id>/batch.csv",
+    layout.batch_key("<round_id>", "batch.csv"),
     {
         "rank": "int64",
         "key": "string",
@@ -221,7 +215,7 @@ BATCH = Table(
 
 TRUTH = Table(
     "truth",
-    "truth/labels.csv",
+    layout.TRUTH_KEY,
     {"key": "string"},
     "Demo corpus ground truth, one 0/1 column per concept. Only evaluation code reads it.",
     extra_columns="<concept>: int8 per concept",

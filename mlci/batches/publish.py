@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from mlci.batches.plan import score_column
+from mlci.layout import BATCHES_PREFIX, batch_key, batch_manifest_round_id, batch_prefix
 from mlci.storage import Store
 
 __all__ = [
@@ -28,8 +29,6 @@ __all__ = [
     "open_batch_keys",
     "BatchConflictError",
 ]
-
-BATCH_PREFIX = "batches/"
 
 
 class BatchConflictError(RuntimeError):
@@ -110,30 +109,31 @@ def publish_batch(
 
     Returns ``published=False`` (and writes nothing) when the manifest already exists.
     """
-    prefix = f"{BATCH_PREFIX}{round_id}/"
-    location = store.url_for(prefix)
-    if store.exists(prefix + "manifest.json"):
+    location = store.url_for(batch_prefix(round_id))
+    if store.exists(batch_key(round_id, "manifest.json")):
         return PublishResult(round_id, location, False, len(batch))
     csv = io.StringIO()
     batch.to_csv(csv, index=False)
-    _put_same(store, prefix + "tasks.json", json.dumps(tasks, indent=1).encode())
-    _put_same(store, prefix + "batch.csv", csv.getvalue().encode())
+    _put_same(store, batch_key(round_id, "tasks.json"), json.dumps(tasks, indent=1).encode())
+    _put_same(store, batch_key(round_id, "batch.csv"), csv.getvalue().encode())
     record = {
         **manifest,
         "round_id": round_id,
         "created_at": (now or datetime.now(timezone.utc)).isoformat(),
         "n_clips": len(batch),
     }
-    wrote = store.write_if_absent(prefix + "manifest.json", json.dumps(record, indent=1, default=str).encode())
+    data = json.dumps(record, indent=1, default=str).encode()
+    wrote = store.write_if_absent(batch_key(round_id, "manifest.json"), data)
     return PublishResult(round_id, location, wrote, len(batch))
 
 
 def _read_batches(store: Store) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     out = []
-    for key in store.list(BATCH_PREFIX):
-        if key.endswith("/manifest.json"):
+    for key in store.list(BATCHES_PREFIX):
+        rid = batch_manifest_round_id(key)
+        if rid is not None:
             manifest = json.loads(store.read_text(key))
-            batch = pd.read_csv(io.BytesIO(store.read_bytes(key.rsplit("/", 1)[0] + "/batch.csv")))
+            batch = pd.read_csv(io.BytesIO(store.read_bytes(batch_key(rid, "batch.csv"))))
             out.append((manifest, batch))
     return sorted(out, key=lambda mb: mb[0]["created_at"])
 

@@ -15,6 +15,7 @@ import pandas as pd
 from mlci.batches.plan import RoundInputs, consensus_matrix, plan_round, round_id
 from mlci.batches.publish import PublishResult, label_studio_tasks, open_batch_keys, publish_batch
 from mlci.clipref import clip_url
+from mlci.layout import batch_key, batch_prefix
 from mlci.storage import Store
 from mlci.strategies import get_strategy
 
@@ -93,9 +94,9 @@ def run_round(
         "random_state": random_state,
     }
     rid = round_id(determinants)
-    if store.exists(f"batches/{rid}/manifest.json"):
-        batch = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{rid}/batch.csv")))
-        return RoundResult(rid, store.url_for(f"batches/{rid}/"), False, batch)
+    if store.exists(batch_key(rid, "manifest.json")):
+        batch = pd.read_csv(io.BytesIO(store.read_bytes(batch_key(rid, "batch.csv"))))
+        return RoundResult(rid, store.url_for(batch_prefix(rid)), False, batch)
 
     still_out = open_batch_keys(store, annotations_history, expiry=open_batch_expiry, now=now)
     recent = open_batch_keys(store, annotations_history, expiry=open_batch_expiry, now=now, include_returned=True)
@@ -128,7 +129,7 @@ def run_round(
         # Publishing an empty batch would mark the round done and leave labelers nothing to do.
         reason = (f"no clip to label: pool of {plan.n_pool} clips ({len(labeled_keys)} labeled, "
                   f"{len(quarantined)} quarantined, {len(still_out)} in batches still out)")
-        return RoundResult(rid, store.url_for(f"batches/{rid}/"), False, plan.batch, reason=reason)
+        return RoundResult(rid, store.url_for(batch_prefix(rid)), False, plan.batch, reason=reason)
     tasks = label_studio_tasks(plan.batch, classes, model_version=f"{model_name}/{model_version}", uri_for=store.url_for)
     manifest = {
         "model_name": model_name,

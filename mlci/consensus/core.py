@@ -33,6 +33,7 @@ from mlci.consensus.exceptions import (
 from mlci.consensus.majority import TIE_RULES, _majority_frame, hard_labels
 from mlci.consensus.relabel import relabel_candidates, validate_band
 from mlci.consensus.votes import Votes, encode_votes
+from mlci.layout import CONSENSUS_PREFIX, consensus_key, consensus_manifest_snapshot, consensus_prefix
 from mlci.storage import ObjectNotFoundError, Store
 from mlci.tables import (
     ANNOTATOR_QUALITY,
@@ -51,11 +52,9 @@ __all__ = [
     "load_consensus",
     "load_consensus_result",
     "list_snapshots",
-    "CONSENSUS_PREFIX",
 ]
 
 METHODS = ("dawid_skene", "one_coin", "majority")
-CONSENSUS_PREFIX = "consensus/"
 _FILES = {"labels": "labels.parquet", "annotators": "annotators.parquet", "relabel": "relabel.parquet"}
 
 
@@ -228,10 +227,6 @@ def compute_consensus(
     )
 
 
-def _folder(snapshot: str) -> str:
-    return f"{CONSENSUS_PREFIX}{snapshot}/"
-
-
 def run_consensus(
     store: Store,
     *,
@@ -268,10 +263,10 @@ def run_consensus(
     if not len(annotations):
         raise NoAnnotationsError(f"no annotations in {store.uri}: ingest labels first (mlci labels ingest)")
     snapshot = label_snapshot_id(annotations)
-    folder = _folder(snapshot)
+    folder = consensus_prefix(snapshot)
     params = _params(method, tie=tie, tol=tol, max_iter=max_iter, prior=prior, band=validate_band(band),
                      min_overlap=min_overlap)
-    manifest_key = folder + "manifest.json"
+    manifest_key = consensus_key(snapshot, "manifest.json")
     if store.exists(manifest_key):
         manifest = json.loads(store.read_text(manifest_key))
         if manifest.get("method") != method or manifest.get("params") != params:
@@ -284,10 +279,10 @@ def run_consensus(
                                band=band, min_overlap=min_overlap)
     result.snapshot = snapshot
     payloads = {
-        folder + _FILES["labels"]: parquet_bytes(result.labels),
-        folder + _FILES["annotators"]: parquet_bytes(result.annotators),
-        folder + _FILES["relabel"]: parquet_bytes(result.relabel),
-        folder + "agreement.json": json_bytes(result.agreement),
+        consensus_key(snapshot, _FILES["labels"]): parquet_bytes(result.labels),
+        consensus_key(snapshot, _FILES["annotators"]): parquet_bytes(result.annotators),
+        consensus_key(snapshot, _FILES["relabel"]): parquet_bytes(result.relabel),
+        consensus_key(snapshot, "agreement.json"): json_bytes(result.agreement),
     }
     for key, data in payloads.items():
         # Left over by an interrupted run: identical bytes are fine, anything else is not ours to replace.
@@ -314,7 +309,7 @@ def run_consensus(
 
 def list_snapshots(store: Store) -> list[dict[str, Any]]:
     """Manifests of every stored consensus, oldest first."""
-    keys = [k for k in store.list(CONSENSUS_PREFIX) if k.endswith("/manifest.json") and k.count("/") == 2]
+    keys = [k for k in store.list(CONSENSUS_PREFIX) if consensus_manifest_snapshot(k) is not None]
     manifests = [json.loads(store.read_text(k)) for k in keys]
     return sorted(manifests, key=lambda m: (m.get("created_at", ""), m.get("snapshot", "")))
 
@@ -325,7 +320,7 @@ def _resolve_snapshot(store: Store, snapshot: str | None) -> str:
         if not manifests:
             raise SnapshotNotFoundError(f"no consensus stored in {store.uri}; run `mlci consensus` first")
         return manifests[-1]["snapshot"]
-    if not store.exists(_folder(snapshot) + "manifest.json"):
+    if not store.exists(consensus_key(snapshot, "manifest.json")):
         raise SnapshotNotFoundError(f"no consensus for label snapshot {snapshot!r} in {store.uri}")
     return snapshot
 
@@ -340,7 +335,7 @@ def load_consensus(store: Store, snapshot: str | None = None) -> pd.DataFrame:
     SnapshotNotFoundError
     """
     snapshot = _resolve_snapshot(store, snapshot)
-    df = conform(pd.read_parquet(io.BytesIO(store.read_bytes(_folder(snapshot) + _FILES["labels"]))), CONSENSUS)
+    df = conform(pd.read_parquet(io.BytesIO(store.read_bytes(consensus_key(snapshot, _FILES["labels"])))), CONSENSUS)
     df.attrs["snapshot"] = snapshot
     return df
 
@@ -348,12 +343,12 @@ def load_consensus(store: Store, snapshot: str | None = None) -> pd.DataFrame:
 def load_consensus_result(store: Store, snapshot: str | None = None) -> ConsensusResult:
     """Every stored part of a consensus (default: the most recently computed one)."""
     snapshot = _resolve_snapshot(store, snapshot)
-    folder = _folder(snapshot)
-    manifest = json.loads(store.read_text(folder + "manifest.json"))
+    folder = consensus_prefix(snapshot)
+    manifest = json.loads(store.read_text(consensus_key(snapshot, "manifest.json")))
 
     def table(name: str, spec) -> pd.DataFrame:
         try:
-            return conform(pd.read_parquet(io.BytesIO(store.read_bytes(folder + _FILES[name]))), spec)
+            return conform(pd.read_parquet(io.BytesIO(store.read_bytes(consensus_key(snapshot, _FILES[name])))), spec)
         except ObjectNotFoundError:
             raise SnapshotNotFoundError(f"{folder}{_FILES[name]} is missing although the manifest exists") from None
 
@@ -362,7 +357,7 @@ def load_consensus_result(store: Store, snapshot: str | None = None) -> Consensu
     return ConsensusResult(
         labels=labels,
         annotators=table("annotators", ANNOTATOR_QUALITY),
-        agreement=json.loads(store.read_text(folder + "agreement.json")),
+        agreement=json.loads(store.read_text(consensus_key(snapshot, "agreement.json"))),
         relabel=table("relabel", RELABEL),
         method=manifest["method"],
         params=manifest["params"],

@@ -1,6 +1,7 @@
-"""Features in the store: the layout, shard reading/writing, and the readers training and detection use.
+"""Features in the store: shard reading/writing, and the readers training and detection use.
 
-Layout (one folder per extractor configuration, ``<cache id> = <extractor>-v<version>-<params hash>``)::
+Layout (one folder per extractor configuration, ``<cache id> = <extractor>-v<version>-<params hash>``;
+the keys are built by :class:`mlci.layout.FeatureLayout`)::
 
     features/<cache id>/schema.json                    FeatureSchema, written once
     features/<cache id>/clips/part-<run>-<chunk>.parquet    CLIP_FEATURES rows of one chunk of one run
@@ -28,6 +29,7 @@ from mlci.features.base import FeatureExtractor
 from mlci.features.exceptions import FeaturesNotComputedError, MissingFeaturesError
 from mlci.features.registry import resolve_extractor
 from mlci.features.schema import FeatureSchema, check_modality
+from mlci.layout import FeatureLayout
 from mlci.storage import Store
 from mlci.tables import (
     FEATURE_INDEX,
@@ -38,8 +40,6 @@ from mlci.tables import (
 )
 
 __all__ = [
-    "FEATURES_PREFIX",
-    "QUARANTINE_PREFIX",
     "CacheLayout",
     "list_quarantined",
     "load_features",
@@ -48,42 +48,17 @@ __all__ = [
     "window_matrix",
 ]
 
-FEATURES_PREFIX = "features/"
-QUARANTINE_PREFIX = "quarantine/"
 OK, QUARANTINED = "ok", "quarantined"
 
 
-class CacheLayout:
-    """Store keys of one extractor configuration's features."""
+class CacheLayout(FeatureLayout):
+    """The store keys of one extractor configuration (:class:`mlci.layout.FeatureLayout`) and its schema."""
+
+    schema: FeatureSchema
 
     def __init__(self, schema: FeatureSchema):
-        self.schema = schema
-        self.cache_id = schema.cache_id
-        self.root = f"{FEATURES_PREFIX}{self.cache_id}/"
-        self.schema_key = f"{self.root}schema.json"
-        self.clips = f"{self.root}clips/"
-        self.windows = f"{self.root}windows/"
-        self.active = f"{self.root}active/"
-        self.quarantine = f"{QUARANTINE_PREFIX}{self.cache_id}/"
-
-    def clip_part(self, run_id: str, chunk: int) -> str:
-        return f"{self.clips}part-{run_id}-{chunk:05d}.parquet"
-
-    def window_part(self, run_id: str, chunk: int) -> str:
-        return f"{self.windows}part-{run_id}-{chunk:05d}.parquet"
-
-    def quarantine_part(self, run_id: str, chunk: int) -> str:
-        return f"{self.quarantine}part-{run_id}-{chunk:05d}.parquet"
-
-    def active_key(self, run_id: str) -> str:
-        return f"{self.active}{run_id}.parquet"
-
-    def window_part_for(self, clip_part: str) -> str:
-        """The windows shard written together with a clips shard."""
-        return self.windows + clip_part[len(self.clips) :]
-
-    def __repr__(self) -> str:
-        return f"CacheLayout({self.cache_id!r})"
+        super().__init__(schema.cache_id)
+        object.__setattr__(self, "schema", schema)  # FeatureLayout is frozen; the schema is fixed with it
 
 
 def publish_schema(store: Store, layout: CacheLayout) -> None:

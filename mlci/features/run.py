@@ -37,6 +37,7 @@ from mlci.features.cache import (
 )
 from mlci.features.exceptions import EXTRACTOR_ERROR, MediaError
 from mlci.features.registry import resolve_extractor
+from mlci.layout import CLIP_PREFIX
 from mlci.storage import ObjectNotFoundError, StorageError, Store
 from mlci.tables import (
     CLIP_FEATURES,
@@ -47,7 +48,6 @@ from mlci.tables import (
 )
 
 __all__ = [
-    "CLIP_PREFIX",
     "MEDIA_SUFFIXES",
     "ChunkResult",
     "FeatureRunPlan",
@@ -59,7 +59,6 @@ __all__ = [
     "plan_feature_run",
 ]
 
-CLIP_PREFIX = "clips/"
 #: Files under ``clips/`` with these suffixes are clips; anything else there is ignored (and counted).
 MEDIA_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".m4a")
 _MESSAGE_LIMIT = 500
@@ -456,7 +455,7 @@ def compute_features(
     params : dict, default=None
     chunk_size : int, default=16
         Clips per shard.
-    prefix : str, default="clips/"
+    prefix : str, default=mlci.layout.CLIP_PREFIX
     threads : int, default=1
         Decoder threads per clip.
     progress : callable(done, total, quarantined), default=None

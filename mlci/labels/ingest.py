@@ -35,10 +35,20 @@ from typing import Any, Literal
 import pandas as pd
 
 from mlci.catalog import NONE_OF_THE_ABOVE, ClassCatalog
-from mlci.clipref import CLIP_PREFIX
 from mlci.labels.exceptions import CANCELLED, CLIP_NOT_IN_STORE, EMPTY_LABELS, UNREADABLE, LabelFileError
 from mlci.labels.normalize import EMPTY_POLICIES, FileReport, normalize_label_file
 from mlci.labels.readers import FORMATS, RawLabelFile, content_id, read_label_file
+from mlci.layout import (
+    CLIP_PREFIX,
+    HISTORY_PREFIX,
+    LABELS_PREFIX,
+    MARKER_PREFIX,
+    history_shard_key,
+    ingest_marker_key,
+    label_report_key,
+    legacy_history_shard_key,
+    legacy_ingest_marker_key,
+)
 from mlci.storage import InvalidKeyError, StorageError, Store
 from mlci.tables import ANNOTATIONS, conform, json_bytes, parquet_bytes
 
@@ -49,16 +59,8 @@ __all__ = [
     "load_annotations",
     "current_view",
     "label_snapshot_id",
-    "LABELS_PREFIX",
-    "HISTORY_PREFIX",
-    "MARKER_PREFIX",
-    "REPORT_PREFIX",
 ]
 
-LABELS_PREFIX = "labels/"
-HISTORY_PREFIX = "annotations/history/"
-MARKER_PREFIX = "annotations/ingested/"
-REPORT_PREFIX = "reports/labels/"
 _KEY = list(ANNOTATIONS.key)
 
 
@@ -284,7 +286,7 @@ class _Ledger:
         out = []
         for key in self._load().get(content, []):
             m = json.loads(self.store.read_text(key))
-            shard = _shard_key(content, m["pass"]) if m["stored"] else None
+            shard = history_shard_key(content, m["pass"]) if m["stored"] else None
             if shard is not None and shard not in self._shards:
                 continue
             out.append(_Pass(key, m["settings"], frozenset(m["stored"]), m["ingested_at"], m["source"],
@@ -294,7 +296,7 @@ class _Ledger:
         return sorted(out, key=lambda p: (p.ingested_at, p.key))
 
     def _legacy_pass(self, sha: str, raw: RawLabelFile) -> _Pass:
-        key = f"{MARKER_PREFIX}{sha}.json"
+        key = legacy_ingest_marker_key(sha)
         report = FileReport.from_dict(json.loads(self.store.read_text(key)))
         answer_at = {r.location: r.answer for r in raw.records}
         not_stored = {r["location"] for r in report.rejected}
@@ -304,13 +306,13 @@ class _Ledger:
         for note in report.notes:
             note.setdefault("answer", answer_at.get(note["location"], ""))
         stored = frozenset(r.answer for r in raw.records if r.location not in not_stored)
-        shard = f"{HISTORY_PREFIX}{sha}.parquet"
+        shard = legacy_history_shard_key(sha)
         return _Pass(key, None, stored, report.ingested_at or "", report.source, sha,
                      PurePosixPath(report.source.replace("\\", "/")).name or report.source, report,
                      shard if shard in self._shards else None)
 
     def write_marker(self, content: str, pass_id: str, data: bytes) -> bool:
-        key = _marker_key(content, pass_id)
+        key = ingest_marker_key(content, pass_id)
         wrote = self.store.write_if_absent(key, data)
         markers = self._load().setdefault(content, [])
         if key not in markers:
@@ -318,19 +320,11 @@ class _Ledger:
         return wrote
 
     def write_shard(self, content: str, pass_id: str, data: bytes) -> bool:
-        key = _shard_key(content, pass_id)
+        key = history_shard_key(content, pass_id)
         wrote = self.store.write_if_absent(key, data)
         self._load()
         self._shards.add(key)
         return wrote
-
-
-def _marker_key(content: str, pass_id: str) -> str:
-    return f"{MARKER_PREFIX}{content}-{pass_id}.json"
-
-
-def _shard_key(content: str, pass_id: str) -> str:
-    return f"{HISTORY_PREFIX}{content}-{pass_id}.parquet"
 
 
 def _recheck_clips(report: FileReport, clips: _ClipIndex) -> FileReport:
@@ -576,7 +570,7 @@ def _write_run_report(store: Store, report: IngestReport, *, params: dict[str, A
     totals = {k: v for k, v in report.summary().items() if k not in run_specific}
     payload = {"kind": "label-ingest", "params": params, "totals": totals, "files": files}
     data = json_bytes(payload)
-    key = f"{REPORT_PREFIX}ingest-{hashlib.sha256(data).hexdigest()[:16]}.json"
+    key = label_report_key(hashlib.sha256(data).hexdigest()[:16])
     store.write_if_absent(key, data)
     return key
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mlci.layout import ANALYSIS_PREFIX, analysis_key
 from mlci.simulate import figures as F
 from mlci.simulate.analysis import AnalysisSummary
 from mlci.simulate.engine import SimulationResult
@@ -33,10 +34,9 @@ from mlci.simulate.metrics import METRICS
 from mlci.simulate.report import answers, render_report
 from mlci.simulate.summary import MACRO
 
+# ANALYSIS_PREFIX stays importable from here (defined in mlci.layout): flows/analysis.py reads it.
 __all__ = ["ANALYSIS_PREFIX", "ANALYSIS_TAG", "find_analysis_run", "log_to_mlflow", "publish_outputs", "write_outputs"]
 
-#: Store prefix of published analyses.
-ANALYSIS_PREFIX = "reports/analysis/"
 #: MLflow tag holding the analysis id (data + parameter fingerprint).
 ANALYSIS_TAG = "mlci.analysis_id"
 
@@ -116,7 +116,7 @@ def publish_outputs(store, analysis_id: str, folder: str | Path) -> dict[str, bo
     folder = Path(folder)
     out = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        key = f"{ANALYSIS_PREFIX}{analysis_id}/{path.relative_to(folder).as_posix()}"
+        key = analysis_key(analysis_id, path.relative_to(folder).as_posix())
         out[key] = store.write_if_absent(key, path.read_bytes())
     return out
 
