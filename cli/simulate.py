@@ -43,6 +43,9 @@ def simulate_command(
     ] = None,
     repetitions: Annotated[int, typer.Option("--repetitions", min=1, help="Repetitions (differ by seed).")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every random choice; same seed, same results.")] = 0,
+    min_positives: Annotated[
+        int, typer.Option("--min-positives", min=1, help="Concepts with fewer positives are left out (and named).")
+    ] = 5,
     snapshot: Annotated[str | None, typer.Option("--snapshot", help="Consensus snapshot (default: latest).")] = None,
     modality: Annotated[str, typer.Option("--modality", help="audio, video or combined features.")] = "combined",
     no_consensus_study: Annotated[bool, typer.Option("--no-consensus-study", help="Skip question 3.")] = False,
@@ -81,6 +84,7 @@ def simulate_command(
             schedules=schedule or None,
             repetitions=repetitions,
             seed=seed,
+            min_positives=min_positives,
             snapshot=snapshot,
             modality=modality,
             run_consensus_study=not no_consensus_study,

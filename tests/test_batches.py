@@ -153,6 +153,47 @@ def test_a_round_with_nothing_to_label_publishes_nothing_and_says_why(store):
     assert store.list("batches/") == []
 
 
+def test_run_round_publishes_new_clips_and_the_consensus_relabel_candidates_once(store):
+    from mlci.batches import run_round
+    from mlci.models import MultiLabelModel
+
+    inputs, consensus = _round_data(n=40, n_labeled=10)
+    Y = inputs.labeled_y.astype(int).clip(0, 1)
+    Y[0], Y[1] = 1, 0  # both values in every concept
+    schema = {"extractor": "basic", "version": "1"}
+    model = MultiLabelModel(CLASSES, feature_schema=schema).fit(inputs.X[:10], Y)
+    history = pd.DataFrame({"asset": pd.Series(dtype=str), "ingested_at": pd.Series(dtype="datetime64[ns, UTC]")})
+
+    def run(quarantined=(), batch_size=10):
+        return run_round(store, model=model, model_name="m", model_version="1", keys=inputs.keys, X=inputs.X,
+                         feature_schema=schema, consensus=consensus, relabel=inputs.relabel, label_snapshot="s",
+                         annotations_history=history, quarantined=list(quarantined), strategy="margin",
+                         batch_size=batch_size, relabel_share=0.2, open_batch_expiry=timedelta(days=7),
+                         now=datetime(2026, 3, 1, tzinfo=timezone.utc))
+
+    # A quarantined clip is never offered, not even for relabeling.
+    other = run(quarantined=["clips/c000.mp4"], batch_size=11)
+    assert other.published and "clips/c000.mp4" not in set(other.batch["key"])
+    assert (other.batch["reason"] != "relabel").all()
+
+    result = run()  # another round (another batch size); the first batch's clips are still out
+    assert result.published and len(result.batch) == 10
+    relabel = result.batch[result.batch["reason"] == "relabel"]
+    assert relabel["key"].tolist() == ["clips/c000.mp4"]  # the one coin flip in the consensus
+    assert relabel["utility"].tolist() == [1.0]
+    assert not set(result.batch["key"]) - {"clips/c000.mp4"} & set(inputs.labeled_keys)
+    manifest = json.loads(store.read_text(f"batches/{result.round_id}/manifest.json"))
+    assert manifest["counts"] == {"pool": 19, "new": 9, "relabel": 1, "quarantined": 0, "still_out": 11}
+    assert not set(result.batch["key"]) & set(other.batch["key"])
+    published = {k: store.stat(k).identity for k in store.list("batches/")}
+
+    again = run()
+    assert not again.published and again.round_id == result.round_id
+    pd.testing.assert_frame_equal(again.batch, result.batch, check_dtype=False)
+    assert {k: store.stat(k).identity for k in store.list("batches/")} == published
+
+
+
 # --- clip URLs in published batches are percent-encoded and come back to the same clip -----------
 
 ODD_KEYS = ["clips/real/my clip #1?.mp4", "clips/real/café 100%.mp4", "clips/real/a+b&c=d.mp4", "clips/plain.mp4"]

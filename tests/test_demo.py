@@ -135,22 +135,48 @@ def test_truth_matches_what_the_clips_show(corpus):
     assert set(truth.columns) == set(CONCEPTS)
 
 
-def test_demo_on_s3(s3_store):
+def test_demo_on_s3_is_the_same_corpus_as_on_a_folder(s3_store, local_store):
     spec = DemoCorpusSpec(n_clips=6, seed=1, duration=1.0, size=(64, 48))
     summary = generate_demo_corpus(s3_store, spec, n_jobs=1)
-    assert len(s3_store.list("clips/")) == 6 and summary.clips_written == 6
+    generate_demo_corpus(local_store, spec, n_jobs=1)
+    assert summary.clips_written == 6
+    keys = s3_store.list("")
+    assert keys == local_store.list("") and len(s3_store.list("clips/")) == 6
+    for key in keys:  # byte for byte: clips, label files and truth
+        assert s3_store.read_bytes(key) == local_store.read_bytes(key), key
     truth = load_truth(s3_store)
-    assert len(truth) == 6 and set(truth.columns) == {"key", *CONCEPTS}
-    assert sum(len(json.loads(s3_store.read_text(k))) for k in s3_store.list("labels/")) > 0
+    assert truth["key"].tolist() == s3_store.list("clips/") and set(truth.columns) == {"key", *CONCEPTS}
+    records = [r for k in s3_store.list("labels/") for r in json.loads(s3_store.read_text(k))]
+    assert records and all(r["data"].startswith(spec.base_url) for r in records)
 
 
-def test_empty_answers_are_none_of_the_above_or_empty(corpus):
+def test_answers_are_encoded_as_documented(corpus):
+    # docs/demo-corpus.md: an answer is a list of concepts in catalog order; "no concept" is
+    # ["none of the above"]; a skipped question is []; a careless "conflict" appends
+    # "none of the above" to real concepts.
     store, _ = corpus
-    records = [r for k in store.list("labels/") for r in json.loads(store.read_text(k))]
-    for rec in records:
-        if NONE_OF_THE_ABOVE in rec["labels"] and len(rec["labels"]) == 1:
-            continue
-        assert rec["labels"] == [] or all(name in CONCEPTS or name == NONE_OF_THE_ABOVE for name in rec["labels"])
+    for key in store.list("labels/"):
+        for rec in json.loads(store.read_text(key)):
+            names = rec["labels"]
+            concepts = [n for n in names if n != NONE_OF_THE_ABOVE]
+            assert concepts == [c for c in CONCEPTS if c in concepts], names  # catalog order, no repeats
+            assert names in ([], [NONE_OF_THE_ABOVE], concepts, concepts + [NONE_OF_THE_ABOVE]), names
+
+
+def test_empty_and_conflicting_answers_come_at_each_annotators_rate():
+    from mlci.demo import DEFAULT_ANNOTATORS, _annotate
+
+    rng = np.random.default_rng(0)
+    truth = (rng.random((6000, len(CONCEPTS))) < 0.2).astype(int)
+    answers = _annotate(np.random.default_rng(1), truth, DemoCorpusSpec(n_clips=6000, seed=1))
+    for profile in DEFAULT_ANNOTATORS:
+        rows = [names for _, names in answers[profile.name]]
+        empty = np.mean([names == [] for names in rows])
+        given = [names for names in rows if names and names != [NONE_OF_THE_ABOVE]]
+        conflict = np.mean([names[-1] == NONE_OF_THE_ABOVE for names in given])
+        assert len(rows) > 500, profile.name
+        assert empty == pytest.approx(profile.empty_rate, abs=0.02), profile.name
+        assert conflict == pytest.approx(profile.conflict_rate, abs=0.03), profile.name
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,7 @@ def test_analysis_flow_logs_publishes_and_does_nothing_the_second_time(prefect_h
     tracking_uri = f"sqlite:///{demo_store / 'home' / 'mlflow.db'}"
     (demo_store / "home").mkdir(exist_ok=True)
     kwargs = {"store": store_uri, "source": "truth", "strategies": ["random", "fixed_order", "margin"],
-              "schedules": ["5,5,10,10"], "repetitions": 2, "min_positives": 3, "consensus_ks": [1, 3]}
+              "schedules": ["5,5,10,10"], "repetitions": 2, "min_positives": 3}
     outcome = analysis(**kwargs)
     assert not outcome.reused and outcome.experiment_name == "mlci-analysis"
     assert outcome.tracking_uri == tracking_uri
@@ -138,14 +138,21 @@ def test_analysis_flow_logs_publishes_and_does_nothing_the_second_time(prefect_h
     assert len(parents) == 1
 
     # The CLI finds the same analysis (same data and parameters) and recomputes nothing.
+    stored = {key: store.stat(key).identity for key in store.list(f"reports/analysis/{outcome.analysis_id}/")}
+    n_runs = len(client.search_runs([exp.experiment_id]))  # the parent and its nested runs
     app = typer.Typer()
     app.command("simulate")(simulate_command)
     app.command("noop")(lambda: None)
     runner = CliRunner()
     res = runner.invoke(app, ["simulate", "--store", store_uri, "--source", "truth", "--strategies",
-                              "random,fixed_order,margin", "--schedule", "5,5,10,10", "--repetitions", "2"])
+                              "random,fixed_order,margin", "--schedule", "5,5,10,10", "--repetitions", "2",
+                              "--min-positives", "3"])
     assert res.exit_code == 0, res.output
-    assert "analysis" in res.output
+    assert f"analysis {outcome.analysis_id}: already in MLflow, nothing recomputed" in res.output
+    assert f"run {outcome.run_id}" in res.output
+    assert len(client.search_runs([exp.experiment_id], filter_string="tags.`mlci.kind` = 'analysis'")) == 1
+    assert len(client.search_runs([exp.experiment_id])) == n_runs
+    assert {key: store.stat(key).identity for key in store.list(f"reports/analysis/{outcome.analysis_id}/")} == stored
 
 
 def test_cli_rejects_bad_strategy_and_source_without_running():

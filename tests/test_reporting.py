@@ -1,0 +1,80 @@
+"""The nightly summary: built from each step's own result, rendered as the artifact's markdown."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+
+from mlci.reporting import BatchStep, ConsensusStep, FeaturesStep, LabelsStep, ModelStep, NightlySummary
+
+
+def _summary(**overrides) -> NightlySummary:
+    parts = dict(
+        status="completed",
+        labels=LabelsStep(files_new=2, rows_added=40, records_rejected=1),
+        features=FeaturesStep(computed=10, cached=290, quarantined=1),
+        consensus=ConsensusStep(snapshot="abc123", method="dawid_skene", n_clips=180),
+        model=ModelStep(name="mlci-concepts", version="3", promoted=True, decision="macro AP up 0.02",
+                        champion_version="2", metrics={"ap_holiday": 0.91, "macro_ap": 0.8, "macro_roc_auc": 0.9},
+                        class_status={"holiday": "trained", "halloween": "too_few_positives"},
+                        classes=[("holiday", "holiday"), ("halloween", "halloween")]),
+        batch=BatchStep(round_id="r-1", location="s3://b/batches/r-1/", published=True, n_clips=50,
+                        strategy="margin"),
+    )
+    return NightlySummary(**{**parts, **overrides})
+
+
+def test_a_completed_run_reads_as_counts_metrics_decision_and_batch():
+    text = _summary().to_markdown()
+    assert text.startswith("# mlci nightly round\n")
+    assert "| labels | 2 new file(s), 40 answers added, 1 records rejected |" in text
+    assert "| features | 10 computed, 290 cached, 1 quarantined |" in text
+    assert "| consensus | snapshot `abc123`, 180 labeled clips, method dawid_skene |" in text
+    assert "| model | mlci-concepts version 3 |" in text and "| batch | 50 clips, published |" in text
+    assert "| holiday | 0.910 | - | - | trained |" in text  # a metric not logged shows as '-'
+    assert "| halloween | - | - | - | too_few_positives |" in text
+    assert "| **macro** | 0.800 | 0.900 | - | |" in text
+    assert "Promoted to champion: macro AP up 0.02" in text
+    assert "Round `r-1` at `s3://b/batches/r-1/` (strategy margin)." in text
+    assert "Warnings" not in text
+
+
+def test_problems_and_warnings_are_spelled_out():
+    summary = _summary(
+        status="incomplete",
+        warnings=["3 clips have no features"],
+        labels=LabelsStep(files_new=1, duplicates=1, files_without_answers=2, clip_not_in_store=4),
+        features=FeaturesStep(computed=5, failed=3, failed_chunks={2: "EndpointUnreachableError: cut"}),
+        model=ModelStep(name="m", version="1", reused=True, decision="nothing new"),
+        batch=BatchStep(round_id="r-2", reason="no clip to label: pool of 0 clips"),
+    )
+    text = summary.to_markdown()
+    assert text.startswith("# mlci nightly round (INCOMPLETE)\n") and "- 3 clips have no features" in text
+    assert ("1 duplicate file(s) not added again, 2 file(s) without answers (see `mlci labels ingest`), "
+            "4 answers for clips not in the store |") in text
+    assert "3 FAILED (not in the pool)" in text and not summary.features.complete
+    assert "| model | m version 1 (reused: nothing new to train on) |" in text
+    assert "| batch | nothing published: no clip to label: pool of 0 clips |" in text
+    assert "Not promoted: nothing new" in text and "Per-concept metrics" not in text
+
+
+def test_a_skipped_run_says_only_why():
+    text = NightlySummary(status="skipped", reason="lock 'nightly' is held by x since 2026").to_markdown()
+    assert text == "# mlci nightly: skipped\n\nlock 'nightly' is held by x since 2026\n"
+
+
+def test_steps_are_built_from_the_steps_own_results():
+    ingest = SimpleNamespace(n_new=2, n_rows_new=30, n_rejected=3, n_duplicates=1, without_answers=["a.json"],
+                             n_clip_not_in_store=5)
+    assert LabelsStep.from_report(ingest) == LabelsStep(2, 30, 3, 1, 1, 5)
+    features = SimpleNamespace(n_computed=4, n_reused=6, n_quarantined=1, n_failed=2, failed_chunks={0: "x"})
+    assert FeaturesStep.from_report(features) == FeaturesStep(4, 6, 1, 2, {0: "x"})
+    result = SimpleNamespace(round_id="r-9", location="loc", published=False, reason="",
+                             batch=pd.DataFrame({"key": ["a", "b"]}))
+    assert BatchStep.from_round(result, "random") == BatchStep("r-9", "loc", False, "", 2, "random")
+    assert "already published (nothing new)" in _summary(batch=BatchStep.from_round(result, "random")).to_markdown()
+    # The champion after the run: promoted now, or the version the registry already had.
+    assert ModelStep(version="2", champion_version="2").is_champion and ModelStep(promoted=True).is_champion
+    assert not ModelStep(version="3", champion_version="2").is_champion
+    assert _summary().as_dict()["model"]["classes"] == [("holiday", "holiday"), ("halloween", "halloween")]
