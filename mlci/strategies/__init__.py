@@ -22,8 +22,8 @@ from mlci.strategies.pool import LabeledSet, Pool, Selection
 from mlci.strategies.random_sampling import RandomSampling
 from mlci.strategies.ranking import POLICIES, concept_quotas, rank_by_policy, top_k
 from mlci.strategies.registry import STRATEGIES, get_strategy
-from mlci.strategies.score import NegativeFirst, PositiveFirst
-from mlci.strategies.scoring import linear_proba, stack_linear
+from mlci.strategies.score_order import NegativeFirst, PositiveFirst
+from mlci.strategies.linear_scoring import linear_proba, stack_linear
 from mlci.strategies.uncertainty import (
     Entropy,
     LeastConfidence,

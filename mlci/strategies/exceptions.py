@@ -31,7 +31,7 @@ class MissingScoresError(StrategyError, ValueError):
         self.strategy = strategy
         super().__init__(
             f"{strategy} ranks by per-concept probabilities but the pool has none (pool.proba is None); "
-            "score the pool first, e.g. with mlci.strategies.scoring.linear_proba"
+            "score the pool first, e.g. with mlci.strategies.linear_scoring.linear_proba"
         )
 
 

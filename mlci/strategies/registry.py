@@ -9,7 +9,7 @@ from mlci.strategies.hybrid import RankedBatch
 from mlci.strategies.label_spreading import LabelSpreadingEntropy
 from mlci.strategies.outlier import IsolationForestAnomaly, LocalOutlier
 from mlci.strategies.random_sampling import RandomSampling
-from mlci.strategies.score import NegativeFirst, PositiveFirst
+from mlci.strategies.score_order import NegativeFirst, PositiveFirst
 from mlci.strategies.uncertainty import Entropy, LeastConfidence, Margin
 
 __all__ = ["STRATEGIES", "get_strategy"]
