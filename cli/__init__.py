@@ -40,7 +40,7 @@ from cli.labels import app as labels_app
 from cli.labels import consensus_command
 from cli.models import models_command, train_command
 from cli.serve import serve_command
-from cli.simulate import simulate_command
+from cli.analysis import analysis_command
 from mlci.redact import redact_url
 
 app = typer.Typer(
@@ -233,7 +233,7 @@ app.command("features")(features_command)
 app.command("consensus")(consensus_command)
 app.command("train")(train_command)
 app.command("models")(models_command)
-app.command("simulate")(simulate_command)
+app.command("analysis")(analysis_command)
 app.command("serve")(serve_command)
 
 

@@ -34,7 +34,7 @@ from mlci.simulate.data import data_fingerprint
 from mlci.simulate.outputs import ANALYSIS_PREFIX, answers_markdown
 from mlci.simulate.report import answers
 from mlci.simulate.stopping import make_rules
-from tasks.simulate import (
+from tasks.analysis import (
     consensus_study_task,
     find_analysis_run_task,
     load_analysis_data_task,

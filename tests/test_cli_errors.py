@@ -32,7 +32,7 @@ STORE_COMMANDS = [
     ["train"],
     ["round"],
     ["nightly"],
-    ["simulate"],
+    ["analysis"],
     ["serve", "--port", "0"],
 ]
 
@@ -205,9 +205,9 @@ def test_user_set_mlflow_variables_win(home, silent_port):
         (["features", "--extractor", "no-such-extractor"], "error: unknown extractor 'no-such-extractor'"),
         (["nightly"], "error: no annotations in file://"),
         (["round"], "error: no consensus stored in file://"),
-        (["simulate"], "error: no feature run for basic-v1"),
+        (["analysis"], "error: no feature run for basic-v1"),
     ],
-    ids=["features", "nightly", "round", "simulate"],
+    ids=["features", "nightly", "round", "analysis"],
 )
 def test_flow_commands_end_an_expected_error_in_one_line(prefect_harness, home, tmp_path, command, message):
     from prefect.settings import get_current_settings

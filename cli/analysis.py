@@ -1,4 +1,4 @@
-"""``mlci simulate``: run the analysis flow (simulated labeling on known labels) and print its answers."""
+"""``mlci analysis``: run the analysis flow (simulated labeling on known labels) and print its answers."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from cli.common import (
 )
 from mlci.redact import redact_url
 
-__all__ = ["simulate_command"]
+__all__ = ["analysis_command"]
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -26,7 +26,7 @@ def _split(text: str | None) -> list[str] | None:
     return items or None
 
 
-def simulate_command(
+def analysis_command(
     store: StoreOption = None,
     source: Annotated[
         str, typer.Option("--source", help="Labels to simulate on: 'consensus' (latest snapshot) or 'truth' (demo corpus).")

@@ -110,7 +110,7 @@ def test_analysis_flow_logs_publishes_and_does_nothing_the_second_time(prefect_h
     from mlflow import MlflowClient
 
     from flows.analysis import analysis
-    from cli.simulate import simulate_command
+    from cli.analysis import analysis_command
     from mlci.storage import open_store
 
     monkeypatch.setenv("MLCI_HOME", str(demo_store / "home"))
@@ -141,10 +141,10 @@ def test_analysis_flow_logs_publishes_and_does_nothing_the_second_time(prefect_h
     stored = {key: store.stat(key).identity for key in store.list(f"reports/analysis/{outcome.analysis_id}/")}
     n_runs = len(client.search_runs([exp.experiment_id]))  # the parent and its nested runs
     app = typer.Typer()
-    app.command("simulate")(simulate_command)
+    app.command("analysis")(analysis_command)
     app.command("noop")(lambda: None)
     runner = CliRunner()
-    res = runner.invoke(app, ["simulate", "--store", store_uri, "--source", "truth", "--strategies",
+    res = runner.invoke(app, ["analysis", "--store", store_uri, "--source", "truth", "--strategies",
                               "random,fixed_order,margin", "--schedule", "5,5,10,10", "--repetitions", "2",
                               "--min-positives", "3"])
     assert res.exit_code == 0, res.output
@@ -156,15 +156,15 @@ def test_analysis_flow_logs_publishes_and_does_nothing_the_second_time(prefect_h
 
 
 def test_cli_rejects_bad_strategy_and_source_without_running():
-    from cli.simulate import simulate_command
+    from cli.analysis import analysis_command
 
     app = typer.Typer()
-    app.command("simulate")(simulate_command)
+    app.command("analysis")(analysis_command)
     app.command("noop")(lambda: None)
     runner = CliRunner()
-    res = runner.invoke(app, ["simulate", "--strategies", "random,oracle_psychic"])
+    res = runner.invoke(app, ["analysis", "--strategies", "random,oracle_psychic"])
     assert res.exit_code == 1 and "unknown strategy 'oracle_psychic'" in res.output
-    res = runner.invoke(app, ["simulate", "--source", "guess"])
+    res = runner.invoke(app, ["analysis", "--source", "guess"])
     assert res.exit_code == 1 and "--source must be 'consensus' or 'truth'" in res.output
-    res = runner.invoke(app, ["simulate", "--schedule", "20y20"])
+    res = runner.invoke(app, ["analysis", "--schedule", "20y20"])
     assert res.exit_code == 1 and "unknown schedule '20y20'" in res.output
