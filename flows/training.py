@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from mlci.catalog import ClassCatalog
 from mlci.config import Settings
@@ -62,8 +62,8 @@ def training_step(
 ) -> TrainingResult:
     """Train on ``training_set``, gate the challenger, log and register it (steps 0-6 above).
 
-    Call it inside a flow. ``reuse_existing=False`` trains and registers again even when a
-    finished run has the same inputs.
+    Called by flows; its tasks also run outside a flow (tests do). ``reuse_existing=False`` trains
+    and registers again even when a finished run has the same inputs.
     """
     check_run_params(model_name=model_name, trigger=trigger)
     check_promotion_params(tolerance=tolerance, min_new_labels=min_new_labels)
@@ -80,7 +80,6 @@ def training_step(
     trained = train_task(training_set, config, feature_schema=feature_schema)
     comparison = compare_with_champion_task(training_set, trained, champion)
     decision = comparison.decide(trained, tolerance=tolerance, min_new_labels=min_new_labels)
-    get_run_logger().info("promotion gate: %s", decision.reason)
     return log_and_register_task(
         training_set, trained, comparison, decision,
         tracking_uri=tracking_uri, experiment_name=experiment_name, model_name=model_name,
