@@ -346,6 +346,7 @@ def find_reusable_run(
     Returning it instead of training again makes a re-run with the same inputs change nothing.
     The experiment is created (with ``artifact_location``) if it does not exist yet.
     """
+    _check_model_name(model_name)
     client = client_for(tracking_uri)
     experiment_id = _experiment_id(client, tracking_uri, experiment_name, artifact_location)
     runs = client.search_runs(
