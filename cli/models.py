@@ -1,7 +1,7 @@
-"""``mlci train`` and ``mlci models``: train and register a model from the store; list registered versions.
+"""``mlci train`` and ``mlci models``: run the ``train`` flow on the store; list registered versions.
 
 The functions are plain typer command callbacks; ``cli/__init__.py`` registers them. Heavy
-imports (MLflow, features, consensus) happen inside, so ``import cli`` stays fast.
+imports (MLflow, Prefect, the flows) happen inside, so ``import cli`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,75 +11,70 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import StoreOption, command_errors, fail, open_store_for, settings_for
+from cli.common import (
+    EstimatorOption,
+    ModalityOption,
+    RandomStateOption,
+    StoreOption,
+    ToleranceOption,
+    checked_settings,
+    command_errors,
+    configured_default,
+    settings_for,
+)
+from mlci.config import TrainingSettings
 from mlci.redact import redact_url
 
 __all__ = ["train_command", "models_command"]
 
 def train_command(
     store: StoreOption = None,
-    extractor: Annotated[Optional[str], typer.Option("--extractor", help="Feature extractor (default: the features package's).")] = None,
-    modality: Annotated[str, typer.Option("--modality", help="audio, video or combined.")] = "combined",
+    extractor: Annotated[Optional[str], typer.Option("--extractor", help="Feature extractor.", show_default=configured_default(TrainingSettings, "extractor"))] = None,
+    modality: ModalityOption = None,
     snapshot: Annotated[Optional[str], typer.Option("--snapshot", help="Consensus label snapshot (default: latest).")] = None,
-    estimator: Annotated[str, typer.Option("--estimator", help="logistic_regression, linear_svm or hist_gradient_boosting.")] = "logistic_regression",
+    estimator: EstimatorOption = None,
     c: Annotated[Optional[float], typer.Option("--C", help="Inverse regularisation (logistic regression, linear SVM).")] = None,
     class_weight: Annotated[Optional[str], typer.Option("--class-weight", help="'balanced' or omit.")] = None,
     calibration: Annotated[str, typer.Option("--calibration", help="none, sigmoid or isotonic.")] = "none",
     weight_by_posterior: Annotated[bool, typer.Option("--weight-by-posterior", help="Weight labels by consensus confidence.")] = False,
     trigger: Annotated[str, typer.Option("--trigger", help="manual or nightly (recorded on the run).")] = "manual",
-    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Allowed macro-AP drop for promotion.")] = 0.0,
+    tolerance: ToleranceOption = None,
     min_new_labels: Annotated[int, typer.Option("--min-new-labels", min=1, help="New labels needed to compare on them.")] = 50,
     folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds.")] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed of classifiers and folds.")] = 0,
+    random_state: RandomStateOption = None,
 ) -> None:
     """Train one classifier per concept on the latest consensus, log it to MLflow, register it, gate promotion."""
-    from mlci.catalog import ClassCatalog
-    from mlci.models import build_training_set, train_and_register
-    from mlci.models.tracking import sanitize_name
+    from mlci.models.tracking import class_keys
 
-    try:
-        from mlci import features
-        from mlci.consensus import load_consensus
-    except ImportError as exc:  # pragma: no cover - only while the packages are being built
-        fail(f"training needs mlci.features and mlci.consensus: {exc}")
-    settings = settings_for(store)
-    extractor = extractor or getattr(features, "DEFAULT_EXTRACTOR", None)
-    if extractor is None:
-        fail("--extractor is required")
+    training_options = dict(extractor=extractor, modality=modality, estimator=estimator, tolerance=tolerance)
+    checked_settings(store, training=training_options, random_state=random_state)
     params: dict = {}
     if c is not None:
         params["C"] = c
     if class_weight is not None:
         params["class_weight"] = None if class_weight == "none" else class_weight
-    target = open_store_for(settings)
-    with command_errors():
-        keys, X, schema = features.load_features(target, extractor=extractor, modality=modality)
-        consensus = load_consensus(target, snapshot)
-        classes = ClassCatalog.from_json(settings.class_catalog).names
-        ts = build_training_set(keys, X, consensus, classes, weight_by_posterior=weight_by_posterior)
-        result = train_and_register(
-            ts,
-            tracking_uri=settings.tracking_uri,
-            experiment_name=settings.experiment_name,
-            model_name=settings.registered_model_name,
-            feature_schema=schema,
-            label_snapshot_id=consensus.attrs.get("snapshot"),
-            estimator=estimator,
+    from flows.training import train_flow
+
+    with command_errors(flow=True):
+        result = train_flow(
+            store=store,
+            **training_options,
+            snapshot=snapshot,
             estimator_params=params,
             calibration=None if calibration == "none" else calibration,
-            modality=modality,
-            n_splits=folds,
-            random_state=seed,
+            weight_by_posterior=weight_by_posterior,
             trigger=trigger,
-            tolerance=tolerance,
             min_new_labels=min_new_labels,
+            n_splits=folds,
+            random_state=random_state,
         )
     typer.echo(
         f"{'reused' if result.reused else 'registered'} {result.model_name} version {result.model_version} "
-        f"(run {result.run_id}; {len(ts)} clips)"
+        f"(run {result.run_id}; {int(result.metrics['n_clips'])} clips)"
     )
+    keys = class_keys(list(result.class_status))
     for cls, status in result.class_status.items():
-        ap = result.metrics.get(f"ap_{sanitize_name(cls)}")
+        ap = result.metrics.get(f"ap_{keys[cls]}")
         typer.echo(f"  {cls:<20} {status:<18} AP {'-' if ap is None else f'{ap:.3f}'}")
     typer.echo(f"  macro AP {result.metrics.get('macro_ap', math.nan):.3f}")
     typer.echo(f"{'promoted to champion' if result.promoted else 'not promoted'}: {result.decision.reason}")

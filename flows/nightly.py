@@ -22,8 +22,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.features import features as features_flow
+from flows.training import training_step
 from mlci.catalog import ClassCatalog
 from mlci.config import Settings
+from mlci.models import TrainingConfig
 from mlci.models.tracking import class_keys
 from mlci.params import check_params
 from mlci.reporting import BatchStep, ConsensusStep, FeaturesStep, LabelsStep, ModelStep, NightlySummary
@@ -31,7 +33,7 @@ from tasks.consensus import compute_consensus_task
 from tasks.features import load_features_task, quarantined_keys_task
 from tasks.labels import ingest_labels_task, load_annotation_history_task
 from tasks.round import acquire_lock_task, load_champion_task, release_lock_task, run_round_task
-from tasks.training import build_training_set_task, train_register_task
+from tasks.training import build_training_set_task
 
 __all__ = ["nightly"]
 
@@ -98,18 +100,16 @@ def nightly(
         keys, X, schema = load_features_task(settings, modality=fit.modality, extractor=fit.extractor,
                                              params=fit.extractor_params)
         training_set = build_training_set_task(keys, X, consensus.labels, catalog.names)
-        training = train_register_task(
+        training = training_step(
             training_set,
+            feature_schema=schema,
+            config=TrainingConfig(estimator=fit.estimator, modality=fit.modality, random_state=settings.random_state),
             tracking_uri=settings.tracking_uri,
             experiment_name=settings.experiment_name,
             model_name=settings.registered_model_name,
-            feature_schema=schema,
             label_snapshot_id=consensus.snapshot,
-            estimator=fit.estimator,
-            modality=fit.modality,
-            tolerance=fit.tolerance,
             trigger=trigger,
-            random_state=settings.random_state,
+            tolerance=fit.tolerance,
         )
 
         champion, champion_version = load_champion_task(settings)

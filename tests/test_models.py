@@ -376,6 +376,18 @@ def test_gate_with_missing_metrics_and_bad_arguments():
         decide_promotion({}, {}, min_new_labels=0)
 
 
+def test_gate_parameters_are_checked_on_their_own():
+    from mlci.models import check_promotion_params
+
+    check_promotion_params(tolerance=0.0, min_new_labels=1)
+    with pytest.raises(ValueError, match=r"tolerance must be a finite number >= 0, but got -0.1"):
+        check_promotion_params(tolerance=-0.1, min_new_labels=50)
+    with pytest.raises(ValueError, match="tolerance .* but got nan"):
+        check_promotion_params(tolerance=math.nan, min_new_labels=50)
+    with pytest.raises(ValueError, match="min_new_labels must be an int >= 1, but got 0"):
+        check_promotion_params(tolerance=0.0, min_new_labels=0)
+
+
 def test_decision_roundtrips_through_tags():
     d = decide_promotion({"macro_ap": 0.8}, {"macro_ap": 0.75}, tolerance=0.01, n_cross_validated=300)
     back = PromotionDecision.from_tags(d.as_tags())

@@ -1,200 +1,129 @@
-"""Training runs, the model registry and the promotion gate against a real SQLite MLflow store."""
+"""The registry's MLflow I/O called directly (no Prefect) against a real SQLite MLflow store:
+logging and registering a trained model, reusing an identical run, reading the champion, loading."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from mlflow import MlflowClient
-from typer.testing import CliRunner
 
 from mlci.models import (
     CHALLENGER,
     CHAMPION,
-    FeatureSchemaMismatchError,
     FeatureSpec,
     ModelNotFoundError,
     MultiLabelModel,
+    TrainingConfig,
     UnsafeModelFormatError,
     build_training_set,
+    check_run_params,
+    compare_with_champion,
+    find_reusable_run,
     list_versions,
+    load_champion,
     load_model,
+    log_and_register,
     resolve_version,
-    train_and_register,
+    run_fingerprint,
+    train,
 )
+from mlci.models.multilabel import SKOPS_TRUSTED_TYPES
 from mlci.models.tracking import default_artifact_location, get_or_create_experiment, tracking_context
-from mlci.tables import OOF_SCORES, conform
 from test_models import CLASSES, make_corpus
 
 SPEC = FeatureSpec("demo-av", "1")
 MODEL = "concepts"
+EXPERIMENT = "mlci-registry-test"
 
 
-def train(ts, tracking_uri, **kwargs):
-    args = dict(tracking_uri=tracking_uri, experiment_name="mlci-test", model_name=MODEL, feature_schema=SPEC,
-                label_snapshot_id="snap-1")
-    return train_and_register(ts, **{**args, **kwargs})
+def log(ts, tracking_uri, config=TrainingConfig(), **kwargs):
+    """Train without MLflow, then log and register the way the training step does."""
+    trained = train(ts, config, feature_schema=SPEC)
+    comparison = compare_with_champion(ts, trained, load_champion(tracking_uri, MODEL))
+    decision = comparison.decide(trained, tolerance=0.0, min_new_labels=50)
+    fingerprint = run_fingerprint(ts, config, SPEC, model_name=MODEL, label_snapshot_id="snap-1",
+                                  tolerance=0.0, min_new_labels=50)
+    result = log_and_register(
+        ts, trained, comparison, decision, tracking_uri=tracking_uri, experiment_name=EXPERIMENT,
+        model_name=MODEL, feature_schema=SPEC, fingerprint=fingerprint, label_snapshot_id="snap-1", **kwargs,
+    )
+    return trained, fingerprint, result
 
 
-def artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
-    out = set()
-    for item in client.list_artifacts(run_id, path or None):
-        out |= artifacts(client, run_id, item.path) if item.is_dir else {item.path}
-    return out
-
-
-def test_run_contents_registry_aliases_and_loading(tracking_uri, tmp_path, monkeypatch):
-    (tmp_path / "cwd").mkdir()
-    monkeypatch.chdir(tmp_path / "cwd")  # to see that nothing lands in MLflow's working-directory defaults
-    keys, X, consensus, _ = make_corpus(200)
-    ts = build_training_set(keys, X, consensus, CLASSES, weight_by_posterior=True)
-    result = train(ts, tracking_uri, estimator_params={"C": 2.0}, trigger="nightly", tags={"team": "media"})
-
-    assert result.model_version == "1" and result.promoted and not result.reused
-    assert result.decision.comparison_set == "first_model"
-    client = MlflowClient(tracking_uri)
-    run = client.get_run(result.run_id)
-    p, m, t = run.data.params, run.data.metrics, run.data.tags
-    assert p["estimator"] == "logistic_regression" and p["estimator.C"] == "2.0"
-    assert p["calibration"] == "none" and p["modality"] == "combined"
-    assert (p["feature_extractor"], p["feature_version"], p["label_snapshot_id"]) == ("demo-av", "1", "snap-1")
-    assert p["sample_weights"] == "consensus_posterior"
-    assert int(p["labels_positive_gift_giving"]) == int((ts.Y[:, 1] == 1).sum())
-    assert int(p["labels_negative_gift_giving"]) == int((ts.Y[:, 1] == 0).sum())
-    for cls in ("holiday", "gift_giving", "family_moments", "shopping_scenes", "halloween"):
-        assert {f"ap_{cls}", f"roc_auc_{cls}", f"accuracy_{cls}", f"recall_{cls}", f"f1_{cls}"} <= set(m)
-    assert m["macro_ap"] == pytest.approx(np.mean([m[f"ap_{c}"] for c in ("holiday", "gift_giving",
-                                                  "family_moments", "shopping_scenes", "halloween")]))
-    assert t["mlci.trigger"] == "nightly" and t["team"] == "media"
-    assert len(t["mlci.git_commit"]) == 40  # the project is a git checkout
-    assert t["mlci.promotion.promote"] == "true" and t["mlci.status.halloween"] == "trained"
-
-    files = artifacts(client, result.run_id)
-    assert {"figures/summary.png", "evaluation/oof_scores.parquet", "evaluation/metrics.json",
-            "training/labels.parquet", "promotion.json"} <= files
-    assert {f"figures/roc_pr_{c}.png" for c in ("holiday", "gift_giving", "halloween")} <= files
-    local = Path(client.download_artifacts(result.run_id, "evaluation", str(tmp_path)))
-    oof = conform(pd.read_parquet(local / "oof_scores.parquet"), OOF_SCORES)
-    assert len(oof) == int((ts.Y >= 0).sum())  # every known label scored out of fold
-    from sklearn.metrics import average_precision_score
-    h = oof[oof["class"] == "holiday"]
-    assert m["ap_holiday"] == pytest.approx(average_precision_score(h["label"], h["score"]))
-    assert json.loads((local / "metrics.json").read_text())["macro"]["macro_ap"] == pytest.approx(m["macro_ap"])
-
-    # Registry: version 1 carries both aliases and the decision as tags.
-    info = resolve_version(tracking_uri, MODEL)
-    assert info.version == "1" and set(info.aliases) == {CHAMPION, CHALLENGER} and info.run_id == result.run_id
-    assert info.tags["mlci.promotion.comparison_set"] == "first_model"
-
-    # The logged model is a skops file (a zip), not a pickle, and carries signature and input example.
-    with tracking_context(tracking_uri):  # MLflow resolves models:/ URIs with the process-wide registry
-        model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL}/1", dst_path=str(tmp_path / "m")))
-    names = {f.name for f in model_dir.iterdir()}
-    assert "model.skops" in names and not any(n.endswith((".pkl", ".pickle")) for n in names)
-    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text())
-    assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "skops"
-    assert mlmodel["signature"]["inputs"] and mlmodel["signature"]["outputs"]
-    assert "saved_input_example_info" in mlmodel
-    assert (model_dir / "model.skops").read_bytes()[:2] == b"PK"
-
-    # Loading goes through the registry, never through a pickle, and predicts what was trained.
-    monkeypatch.delenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", raising=False)
-    model = load_model(tracking_uri, MODEL)
-    assert isinstance(model, MultiLabelModel) and list(model.classes_) == list(CLASSES)
-    refit = MultiLabelModel(CLASSES, estimator_params={"C": 2.0}, feature_schema=SPEC).fit(ts.X, ts.Y, ts.weights)
-    np.testing.assert_allclose(model.predict_proba(X, feature_schema=SPEC), refit.predict_proba(X))
-    np.testing.assert_array_equal(load_model(tracking_uri, MODEL, version=1).predict_proba(X), model.predict_proba(X))
-
-    # The same inputs again change nothing.
-    again = train(ts, tracking_uri, estimator_params={"C": 2.0}, trigger="nightly", tags={"team": "media"})
-    assert again.reused and again.run_id == result.run_id and again.model_version == "1"
-    assert again.metrics["macro_ap"] == pytest.approx(m["macro_ap"])
-    assert len(list_versions(tracking_uri, MODEL)) == 1
-
-    # Nothing went to MLflow's working-directory defaults.
-    assert list(Path(".").iterdir()) == []
-    assert (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").is_dir()
-
-    # `mlci models` lists the version with its aliases and metrics.
-    import typer
-
-    from cli.models import models_command
-
-    app = typer.Typer()
-    app.command("models")(models_command)
-    app.command("noop")(lambda: None)
-    out = CliRunner().invoke(app, ["models", "--name", MODEL], env={"MLCI_MLFLOW_TRACKING_URI": tracking_uri})
-    assert out.exit_code == 0, out.output
-    assert "champion" in out.output and f"{m['macro_ap']:.3f}" in out.output
-
-
-def test_promotion_gate_both_ways(tracking_uri, tmp_path):
-    keys, X, consensus, _ = make_corpus(260, seed=5, noise=2.5)  # hard enough that 60 clips are clearly too few
-    full = build_training_set(keys, X, consensus, CLASSES)
-    first = build_training_set(keys[:60], X[:60], consensus, CLASSES)
-    v1 = train(first, tracking_uri)
-    assert v1.promoted and v1.model_version == "1"
-
-    # A worse challenger: the same labels on features that no longer belong to their clips.
-    scrambled = build_training_set(keys[:60], X[:60][np.random.default_rng(0).permutation(60)], consensus, CLASSES)
-    v2 = train(scrambled, tracking_uri)
-    assert not v2.promoted and v2.model_version == "2"
-    assert v2.decision.comparison_set == "cross_validation"  # no labels the champion never saw
-    assert v2.decision.numbers["challenger"] < v2.decision.numbers["champion"]
-    assert resolve_version(tracking_uri, MODEL, alias=CHAMPION).version == "1"
-    assert resolve_version(tracking_uri, MODEL, alias=CHALLENGER).version == "2"
-    tags2 = resolve_version(tracking_uri, MODEL, version=2).tags
-    assert tags2["mlci.promotion.promote"] == "false" and "worse than" in tags2["mlci.promotion.reason"]
-
-    # A better challenger, judged on the 200 newer clips' labels that version 1 never saw.
-    v3 = train(full, tracking_uri, min_new_labels=50)
-    assert v3.promoted and v3.model_version == "3"
-    d = v3.decision
-    assert d.comparison_set == "new_labels" and d.n >= 50
-    n_new = int((full.Y[60:] >= 0).sum())
-    assert d.n <= n_new and d.numbers["challenger"] > d.numbers["champion"]
-    assert resolve_version(tracking_uri, MODEL, alias=CHAMPION).version == "3"
-    client = MlflowClient(tracking_uri)
-    run = client.get_run(v3.run_id)
-    assert run.data.tags["mlci.promotion.comparison_set"] == "new_labels"
-    assert run.data.metrics["promotion_n_compare"] == d.n and run.data.tags["mlci.champion_before"] == "1"
-    promo = json.loads(Path(client.download_artifacts(v3.run_id, "promotion.json", str(tmp_path))).read_text())
-    assert promo["n"] == d.n and set(promo["new_labels_per_class"]["classes_compared"]) <= set(CLASSES)
-    versions = list_versions(tracking_uri, MODEL)
-    assert [v.version for v in versions] == ["3", "2", "1"]
-    assert set(versions[0].aliases) == {CHAMPION, CHALLENGER} and versions[1].aliases == ()
-
-
-def test_class_without_positives_and_another_feature_version(tracking_uri):
-    keys, X, consensus, _ = make_corpus(160, seed=2)
-    consensus.loc[consensus["class"] == "halloween", "label"] = 0
+def test_log_register_reuse_and_read_back_the_champion(tracking_uri):
+    keys, X, consensus, _ = make_corpus(120, seed=4)
     ts = build_training_set(keys, X, consensus, CLASSES)
-    v1 = train(ts, tracking_uri)
-    assert v1.class_status["halloween"] == "too_few_positives"
-    assert {c for c, s in v1.class_status.items() if s == "trained"} == set(CLASSES) - {"halloween"}
-    assert "ap_halloween" not in v1.metrics and "ap_holiday" in v1.metrics
-    client = MlflowClient(tracking_uri)
-    run = client.get_run(v1.run_id)
-    assert run.data.tags["mlci.status.halloween"] == "too_few_positives"
-    assert "figures/roc_pr_halloween.png" not in artifacts(client, v1.run_id)
-    model = load_model(tracking_uri, MODEL)
-    assert np.all(model.predict_proba(X)[:, CLASSES.index("halloween")] == 0.0)
+    assert load_champion(tracking_uri, MODEL) is None
+    trained, fingerprint, result = log(ts, tracking_uri, trigger="nightly", flow_run_id="flow-123", tags={"team": "x"})
 
-    # Features of another extractor version are refused by the registered model...
-    with pytest.raises(FeatureSchemaMismatchError, match="version"):
-        model.predict_proba(X, feature_schema=FeatureSpec("demo-av", "2"))
-    # ...and a challenger on them is compared on cross-validation, saying why.
-    more_keys, more_X, more_cons, _ = make_corpus(220, seed=2)
-    ts2 = build_training_set(more_keys, more_X, more_cons, CLASSES)
-    v2 = train(ts2, tracking_uri, feature_schema=FeatureSpec("demo-av", "2"), min_new_labels=10)
-    assert v2.decision.comparison_set == "cross_validation"
-    note = client.get_run(v2.run_id).data.tags["mlci.promotion.note"]
-    assert "cannot score" in note and "version" in note
+    assert (result.model_version, result.promoted, result.reused) == ("1", True, False)
+    assert result.decision.reason == "no champion yet: the first model becomes champion"
+    assert result.class_status == trained.class_status
+    assert result.metrics["macro_ap"] == pytest.approx(trained.evaluation.macro["macro_ap"])
+    run = MlflowClient(tracking_uri).get_run(result.run_id)
+    t = run.data.tags
+    assert t["mlci.fingerprint"] == fingerprint and t["mlci.prefect_flow_run_id"] == "flow-123"
+    assert (t["mlci.trigger"], t["team"], t["mlci.champion_before"]) == ("nightly", "x", "none")
+    assert run.data.params["n_splits"] == "5" and run.data.params["min_new_labels"] == "50"
+    assert run.data.metrics["promoted"] == 1.0
+    info = resolve_version(tracking_uri, MODEL)
+    assert set(info.aliases) == {CHAMPION, CHALLENGER} and info.run_id == result.run_id
+    assert info.tags["mlci.promotion.reason"] == result.decision.reason
+
+    # Idempotence: the fingerprint finds the run; another fingerprint finds nothing.
+    again = find_reusable_run(tracking_uri, experiment_name=EXPERIMENT, model_name=MODEL, fingerprint=fingerprint)
+    assert again.reused and (again.run_id, again.model_version) == (result.run_id, "1")
+    d, r = again.decision, result.decision
+    assert (d.promote, d.reason, d.comparison_set, d.n) == (r.promote, r.reason, r.comparison_set, r.n)
+    assert d.numbers["challenger"] == pytest.approx(r.numbers["challenger"]) and again.class_status == result.class_status
+    assert find_reusable_run(tracking_uri, experiment_name=EXPERIMENT, model_name=MODEL, fingerprint="0" * 64) is None
+
+    # The champion as the comparison sees it: its run's metrics, its training labels, its model.
+    champion = load_champion(tracking_uri, MODEL)
+    assert (champion.version, champion.run_id) == ("1", result.run_id)
+    assert champion.metrics == run.data.metrics and champion.unavailable == "" and champion.model_error == ""
+    seen = champion.seen_labels.astype(str).sort_values(["asset", "class"]).reset_index(drop=True)
+    expected = ts.labels_table()[["asset", "class"]].astype(str).sort_values(["asset", "class"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(seen, expected)
+    np.testing.assert_allclose(champion.model.predict_proba(X), trained.model.predict_proba(X))
+
+    # A second version with the same labels: compared on cross-validation, champion_before recorded.
+    _, _, second = log(ts, tracking_uri, config=TrainingConfig(estimator_params={"C": 0.01}))
+    assert second.model_version == "2" and second.decision.comparison_set == "cross_validation"
+    assert MlflowClient(tracking_uri).get_run(second.run_id).data.tags["mlci.champion_before"] == "1"
+    assert resolve_version(tracking_uri, MODEL, alias=CHALLENGER).version == "2"
+    expected_champion = "2" if second.promoted else "1"
+    assert resolve_version(tracking_uri, MODEL, alias=CHAMPION).version == expected_champion
+
+
+def test_champion_snapshot_says_what_it_could_not_read(tracking_uri):
+    keys, X, consensus, _ = make_corpus(60)
+    ts = build_training_set(keys, X, consensus, CLASSES)
+    plain = MultiLabelModel(CLASSES, feature_schema=SPEC).fit(ts.X, ts.Y)
+    with tracking_context(tracking_uri) as client:
+        exp = get_or_create_experiment(client, "other", artifact_location=default_artifact_location(tracking_uri))
+    with tracking_context(tracking_uri), mlflow.start_run(experiment_id=exp):
+        mlflow.log_metric("macro_ap", 0.5)
+        mlflow.sklearn.log_model(plain, name="model", serialization_format="skops", skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                                 registered_model_name=MODEL, pip_requirements=["scikit-learn"])
+    MlflowClient(tracking_uri).set_registered_model_alias(MODEL, CHAMPION, "1")
+
+    champion = load_champion(tracking_uri, MODEL)
+    assert champion.version == "1" and champion.metrics == {"macro_ap": 0.5}
+    assert champion.seen_labels is None and champion.model is None
+    assert champion.unavailable.startswith("champion run has no training/labels.parquet: ")
+    comparison = compare_with_champion(ts, train(ts, TrainingConfig(), feature_schema=SPEC), champion)
+    assert comparison.note == champion.unavailable and comparison.champion_metrics == {"macro_ap": 0.5}
+
+
+def test_run_parameters_are_checked():
+    check_run_params(model_name="concepts", trigger="nightly")
+    with pytest.raises(ValueError, match="trigger must be one of .* but got 'hourly'"):
+        check_run_params(model_name="concepts", trigger="hourly")
+    with pytest.raises(ValueError, match="model_name"):
+        check_run_params(model_name="it's", trigger="manual")
 
 
 def test_loading_refuses_pickles_and_unknown_models(tracking_uri):
@@ -212,8 +141,4 @@ def test_loading_refuses_pickles_and_unknown_models(tracking_uri):
         load_model(tracking_uri, "pickled", version=1)
     with pytest.raises(ModelNotFoundError, match="alias 'champion'"):
         load_model(tracking_uri, "pickled")
-    with pytest.raises(ValueError, match="trigger"):
-        train(ts, tracking_uri, trigger="hourly")
-    with pytest.raises(ValueError, match="tolerance"):
-        train(ts, tracking_uri, tolerance=-1)
     assert list_versions(tracking_uri, MODEL) == []

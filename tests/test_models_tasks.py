@@ -7,8 +7,9 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from mlci.models import FeatureSchemaMismatchError, FeatureSpec
-from tasks.training import build_training_set_task, load_model_task, retry_on_io_only, train_register_task
+from flows.training import training_step
+from mlci.models import FeatureSchemaMismatchError, FeatureSpec, TrainingConfig
+from tasks.training import build_training_set_task, load_model_task, retry_on_io_only
 from test_models import CLASSES, make_corpus
 
 
@@ -16,20 +17,30 @@ from test_models import CLASSES, make_corpus
 def train_flow(tracking_uri: str) -> dict:
     keys, X, consensus, _ = make_corpus(120, seed=3)
     ts = build_training_set_task(keys, X, consensus, list(CLASSES))
-    result = train_register_task(
-        ts, tracking_uri=tracking_uri, experiment_name="flow-test", model_name="flow-model",
-        feature_schema=FeatureSpec("demo-av", "1"), label_snapshot_id="snap", trigger="nightly",
+    result = training_step(
+        ts, feature_schema=FeatureSpec("demo-av", "1"), config=TrainingConfig(), tracking_uri=tracking_uri,
+        experiment_name="flow-test", model_name="flow-model", label_snapshot_id="snap", trigger="nightly",
     )
     model = load_model_task(tracking_uri, "flow-model")
     return {"flow_run_id": flow_run.get_id(), "run_id": result.run_id, "version": result.model_version,
             "proba_shape": model.predict_proba(X).shape}
 
 
-def test_train_register_task_records_the_flow_run(prefect_harness, tracking_uri):
+def test_training_step_records_the_flow_run(prefect_harness, tracking_uri):
     out = train_flow(tracking_uri)
     assert out["version"] == "1" and out["proba_shape"] == (120, len(CLASSES))
     tags = MlflowClient(tracking_uri).get_run(out["run_id"]).data.tags
     assert tags["mlci.prefect_flow_run_id"] == out["flow_run_id"] and tags["mlci.trigger"] == "nightly"
+
+
+def test_training_tasks_retry_only_what_talks_to_mlflow():
+    from tasks import training
+
+    io = (training.find_reusable_run_task, training.load_champion_snapshot_task, training.log_and_register_task,
+          training.load_model_task)
+    compute = (training.train_task, training.compare_with_champion_task, training.build_training_set_task)
+    assert all(t.retries == 2 and t.retry_condition_fn is retry_on_io_only for t in io)
+    assert all(not t.retries for t in compute)
 
 
 def test_only_io_failures_are_retried():

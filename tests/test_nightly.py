@@ -4,7 +4,10 @@ One corpus lives through three nights, in order:
 1. night 1 registers version 1 as champion and publishes batch 1 (a corrupt clip is quarantined);
 2. batch 1 is answered as the simulated annotators would; two night-2 runs start together and
    exactly one publishes; the next run is not blocked by a crashed run's stale lock;
-3. night 3 with nothing new publishes nothing and registers nothing.
+3. night 3 with nothing new publishes nothing and registers nothing;
+then ``mlci train`` registers a version through the ``train`` flow, and reuses it when run again.
+
+Each night the gate's decision and reason are checked against the numbers and the registry.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -22,6 +26,7 @@ import pytest
 
 from mlci.catalog import NONE_OF_THE_ABOVE
 from mlci.demo import CONCEPTS, DemoCorpusSpec, generate_demo_corpus, load_truth
+from mlci.reporting import ModelStep
 from mlci.storage import open_store
 
 pytestmark = pytest.mark.slow
@@ -81,6 +86,25 @@ def _versions(env_values):
     return list_versions(env_values["MLCI_MLFLOW_TRACKING_URI"], "mlci-concepts")
 
 
+#: The gate's reason when a champion exists (mlci.models.promotion.decide_promotion).
+GATE = re.compile(
+    r"challenger macro_ap=(?P<challenger>[0-9.]+) is (?P<verb>at least as good as|worse than) "
+    r"champion macro_ap=(?P<champion>[0-9.]+) \(tolerance 0\) "
+    r"(?:on (?P<new>\d+) labels the champion never saw|on cross-validated metrics \(.+\))"
+)
+
+
+def _assert_gate_recorded(env_values, model: ModelStep) -> None:
+    """The version's MLflow tags and aliases say what the nightly summary says."""
+    from mlci.models import resolve_version
+
+    info = resolve_version(env_values["MLCI_MLFLOW_TRACKING_URI"], "mlci-concepts", version=model.version)
+    assert info.tags["mlci.promotion.reason"] == model.decision
+    assert info.tags["mlci.promotion.promote"] == str(model.promoted).lower()
+    assert ("champion" in info.aliases) == model.promoted
+    assert info.metrics["macro_ap"] == pytest.approx(model.metrics["macro_ap"])
+
+
 def test_three_nights(env):
     values, store = env
 
@@ -88,6 +112,8 @@ def test_three_nights(env):
     first = _run()
     assert first.status == "completed"
     assert first.model.version == "1" and first.model.promoted
+    assert first.model.decision == "no champion yet: the first model becomes champion"
+    _assert_gate_recorded(values, first.model)
     assert first.batch.published and first.batch.n_clips == BATCH_SIZE
     assert first.features.quarantined >= 1
     batch1 = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{first.batch.round_id}/batch.csv")))
@@ -123,8 +149,20 @@ def test_three_nights(env):
     assert len(results) == 2
     assert sum(r.batch.published for r in results) == 1
     second = next(r for r in completed if r.batch.published)
-    assert second.model.version == "2"
-    assert second.model.decision
+    assert second.model.version == "2" and not second.model.reused
+    # The gate compared version 2 with champion version 1, and its decision follows from its numbers.
+    gate = GATE.fullmatch(second.model.decision)
+    assert gate, second.model.decision
+    m = second.model.metrics
+    assert float(gate["challenger"]) == pytest.approx(m["promotion_challenger"], abs=1e-4)
+    assert float(gate["champion"]) == pytest.approx(m["promotion_champion"], abs=1e-4)
+    assert (gate["verb"] == "at least as good as") == second.model.promoted
+    assert second.model.promoted == (m["promotion_challenger"] >= m["promotion_champion"] - 1e-12)
+    if gate["new"] is None:  # compared on cross-validated metrics: version 1's own macro AP
+        assert m["promotion_champion"] == pytest.approx(_versions(values)[1].metrics["macro_ap"])
+    else:
+        assert int(gate["new"]) == m["promotion_n_compare"] >= 50
+    _assert_gate_recorded(values, second.model)
     batch2 = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{second.batch.round_id}/batch.csv")))
     assert not set(batch2["key"]) & set(batch1["key"])
     versions = _versions(values)
@@ -137,6 +175,9 @@ def test_three_nights(env):
     third = _run()
     assert third.status == "completed"
     assert not third.batch.published and third.model.reused
+    # The reused run's decision is night 2's, read back from MLflow.
+    assert (third.model.version, third.model.promoted, third.model.decision) == (
+        "2", second.model.promoted, second.model.decision)
     assert [v.version for v in _versions(values)] == ["2", "1"]
     assert {k: store.stat(k).identity for k in store.list("batches/")} == before
 
@@ -155,3 +196,20 @@ def test_three_nights(env):
     assert alone.exit_code == 0, alone.output
     assert "already published" in alone.output
     assert {k: store.stat(k).identity for k in store.list("batches/")} == before
+
+    # `mlci train` runs the same training step in the `train` flow: a new version (its estimator
+    # parameters are recorded as given, {} rather than the nightly's none), then reuse.
+    trained = CliRunner().invoke(app, ["train", "--trigger", "nightly"])
+    assert trained.exit_code == 0, trained.output
+    assert "registered mlci-concepts version 3 (run " in trained.output
+    v3 = _versions(values)[0]
+    assert v3.version == "3" and "challenger" in v3.aliases
+    assert v3.tags["mlci.promotion.reason"] in trained.output and v3.tags["mlci.trigger"] == "nightly"
+    from mlflow import MlflowClient
+
+    run_tags = MlflowClient(values["MLCI_MLFLOW_TRACKING_URI"]).get_run(v3.run_id).data.tags
+    assert run_tags["mlci.prefect_flow_run_id"]  # a Prefect flow run, as the nightly's
+    again = CliRunner().invoke(app, ["train", "--trigger", "nightly"])
+    assert again.exit_code == 0, again.output
+    assert f"reused mlci-concepts version 3 (run {v3.run_id};" in again.output
+    assert [v.version for v in _versions(values)] == ["3", "2", "1"]

@@ -10,14 +10,14 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
-from mlci.simulate import binary_metrics
+from mlci.simulate import column_metrics
 from mlci.simulate.linear import fit_logistic
 from mlci.simulate.schedules import Schedule, doubling, fixed_depth, parse_schedule
 from mlci.simulate.stopping import (
-    cohen_kappa,
     evaluate_stopping,
     oof_plateau,
     overall_uncertainty,
+    prediction_kappa,
     stabilizing_predictions,
 )
 from mlci.simulate.summary import (
@@ -38,7 +38,7 @@ def test_metrics_equal_scikit_learn_and_the_models_package_with_ties():
     y = rng.integers(0, 2, size=(400, 4))
     s = np.round(rng.random((400, 4)), 2)  # many ties
     s[:50, 1] = 0.5
-    got = binary_metrics(y, s)
+    got = column_metrics(y, s)
     for j in range(4):
         fpr, tpr, _ = skm.roc_curve(y[:, j], s[:, j])
         assert got["ap"][j] == pytest.approx(skm.average_precision_score(y[:, j], s[:, j]), abs=1e-12)
@@ -52,14 +52,14 @@ def test_metrics_equal_scikit_learn_and_the_models_package_with_ties():
 
 
 def test_metrics_single_class_gives_nan_rank_metrics_and_zero_recall():
-    got = binary_metrics(np.zeros(5, int), np.linspace(0, 1, 5))
+    got = column_metrics(np.zeros(5, int), np.linspace(0, 1, 5))
     assert math.isnan(got["ap"][0]) and math.isnan(got["auc"][0])
     assert got["recall"][0] == 0.0 and got["accuracy"][0] == pytest.approx(0.4)  # 0.5, 0.75, 1.0 predicted present
 
 
 def test_metrics_reject_mismatched_shapes():
     with pytest.raises(ValueError, match="same shape"):
-        binary_metrics(np.zeros((3, 2)), np.zeros((3, 1)))
+        column_metrics(np.zeros((3, 2)), np.zeros((3, 1)))
 
 
 # --- logistic regression --------------------------------------------------------------------------
@@ -166,11 +166,24 @@ def test_stabilizing_predictions_needs_three_defined_kappas_averaging_099():
     assert stabilizing_predictions([1.0, 1.0]) is None
 
 
-def test_cohen_kappa_is_nan_when_both_predict_one_class():
+def test_prediction_kappa_is_nan_when_both_predict_one_class():
     a = np.array([[1, 0], [0, 0], [1, 0], [0, 0]], bool)
     b = np.array([[1, 0], [0, 0], [0, 0], [0, 0]], bool)
-    k = cohen_kappa(a, b)
-    assert k[0] == pytest.approx(0.5) and math.isnan(k[1])
+    k = prediction_kappa(a, b)
+    assert k.shape == (2,) and k[0] == pytest.approx(0.5) and math.isnan(k[1])
+    with pytest.raises(ValueError, match="same shape"):
+        prediction_kappa(a, b[:, :1])
+
+
+def test_prediction_kappa_is_the_consensus_cohen_kappa_per_concept():
+    from mlci.consensus import cohen_kappa
+
+    rng = np.random.default_rng(3)
+    a, b = rng.random((300, 4)) < 0.3, rng.random((300, 4)) < 0.4
+    k = prediction_kappa(a, b)
+    for j in range(4):
+        assert k[j] == cohen_kappa(a[:, j], b[:, j]) == pytest.approx(skm.cohen_kappa_score(a[:, j], b[:, j]))
+    assert prediction_kappa(a[:, 0], b[:, 0]) == pytest.approx([k[0]])
 
 
 def test_uncertainty_and_plateau_rules():

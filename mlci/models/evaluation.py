@@ -40,6 +40,7 @@ __all__ = [
     "EVALUATION_STATUSES",
     "Evaluation",
     "binary_metrics",
+    "check_cv_params",
     "cross_validate",
     "evaluate_scores",
     "plot_class_curves",
@@ -103,6 +104,12 @@ class Evaluation:
     def status(self) -> dict[str, str]:
         return dict(zip(self.per_class["class"], self.per_class["status"]))
 
+    @property
+    def n_evaluated_labels(self) -> int:
+        """Known labels with an out-of-fold score, over the concepts with status ``"evaluated"``."""
+        done = self.per_class["status"] == "evaluated"
+        return int(self.per_class.loc[done, "n_scored"].sum())
+
     def oof_table(self, keys: Sequence[str]) -> pd.DataFrame:
         """The scored entries as the :data:`~mlci.tables.OOF_SCORES` table."""
         rows, cols = np.nonzero(~np.isnan(self.scores))
@@ -125,6 +132,14 @@ class Evaluation:
 def _fold_count(n_pos: int, n_neg: int, n_splits: int) -> int:
     # Every fold must hold at least one positive and one negative to be stratified.
     return min(n_splits, n_pos, n_neg)
+
+
+def check_cv_params(*, n_splits: int, threshold: float) -> None:
+    """Raise ``ValueError`` unless ``n_splits`` is an int >= 2 and ``threshold`` is in (0, 1)."""
+    if not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
+        raise ValueError(f"n_splits must be an int >= 2, but got {n_splits!r}")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), but got {threshold!r}")
 
 
 def cross_validate(
@@ -158,11 +173,8 @@ def cross_validate(
     random_state : int or None, default=0
         Seed of the fold assignment.
     """
-    if not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
-        raise ValueError(f"n_splits must be an int >= 2, but got {n_splits!r}")
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), but got {threshold!r}")
-    model._validate_params()
+    check_cv_params(n_splits=n_splits, threshold=threshold)
+    model.check_params()
     X = np.asarray(X)
     classes = tuple(str(c) for c in model.classes)
     Y = check_label_matrix(Y, X.shape[0], len(classes))

@@ -149,7 +149,12 @@ class MultiLabelModel(BaseEstimator):
 
     # -- parameters --------------------------------------------------------------------------
 
-    def _validate_params(self) -> None:
+    def check_params(self) -> None:
+        """Raise ``ValueError`` naming the first invalid parameter (``fit`` calls it first).
+
+        Public so that callers can check a model before any work; named apart from scikit-learn's
+        private ``_validate_params``, which this class does not use.
+        """
         if isinstance(self.classes, str) or len(self.classes) == 0:
             raise ValueError(f"classes must be a non-empty sequence of names, but got {self.classes!r}")
         if len(set(self.classes)) != len(self.classes):
@@ -191,7 +196,7 @@ class MultiLabelModel(BaseEstimator):
         self
             Concepts that cannot be trained are recorded in ``class_status_``; the others train.
         """
-        self._validate_params()
+        self.check_params()
         X = check_array(X, dtype=(np.float32, np.float64))
         k = len(self.classes)
         Y = check_label_matrix(Y, X.shape[0], k)

@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["PromotionDecision", "decide_promotion", "COMPARISON_SETS"]
+__all__ = ["PromotionDecision", "check_promotion_params", "decide_promotion", "COMPARISON_SETS"]
 
 COMPARISON_SETS = ("first_model", "new_labels", "cross_validation")
 # Differences below this are float noise (the same model retrained gives "equal" scores).
@@ -101,6 +101,17 @@ def _finite(metrics: Mapping[str, float] | None, metric: str) -> float:
     return value if math.isfinite(value) else math.nan
 
 
+def check_promotion_params(*, tolerance: float, min_new_labels: int) -> None:
+    """Raise ``ValueError`` unless ``tolerance`` is a finite number >= 0 and ``min_new_labels`` an int >= 1.
+
+    Callers check before training, so that the gate cannot fail after a model is registered.
+    """
+    if not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) or tolerance < 0:
+        raise ValueError(f"tolerance must be a finite number >= 0, but got {tolerance!r}")
+    if not isinstance(min_new_labels, int) or min_new_labels < 1:
+        raise ValueError(f"min_new_labels must be an int >= 1, but got {min_new_labels!r}")
+
+
 def decide_promotion(
     challenger_metrics: Mapping[str, float] | None,
     champion_metrics: Mapping[str, float] | None,
@@ -134,10 +145,7 @@ def decide_promotion(
     has_champion : bool, default=None
         Whether a champion exists; by default, whether any champion metrics were given.
     """
-    if not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) or tolerance < 0:
-        raise ValueError(f"tolerance must be a finite number >= 0, but got {tolerance!r}")
-    if not isinstance(min_new_labels, int) or min_new_labels < 1:
-        raise ValueError(f"min_new_labels must be an int >= 1, but got {min_new_labels!r}")
+    check_promotion_params(tolerance=tolerance, min_new_labels=min_new_labels)
     if n_compare < 0:
         raise ValueError(f"n_compare must be >= 0, but got {n_compare!r}")
     if has_champion is None:

@@ -1,4 +1,9 @@
-"""Train, evaluate, log to MLflow, register, and gate promotion; load models from the registry.
+"""MLflow I/O of models: log a trained model's run, register it, move aliases; reuse; load.
+
+Training itself is :mod:`mlci.models.training`, the champion comparison
+:mod:`mlci.models.comparison` and the gate :mod:`mlci.models.promotion`; ``flows/training.py``
+composes them with the functions here. A run with the fingerprint of an earlier finished run is
+found by :func:`find_reusable_run`, so a re-run with the same inputs changes nothing.
 
 Models are only ever loaded through the registry (an alias or a version of a registered model),
 from the skops file of the logged model, trusting exactly :data:`SKOPS_TRUSTED_TYPES`. The public
@@ -24,11 +29,13 @@ from mlflow.exceptions import MlflowException
 
 from mlci.models.dataset import TrainingSet
 from mlci.models.estimators import effective_calibration, resolve_estimator_params
-from mlci.models.evaluation import METRICS, Evaluation, cross_validate, evaluate_scores, plot_class_curves, plot_summary
-from mlci.models.exceptions import FeatureSchemaMismatchError, ModelError, ModelNotFoundError, UnsafeModelFormatError
+from mlci.models.comparison import ChampionComparison, ChampionSnapshot
+from mlci.models.evaluation import METRICS, Evaluation, plot_class_curves, plot_summary
+from mlci.models.exceptions import ModelError, ModelNotFoundError, UnsafeModelFormatError
 from mlci.models.multilabel import SKOPS_TRUSTED_TYPES, MultiLabelModel
-from mlci.models.promotion import PromotionDecision, decide_promotion
+from mlci.models.promotion import PromotionDecision
 from mlci.models.schema import feature_spec_from
+from mlci.models.training import TrainedModel, TrainingConfig
 from mlci.models.tracking import (
     class_keys,
     clean_params,
@@ -47,7 +54,11 @@ from mlci.redact import redact_text, redact_url
 __all__ = [
     "TrainingResult",
     "ModelVersionInfo",
-    "train_and_register",
+    "check_run_params",
+    "run_fingerprint",
+    "find_reusable_run",
+    "load_champion",
+    "log_and_register",
     "load_model",
     "resolve_version",
     "list_versions",
@@ -69,7 +80,7 @@ _TAG = "mlci."
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """What :func:`train_and_register` did.
+    """A training run in MLflow: what :func:`log_and_register` logged, or :func:`find_reusable_run` found.
 
     Attributes
     ----------
@@ -278,70 +289,176 @@ def _load_registered(tracking_uri: str, model_name: str, version: str) -> MultiL
     return model
 
 
-# -- training ----------------------------------------------------------------------------------
+# -- training runs: reuse, the champion, logging and registration -----------------------------
+
+
+def check_run_params(*, model_name: str, trigger: str) -> None:
+    """Raise ``ValueError`` unless ``model_name`` is a usable registered-model name and ``trigger`` known."""
+    _check_model_name(model_name)
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger must be one of {TRIGGERS}, but got {trigger!r}")
+
+
+def run_fingerprint(
+    training_set: TrainingSet,
+    config: TrainingConfig,
+    feature_schema: Any,
+    *,
+    model_name: str,
+    label_snapshot_id: str | None,
+    tolerance: float,
+    min_new_labels: int,
+) -> str:
+    """SHA-256 of everything a training run depends on: equal fingerprints give equal runs.
+
+    Recorded as the run tag ``mlci.fingerprint``; :func:`find_reusable_run` looks runs up by it.
+    """
+    spec = feature_spec_from(feature_schema)
+    model = config.make_model(training_set.classes, spec)
+    params = {k: v for k, v in model.get_params().items() if k != "feature_schema"}
+    payload = {
+        "training_set": training_set.fingerprint(),
+        "params": params,
+        "features": spec.as_dict(),
+        "weighted": config.sample_weight(training_set) is not None,
+        "n_splits": config.n_splits,
+        "threshold": config.threshold,
+        "random_state": config.random_state,
+        "model_name": model_name,
+        "label_snapshot_id": label_snapshot_id,
+        "tolerance": tolerance,
+        "min_new_labels": min_new_labels,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @translates_mlflow_errors
-def train_and_register(
+def find_reusable_run(
+    tracking_uri: str,
+    *,
+    experiment_name: str,
+    model_name: str,
+    fingerprint: str,
+    artifact_location: str | None = None,
+) -> TrainingResult | None:
+    """The latest finished run of ``experiment_name`` with ``fingerprint`` and a registered version, or None.
+
+    Returning it instead of training again makes a re-run with the same inputs change nothing.
+    The experiment is created (with ``artifact_location``) if it does not exist yet.
+    """
+    _check_model_name(model_name)
+    client = client_for(tracking_uri)
+    experiment_id = _experiment_id(client, tracking_uri, experiment_name, artifact_location)
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{_TAG}fingerprint` = '{fingerprint}' and attributes.status = 'FINISHED'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    versions = client.search_model_versions(f"name = '{model_name}' and run_id = '{run.info.run_id}'")
+    if not versions:
+        return None
+    version = max(versions, key=lambda v: int(v.version))
+    decision = PromotionDecision.from_tags(run.data.tags)
+    classes = json.loads(run.data.params.get("classes", "[]"))
+    keys = class_keys(classes)
+    status = {cls: run.data.tags.get(f"{_TAG}status.{keys[cls]}", "") for cls in classes}
+    return TrainingResult(
+        run_id=run.info.run_id,
+        model_name=model_name,
+        model_version=str(version.version),
+        metrics=dict(run.data.metrics),
+        class_status=status,
+        promoted=decision.promote,
+        decision=decision,
+        reused=True,
+    )
+
+
+@translates_mlflow_errors
+def load_champion(tracking_uri: str, model_name: str) -> ChampionSnapshot | None:
+    """The champion's logged metrics, training labels and model, or None when there is no champion.
+
+    What cannot be read is left None with the reason (redacted) in the snapshot, so that the
+    comparison can say why it fell back to cross-validated metrics.
+    """
+    _check_model_name(model_name)
+    client = client_for(tracking_uri)
+    champion = _version_by_alias(client, model_name, CHAMPION)
+    if champion is None:
+        return None
+    version, run_id = str(champion.version), champion.run_id
+    try:
+        metrics = dict(client.get_run(run_id).data.metrics)
+    except MlflowException as exc:
+        return ChampionSnapshot(version, run_id, unavailable=f"champion run {run_id} unreadable: {redact_text(str(exc))}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="mlci-champ-") as tmp:
+            path = client.download_artifacts(run_id, TRAINING_LABELS_ARTIFACT, tmp)
+            seen = pd.read_parquet(path)[["asset", "class"]]
+    except (MlflowException, OSError) as exc:
+        return ChampionSnapshot(
+            version, run_id, metrics=metrics,
+            unavailable=f"champion run has no {TRAINING_LABELS_ARTIFACT}: {redact_text(str(exc))}",
+        )
+    try:
+        model = _load_registered(tracking_uri, model_name, version)
+    except (ModelError, MlflowException, OSError) as exc:
+        return ChampionSnapshot(version, run_id, metrics=metrics, seen_labels=seen, model_error=redact_text(str(exc)))
+    return ChampionSnapshot(version, run_id, metrics=metrics, seen_labels=seen, model=model)
+
+
+@translates_mlflow_errors
+def log_and_register(
     training_set: TrainingSet,
+    trained: TrainedModel,
+    comparison: ChampionComparison,
+    decision: PromotionDecision,
     *,
     tracking_uri: str,
     experiment_name: str,
     model_name: str,
     feature_schema: Any,
+    fingerprint: str,
     label_snapshot_id: str | None = None,
-    estimator: str = "logistic_regression",
-    estimator_params: dict | None = None,
-    calibration: str | None = None,
-    modality: str = "combined",
-    use_sample_weights: bool = True,
-    min_positives: int = 2,
-    min_negatives: int = 2,
-    n_splits: int = 5,
-    threshold: float = 0.5,
-    random_state: int = 0,
     trigger: str = "manual",
     flow_run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
     tolerance: float = 0.0,
     min_new_labels: int = 50,
-    reuse_existing: bool = True,
     artifact_location: str | None = None,
 ) -> TrainingResult:
-    """Cross-validate, fit, log one MLflow run, register the model, and gate its promotion.
+    """Log one MLflow run of a trained model, register it as ``challenger``, and ``champion`` if promoted.
 
     Parameters
     ----------
     training_set : TrainingSet
-        From :func:`~mlci.models.dataset.build_training_set`.
+    trained : TrainedModel
+        From :func:`~mlci.models.training.train`.
+    comparison : ChampionComparison
+        From :func:`~mlci.models.comparison.compare_with_champion`.
+    decision : PromotionDecision
+        The gate's decision on ``comparison``.
     tracking_uri : str
         MLflow tracking (and registry) URI, e.g. ``sqlite:////abs/path/mlflow.db``.
     experiment_name, model_name : str
         MLflow experiment of the run; registered model name.
     feature_schema : object with ``extractor`` and ``version``
         Schema of ``training_set.X``.
+    fingerprint : str
+        From :func:`run_fingerprint` (tag ``mlci.fingerprint``).
     label_snapshot_id : str, default=None
         Consensus snapshot the labels come from.
-    estimator, estimator_params, calibration, modality, min_positives, min_negatives
-        See :class:`~mlci.models.multilabel.MultiLabelModel`.
-    use_sample_weights : bool, default=True
-        Fit with ``training_set.weights`` when it has them.
-    n_splits, threshold : int, float
-        Cross-validation folds (fewer for small concepts) and decision threshold of the metrics.
-    random_state : int, default=0
-        Seed of the classifiers and of the folds.
     trigger : {"manual", "nightly"}, default="manual"
     flow_run_id : str, default=None
         Prefect flow run id, recorded as a tag (the caller reads it; no Prefect import here).
     tags : mapping, default=None
         Extra run tags.
-    tolerance : float, default=0.0
-        Allowed drop of macro AP for promotion.
-    min_new_labels : int, default=50
-        Fewest labels the champion never saw for the gate to compare on them.
-    reuse_existing : bool, default=True
-        Return the earlier run when a finished run with identical inputs is registered (so a
-        re-run changes nothing).
+    tolerance, min_new_labels : float, int
+        The gate's parameters, recorded as run params.
     artifact_location : str, default=None
         Artifact root of a new experiment; default ``<db folder>/mlartifacts`` for a SQLite store,
         the server's default otherwise. An existing experiment keeps its own.
@@ -350,65 +467,17 @@ def train_and_register(
     -------
     TrainingResult
     """
-    _check_model_name(model_name)
-    if trigger not in TRIGGERS:
-        raise ValueError(f"trigger must be one of {TRIGGERS}, but got {trigger!r}")
+    check_run_params(model_name=model_name, trigger=trigger)
     tags = {str(k): str(v) for k, v in (tags or {}).items()}
     spec = feature_spec_from(feature_schema)
-    model = MultiLabelModel(
-        list(training_set.classes),
-        estimator=estimator,
-        estimator_params=estimator_params,
-        calibration=calibration,
-        modality=modality,
-        feature_schema=spec,
-        min_positives=min_positives,
-        min_negatives=min_negatives,
-        random_state=random_state,
-    )
-    model._validate_params()
-    # Validated before any work: the gate's arguments must not fail after the model is registered.
-    decide_promotion(None, None, tolerance=tolerance, min_new_labels=min_new_labels)
-    weights = training_set.weights if use_sample_weights else None
-    fingerprint = _fingerprint(
-        training_set, model, spec, weights is not None,
-        n_splits=n_splits, threshold=threshold, random_state=random_state, model_name=model_name,
-        label_snapshot_id=label_snapshot_id, tolerance=tolerance, min_new_labels=min_new_labels,
-    )
+    model, evaluation, config = trained.model, trained.evaluation, trained.config
     client = client_for(tracking_uri)
-    with tracking_context(tracking_uri):
-        experiment_id = get_or_create_experiment(
-            client, experiment_name, artifact_location=artifact_location or default_artifact_location(tracking_uri)
-        )
-    if reuse_existing:
-        earlier = _reusable_result(client, experiment_id, model_name, fingerprint)
-        if earlier is not None:
-            return earlier
-
-    evaluation = cross_validate(
-        model, training_set.X, training_set.Y, sample_weight=weights,
-        n_splits=n_splits, threshold=threshold, random_state=random_state,
-    )
-    model.fit(training_set.X, training_set.Y, sample_weight=weights)
-
-    champion = _version_by_alias(client, model_name, CHAMPION)
-    comparison = _compare_with_champion(client, tracking_uri, model_name, champion, training_set, evaluation, spec, modality)
-    n_cv = int(evaluation.per_class.loc[evaluation.per_class["status"] == "evaluated", "n_scored"].sum())
-    decision = decide_promotion(
-        evaluation.macro,
-        comparison["champion_cv"],
-        n_compare=comparison["n_compare"],
-        tolerance=tolerance,
-        min_new_labels=min_new_labels,
-        challenger_new_labels=comparison["challenger_new"],
-        champion_new_labels=comparison["champion_new"],
-        n_cross_validated=n_cv,
-        has_champion=champion is not None,
-    )
+    experiment_id = _experiment_id(client, tracking_uri, experiment_name, artifact_location)
 
     keys = class_keys(training_set.classes)
-    params = _run_params(training_set, model, spec, label_snapshot_id, weights is not None, keys,
-                         n_splits=n_splits, threshold=threshold, tolerance=tolerance, min_new_labels=min_new_labels)
+    params = _run_params(training_set, model, spec, label_snapshot_id, trained.weighted, keys,
+                         n_splits=config.n_splits, threshold=config.threshold, tolerance=tolerance,
+                         min_new_labels=min_new_labels)
     metrics = _run_metrics(evaluation, keys, training_set)
     metrics.update({
         "promoted": float(decision.promote),
@@ -423,19 +492,28 @@ def train_and_register(
         f"{_TAG}label_snapshot_id": label_snapshot_id or "none",
         f"{_TAG}feature_extractor": spec.extractor,
         f"{_TAG}feature_version": spec.version,
-        f"{_TAG}modality": modality,
-        f"{_TAG}champion_before": champion.version if champion is not None else "none",
+        f"{_TAG}modality": config.modality,
+        f"{_TAG}champion_before": comparison.champion_version if comparison.has_champion else "none",
         **{f"{_TAG}status.{keys[c]}": s for c, s in model.class_status_.items()},
         **decision.as_tags(),
         **tags,
     }
-    if comparison["note"]:
-        run_tags[f"{_TAG}promotion.note"] = comparison["note"]
+    if comparison.note:
+        run_tags[f"{_TAG}promotion.note"] = comparison.note
     commit = git_commit()
     if commit:
         run_tags[f"{_TAG}git_commit"] = commit
     if flow_run_id:
         run_tags[f"{_TAG}prefect_flow_run_id"] = str(flow_run_id)
+    version_tags = {
+        **decision.as_tags(),
+        f"{_TAG}trigger": trigger,
+        f"{_TAG}label_snapshot_id": label_snapshot_id or "none",
+        f"{_TAG}feature_extractor": spec.extractor,
+        f"{_TAG}feature_version": spec.version,
+        f"{_TAG}modality": config.modality,
+        f"{_TAG}macro_ap": _fmt(evaluation.macro.get("macro_ap")),
+    }
 
     import mlflow
     import mlflow.sklearn
@@ -446,7 +524,7 @@ def train_and_register(
         example = np.ascontiguousarray(training_set.X[:2])
         signature = infer_signature(example, model.predict_proba(example))
         with tracking_context(tracking_uri):
-            run_name = f"{trigger}-{estimator}-{modality}"
+            run_name = f"{trigger}-{config.estimator}-{config.modality}"
             with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags) as run:
                 mlflow.log_params(clean_params(params))
                 mlflow.log_metrics(finite_metrics(metrics))
@@ -463,30 +541,34 @@ def train_and_register(
                     registered_model_name=model_name,
                 )
                 version = str(info.registered_model_version)
-                version_tags = {
-                    **decision.as_tags(),
-                    f"{_TAG}trigger": trigger,
-                    f"{_TAG}label_snapshot_id": label_snapshot_id or "none",
-                    f"{_TAG}feature_extractor": spec.extractor,
-                    f"{_TAG}feature_version": spec.version,
-                    f"{_TAG}modality": modality,
-                    f"{_TAG}macro_ap": _fmt(evaluation.macro.get("macro_ap")),
-                }
-                for key, value in version_tags.items():
-                    client.set_model_version_tag(model_name, version, key, value)
-                client.update_model_version(model_name, version, description=decision.reason)
-                client.set_registered_model_alias(model_name, CHALLENGER, version)
-                if decision.promote:
-                    client.set_registered_model_alias(model_name, CHAMPION, version)
+                _describe_version(client, model_name, version, version_tags, decision)
     return TrainingResult(
         run_id=run.info.run_id,
         model_name=model_name,
         model_version=version,
         metrics=finite_metrics(metrics),
-        class_status=dict(model.class_status_),
+        class_status=trained.class_status,
         promoted=decision.promote,
         decision=decision,
     )
+
+
+def _experiment_id(client: MlflowClient, tracking_uri: str, experiment_name: str, artifact_location: str | None) -> str:
+    with tracking_context(tracking_uri):
+        return get_or_create_experiment(
+            client, experiment_name, artifact_location=artifact_location or default_artifact_location(tracking_uri)
+        )
+
+
+def _describe_version(client: MlflowClient, model_name: str, version: str, tags: dict[str, str],
+                      decision: PromotionDecision) -> None:
+    # Inside the run: a failure here fails the run, so a retry never reuses a half-registered version.
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    client.update_model_version(model_name, version, description=decision.reason)
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    if decision.promote:
+        client.set_registered_model_alias(model_name, CHAMPION, version)
 
 
 def _pip_requirements() -> list[str]:
@@ -508,50 +590,6 @@ def _pip_requirements() -> list[str]:
 
 def _fmt(value) -> str:
     return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
-
-
-def _fingerprint(training_set, model, spec, weighted, **extra) -> str:
-    params = {k: v for k, v in model.get_params().items() if k != "feature_schema"}
-    payload = {
-        "training_set": training_set.fingerprint(),
-        "params": params,
-        "features": spec.as_dict(),
-        "weighted": weighted,
-        **extra,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _reusable_result(client: MlflowClient, experiment_id: str, model_name: str, fingerprint: str):
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{_TAG}fingerprint` = '{fingerprint}' and attributes.status = 'FINISHED'",
-        max_results=1,
-        order_by=["attributes.start_time DESC"],
-    )
-    if not runs:
-        return None
-    run = runs[0]
-    versions = client.search_model_versions(f"name = '{model_name}' and run_id = '{run.info.run_id}'")
-    if not versions:
-        return None
-    version = max(versions, key=lambda v: int(v.version))
-    decision = PromotionDecision.from_tags(run.data.tags)
-    status = {}
-    classes = json.loads(run.data.params.get("classes", "[]"))
-    keys = class_keys(classes)
-    for cls in classes:
-        status[cls] = run.data.tags.get(f"{_TAG}status.{keys[cls]}", "")
-    return TrainingResult(
-        run_id=run.info.run_id,
-        model_name=model_name,
-        model_version=str(version.version),
-        metrics=dict(run.data.metrics),
-        class_status=status,
-        promoted=decision.promote,
-        decision=decision,
-        reused=True,
-    )
 
 
 def _run_params(training_set, model, spec, label_snapshot_id, weighted, keys, **extra) -> dict[str, Any]:
@@ -630,75 +668,7 @@ def _write_artifacts(root: Path, training_set, evaluation, model, spec, keys, de
         "training_set_sha256": training_set.fingerprint(),
     })
     promotion = json.loads(decision.to_json())
-    promotion["note"] = comparison["note"]
-    if comparison["per_class"] is not None:
-        promotion["new_labels_per_class"] = comparison["per_class"]
+    promotion["note"] = comparison.note
+    if comparison.per_class is not None:
+        promotion["new_labels_per_class"] = comparison.per_class
     write_json(root / "promotion.json", promotion)
-
-
-# -- the champion comparison -----------------------------------------------------------------
-
-
-def _compare_with_champion(client, tracking_uri, model_name, champion, training_set, evaluation, spec, modality) -> dict:
-    """Both models' metrics on labels the champion never saw, plus the champion's CV metrics.
-
-    Returns a dict with ``champion_cv``, ``n_compare``, ``challenger_new``, ``champion_new``,
-    ``per_class`` and ``note``; the gate itself is :func:`decide_promotion`.
-    """
-    out = {"champion_cv": None, "n_compare": 0, "challenger_new": None, "champion_new": None, "per_class": None, "note": ""}
-    if champion is None:
-        return out
-    try:
-        out["champion_cv"] = dict(client.get_run(champion.run_id).data.metrics)
-    except MlflowException as exc:
-        out["note"] = f"champion run {champion.run_id} unreadable: {redact_text(str(exc))}"
-        return out
-    try:
-        with tempfile.TemporaryDirectory(prefix="mlci-champ-") as tmp:
-            path = client.download_artifacts(champion.run_id, TRAINING_LABELS_ARTIFACT, tmp)
-            seen = pd.read_parquet(path)[["asset", "class"]]
-    except (MlflowException, OSError) as exc:
-        out["note"] = f"champion run has no {TRAINING_LABELS_ARTIFACT}: {redact_text(str(exc))}"
-        return out
-    current = training_set.labels_table()
-    merged = current.merge(seen.assign(_seen=True).astype({"asset": "string", "class": "string"}), on=["asset", "class"], how="left")
-    new = merged[merged["_seen"].isna()].drop(columns="_seen").reset_index(drop=True)
-    if new.empty:
-        out["note"] = "no labels the champion never saw"
-        return out
-    try:
-        champ_model = _load_registered(tracking_uri, model_name, str(champion.version))
-        champ_model.check_features({**spec.as_dict(), "modality": modality})
-        if champ_model.n_features_in_ != training_set.X.shape[1]:
-            raise FeatureSchemaMismatchError({"n_features": champ_model.n_features_in_}, {"n_features": training_set.X.shape[1]})
-    except (ModelError, MlflowException, OSError) as exc:
-        out["n_compare"] = len(new)
-        out["note"] = f"champion version {champion.version} cannot score the new labels: {redact_text(str(exc))}"
-        return out
-    row_of = {k: i for i, k in enumerate(training_set.keys.tolist())}
-    col_of = {c: j for j, c in enumerate(training_set.classes)}
-    champ_col = {str(c): j for j, c in enumerate(champ_model.classes_)}
-    new = new[new["class"].isin(list(champ_col))].reset_index(drop=True)
-    rows = np.array([row_of[a] for a in new["asset"]], dtype=np.int64)
-    uniq, inverse = np.unique(rows, return_inverse=True)
-    champ_scores = champ_model.predict_proba(training_set.X[uniq]) if uniq.size else np.empty((0, len(champ_col)))
-    new["champion"] = [champ_scores[inverse[i], champ_col[c]] for i, c in enumerate(new["class"])]
-    new["challenger"] = [evaluation.scores[r, col_of[c]] for r, c in zip(rows, new["class"])]
-    both = new[np.isfinite(new["champion"].astype(float)) & np.isfinite(new["challenger"].astype(float))]
-    classes = [c for c in training_set.classes if c in champ_col]
-    ch_pc, _ = evaluate_scores(both.assign(score=both["challenger"]), classes)
-    cp_pc, _ = evaluate_scores(both.assign(score=both["champion"]), classes)
-    common = [c for c, a, b in zip(classes, ch_pc["status"], cp_pc["status"]) if a == b == "evaluated"]
-    out["n_compare"] = int(both["class"].isin(common).sum())
-    if common:
-        out["challenger_new"] = {"macro_ap": float(ch_pc.set_index("class").loc[common, "ap"].mean())}
-        out["champion_new"] = {"macro_ap": float(cp_pc.set_index("class").loc[common, "ap"].mean())}
-    out["per_class"] = {
-        "challenger": ch_pc.to_dict(orient="records"),
-        "champion": cp_pc.to_dict(orient="records"),
-        "classes_compared": common,
-    }
-    if not common:
-        out["n_compare"] = len(both)
-        out["note"] = "no concept has both a positive and a negative among the new labels"
-    return out

@@ -36,7 +36,7 @@ from mlci.simulate.exceptions import (
     UnknownSimulationStrategyError,
 )
 from mlci.simulate.linear import LogisticFit, fit_logistic, predict_logistic
-from mlci.simulate.metrics import METRICS, average_precision, binary_metrics, roc_auc
+from mlci.simulate.metrics import METRICS, average_precision, column_metrics, roc_auc
 from mlci.simulate.oracles import OracleInlier, OracleOutlier
 from mlci.simulate.report import answers, render_report
 from mlci.simulate.schedules import (
@@ -48,10 +48,10 @@ from mlci.simulate.schedules import (
 )
 from mlci.simulate.stopping import (
     STOPPING_RULES,
-    cohen_kappa,
     evaluate_stopping,
     oof_plateau,
     overall_uncertainty,
+    prediction_kappa,
     stabilizing_predictions,
 )
 from mlci.simulate.strategies import (
@@ -85,8 +85,8 @@ __all__ = [
     "UnknownSimulationStrategyError",
     "answers",
     "average_precision",
-    "binary_metrics",
-    "cohen_kappa",
+    "column_metrics",
+    "prediction_kappa",
     "collect_result",
     "consensus_study",
     "doubling",

@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from mlci.consensus import DawidSkene, OneCoinDawidSkene, majority_vote
 from mlci.simulate.engine import Repetition, SimulationConfig, SimulationData
 from mlci.simulate.linear import fit_logistic
-from mlci.simulate.metrics import binary_metrics
+from mlci.simulate.metrics import column_metrics
 from mlci.simulate.strategies import strategy_seed
 
 __all__ = [
@@ -224,7 +224,7 @@ def consensus_study(
                     accuracy = (labels == truth[sub]).mean(axis=0)
                     with threadpool_limits(config.blas_threads):
                         fit = fit_logistic(data.X[pool[sub]], labels, C=config.C)
-                        scores = binary_metrics(data.Y[rep.test], fit.predict(data.X[rep.test]))
+                        scores = column_metrics(data.Y[rep.test], fit.predict(data.X[rep.test]))
                     for j, concept in enumerate(data.concepts):
                         rows.append({
                             "repetition": rep.index,

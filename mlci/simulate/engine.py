@@ -35,9 +35,9 @@ from threadpoolctl import threadpool_limits
 
 from mlci.simulate.exceptions import NotEnoughDataError
 from mlci.simulate.linear import fit_logistic
-from mlci.simulate.metrics import METRICS, binary_metrics
+from mlci.simulate.metrics import METRICS, column_metrics
 from mlci.simulate.schedules import Schedule, parse_schedule
-from mlci.simulate.stopping import cohen_kappa, mean_uncertainty, oof_average_precision
+from mlci.simulate.stopping import mean_uncertainty, oof_average_precision, prediction_kappa
 from mlci.simulate.strategies import RoundState, make_simulation_strategy, strategy_seed
 from mlci.strategies import Pool
 
@@ -264,7 +264,7 @@ def prepare_repetition(data: SimulationData, index: int, config: SimulationConfi
     stop = np.sort(rng.permutation(len(pool))[: min(config.stop_set_size, len(pool))])
     with threadpool_limits(config.blas_threads):
         fit = fit_logistic(data.X[pool], data.Y[pool], C=config.C)
-        reference = binary_metrics(data.Y[test], fit.predict(data.X[test]))
+        reference = column_metrics(data.Y[test], fit.predict(data.X[test]))
     return Repetition(index, pool.astype(np.int64), np.sort(test).astype(np.int64), stop.astype(np.int64), reference)
 
 
@@ -363,15 +363,15 @@ def _run(strategy, schedule, counts, cols, data, rep, Xp, Yp, Xt, Yt, pool, cach
         fit = fit_logistic(Xp[labeled], y_l, C=config.C, coef_init=coef, intercept_init=intercept)
         coef, intercept = fit.coef, fit.intercept
         p_pool = fit.predict(Xp)
-        test = binary_metrics(yt, fit.predict(Xt))
+        test = column_metrics(yt, fit.predict(Xt))
         remaining = ~is_labeled
         if config.evaluate_pool and remaining.any():
-            pool_m = binary_metrics(yp[remaining], p_pool[remaining])
+            pool_m = column_metrics(yp[remaining], p_pool[remaining])
         else:
             pool_m = {m: np.full(len(cols), np.nan) for m in METRICS}
         if config.stopping:
             stop_pred = p_pool[rep.stop] >= 0.5
-            kappa = cohen_kappa(previous_stop, stop_pred) if previous_stop is not None else np.full(len(cols), np.nan)
+            kappa = prediction_kappa(previous_stop, stop_pred) if previous_stop is not None else np.full(len(cols), np.nan)
             previous_stop = stop_pred
             uncertainty = mean_uncertainty(p_pool[remaining]) if remaining.any() else np.full(len(cols), np.nan)
             if config.oof_folds:

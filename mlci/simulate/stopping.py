@@ -33,13 +33,13 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from mlci.consensus.agreement import cohen_kappa
 from mlci.simulate.linear import fit_logistic
 from mlci.simulate.metrics import average_precision
 from mlci.strategies.uncertainty import binary_entropy
 
 __all__ = [
     "STOPPING_RULES",
-    "cohen_kappa",
     "evaluate_stopping",
     "first_reaching",
     "make_rules",
@@ -47,27 +47,31 @@ __all__ = [
     "oof_average_precision",
     "oof_plateau",
     "overall_uncertainty",
+    "prediction_kappa",
     "stabilizing_predictions",
 ]
 
 
-def cohen_kappa(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cohen's kappa between two 0/1 prediction matrices, per column.
+def prediction_kappa(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Cohen's kappa (:func:`mlci.consensus.cohen_kappa`) per concept between two rounds' 0/1 predictions.
 
-    ``(p_o - p_e) / (1 - p_e)`` with observed agreement ``p_o`` and chance agreement ``p_e`` from
-    the two marginals. NaN where ``p_e = 1`` (both predict one and the same class everywhere: the
-    agreement carries no information, so it cannot count towards stopping).
+    Parameters
+    ----------
+    previous, current : ndarray of bool of shape (n_clips, n_concepts)
+        Predictions (score >= 0.5) of two rounds' models on the same stop set.
+
+    Returns
+    -------
+    ndarray of float64 of shape (n_concepts,)
+        NaN where both predict one and the same class everywhere (the agreement carries no
+        information, so it cannot count towards stopping).
     """
-    a = np.asarray(a, dtype=bool)
-    b = np.asarray(b, dtype=bool)
-    if a.ndim == 1:
-        a, b = a[:, None], b[:, None]
-    po = (a == b).mean(axis=0)
-    pa, pb = a.mean(axis=0), b.mean(axis=0)
-    pe = pa * pb + (1 - pa) * (1 - pb)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        kappa = (po - pe) / (1 - pe)
-    return np.where(pe < 1, kappa, np.nan)
+    previous, current = np.asarray(previous, dtype=bool), np.asarray(current, dtype=bool)
+    if previous.ndim == 1:
+        previous, current = previous[:, None], current[:, None]
+    if previous.shape != current.shape:
+        raise ValueError(f"previous and current must have the same shape, but got {previous.shape} and {current.shape}")
+    return np.array([cohen_kappa(previous[:, k], current[:, k]) for k in range(previous.shape[1])], dtype=np.float64)
 
 
 def mean_uncertainty(proba: np.ndarray) -> np.ndarray:
