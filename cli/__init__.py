@@ -115,16 +115,14 @@ def nightly_command(
     Exit status: 0 done, 1 error, 3 ran to the end but skipped work (see the summary),
     4 skipped because another run holds the store lock.
     """
-    round_options = dict(strategy=strategy, batch_size=batch_size, relabel_share=relabel_share)
-    training_options = dict(consensus_method=consensus_method, estimator=estimator, modality=modality,
-                            tolerance=tolerance)
-    checked_settings(store, round=round_options, training=training_options,
-                     schedule=dict(lock_ttl_hours=lock_ttl_hours), random_state=random_state)
+    options = dict(strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
+                   consensus_method=consensus_method, estimator=estimator, modality=modality, tolerance=tolerance,
+                   lock_ttl_hours=lock_ttl_hours, random_state=random_state)
+    checked_settings(store, **options)
     from flows.nightly import nightly
 
     with command_errors(flow=True):
-        summary = nightly(store=store, **round_options, **training_options, lock_ttl_hours=lock_ttl_hours,
-                          random_state=random_state, trigger="manual")
+        summary = nightly(store=store, **options, trigger="manual")
     typer.echo(summary.to_markdown())
     if summary.status == "skipped":
         raise typer.Exit(EXIT_SKIPPED)
@@ -143,12 +141,13 @@ def round_command(
     random_state: RandomStateOption = None,
 ) -> None:
     """Publish a labeling batch from the current consensus and the champion model."""
-    round_options = dict(strategy=strategy, batch_size=batch_size, relabel_share=relabel_share)
-    checked_settings(store, round=round_options, training=dict(modality=modality), random_state=random_state)
+    options = dict(strategy=strategy, batch_size=batch_size, relabel_share=relabel_share, modality=modality,
+                   random_state=random_state)
+    checked_settings(store, **options)
     from flows.round import round_flow
 
     with command_errors(flow=True):
-        result = round_flow(store=store, **round_options, modality=modality, random_state=random_state)
+        result = round_flow(store=store, **options)
     typer.echo(result.summary())
     print_table(result.batch.head(10))
 

@@ -121,13 +121,12 @@ RandomStateOption = Annotated[
 ]
 
 
-def checked_settings(store: str | None, **overrides: Any) -> Settings:
-    """Settings with a command's options applied, checked as its flow will check them (one ``error:``
-    line listing every problem), on a store that exists: a bad run ends here, before Prefect starts."""
-    settings = settings_for(store)
+def checked_settings(store: str | None, **parameters: Any) -> Settings:
+    """The settings a command's flow will run with (:func:`mlci.params.settings_for_run`), on a store
+    that exists; a problem ends the command with one ``error:`` line listing every problem, before
+    Prefect starts."""
     try:
-        settings = settings.with_overrides(**overrides)
-        params.check_params(settings, **{name: True for name in overrides if name != "random_state"})
+        settings = params.settings_for_run(store, **parameters)
     except params.ParameterError as exc:
         fail(str(exc))
     open_store_for(settings)

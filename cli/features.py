@@ -63,7 +63,7 @@ def features_command(
         params = parse_params(param)
     except ValueError as exc:
         fail(str(exc))
-    settings = settings_for(store).with_overrides(training=dict(extractor=extractor, extractor_params=params or None))
+    settings = settings_for(store).with_overrides(extractor=extractor, extractor_params=params or None)
     target = open_store_for(settings)  # a bad store ends here, before Prefect starts
 
     from flows.features import features as features_flow

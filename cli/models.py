@@ -47,7 +47,7 @@ def train_command(
     from mlci.models.tracking import class_keys
 
     training_options = dict(extractor=extractor, modality=modality, estimator=estimator, tolerance=tolerance)
-    checked_settings(store, training=training_options, random_state=random_state)
+    checked_settings(store, **training_options, random_state=random_state)
     params: dict = {}
     if c is not None:
         params["C"] = c

@@ -50,10 +50,9 @@ def serve_command(
     """
     from pydantic import ValidationError
 
-    round_options = dict(strategy=strategy, batch_size=batch_size, relabel_share=relabel_share)
+    options = dict(strategy=strategy, batch_size=batch_size, relabel_share=relabel_share, lock_ttl_hours=lock_ttl_hours)
     # A mistyped store or parameter fails now, not every night.
-    settings = checked_settings(store, round=round_options, schedule=dict(cron=cron, timezone=timezone,
-                                                                          lock_ttl_hours=lock_ttl_hours))
+    settings = checked_settings(store, **options, cron=cron, timezone=timezone)
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.settings import get_current_settings
 
@@ -65,8 +64,7 @@ def serve_command(
     # Served runs are child processes, possibly in another directory: give them absolute locations.
     os.environ["MLCI_HOME"] = str(settings.home)
     # Only what was given on the command line: the rest is read from MLCI_* when each run starts.
-    given = {**round_options, "lock_ttl_hours": lock_ttl_hours}
-    parameters = {"store": settings.store_uri, **{k: v for k, v in given.items() if v is not None}}
+    parameters = {"store": settings.store_uri, **{k: v for k, v in options.items() if v is not None}}
 
     configured = get_current_settings().api.url
     if configured:

@@ -94,7 +94,7 @@ def features(
     """
     if not isinstance(log_every, int) or log_every < 1:
         raise ValueError(f"log_every must be an int >= 1, got {log_every!r}")
-    settings = Settings.for_store(store).with_overrides(training=dict(extractor=extractor, extractor_params=params))
+    settings = Settings.for_store(store).with_overrides(extractor=extractor, extractor_params=params)
     logger = get_run_logger()
     progress = _current_progress()
     plan = plan_feature_run_task(settings, extractor=settings.training.extractor,

@@ -24,10 +24,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from flows.features import features as features_flow
 from flows.training import training_step
 from mlci.catalog import ClassCatalog
-from mlci.config import Settings
 from mlci.models import TrainingConfig
 from mlci.models.tracking import class_keys
-from mlci.params import check_params
+from mlci.params import settings_for_run
 from mlci.reporting import BatchStep, ConsensusStep, FeaturesStep, LabelsStep, ModelStep, NightlySummary
 from tasks.consensus import compute_consensus_task
 from tasks.features import load_features_task, quarantined_keys_task
@@ -62,15 +61,12 @@ def nightly(
     round's from ``MLCI_ROUND__*``, training's from ``MLCI_TRAINING__*``, ``lock_ttl_hours`` from
     ``MLCI_SCHEDULE__LOCK_TTL_HOURS`` (see docs/configuration.md).
     """
-    settings = Settings.for_store(store).with_overrides(
+    settings = settings_for_run(
+        store, strategy=strategy, strategy_params=strategy_params, batch_size=batch_size, relabel_share=relabel_share,
+        open_batch_days=open_batch_days, consensus_method=consensus_method, estimator=estimator, modality=modality,
+        extractor=extractor, extractor_params=extractor_params, tolerance=tolerance, lock_ttl_hours=lock_ttl_hours,
         random_state=random_state,
-        round=dict(strategy=strategy, strategy_params=strategy_params, batch_size=batch_size,
-                   relabel_share=relabel_share, open_batch_days=open_batch_days),
-        training=dict(consensus_method=consensus_method, estimator=estimator, modality=modality,
-                      extractor=extractor, extractor_params=extractor_params, tolerance=tolerance),
-        schedule=dict(lock_ttl_hours=lock_ttl_hours),
     )
-    check_params(settings, round=True, training=True, schedule=True)
     fit = settings.training
     logger = get_run_logger()
     lock, held_by = acquire_lock_task(settings, "nightly", settings.schedule.lock_ttl_hours)

@@ -13,8 +13,7 @@ from typing import Any
 from prefect import flow
 
 from mlci.batches import RoundResult
-from mlci.config import Settings
-from mlci.params import check_params
+from mlci.params import settings_for_run
 from tasks.consensus import load_consensus_task
 from tasks.features import load_features_task, quarantined_keys_task
 from tasks.labels import load_annotation_history_task
@@ -39,13 +38,10 @@ def round_flow(
     Parameters left as None take their configured defaults (``MLCI_STORE``, ``MLCI_ROUND__*``;
     ``modality``, and the extractor, from ``MLCI_TRAINING__*``: the champion's features).
     """
-    settings = Settings.for_store(store).with_overrides(
-        random_state=random_state,
-        round=dict(strategy=strategy, strategy_params=strategy_params, batch_size=batch_size,
-                   relabel_share=relabel_share, open_batch_days=open_batch_days),
-        training=dict(modality=modality),
+    settings = settings_for_run(
+        store, strategy=strategy, strategy_params=strategy_params, batch_size=batch_size, relabel_share=relabel_share,
+        open_batch_days=open_batch_days, modality=modality, random_state=random_state,
     )
-    check_params(settings, round=True, training=True)
     fit = settings.training
     consensus = load_consensus_task(settings)
     keys, X, schema = load_features_task(settings, modality=fit.modality, extractor=fit.extractor,

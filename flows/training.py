@@ -21,7 +21,6 @@ from typing import Any
 from prefect import flow
 
 from mlci.catalog import ClassCatalog
-from mlci.config import Settings
 from mlci.models import (
     TrainingConfig,
     TrainingResult,
@@ -30,7 +29,7 @@ from mlci.models import (
     check_run_params,
     run_fingerprint,
 )
-from mlci.params import check_params
+from mlci.params import settings_for_run
 from tasks.consensus import load_consensus_task
 from tasks.features import load_features_task
 from tasks.training import (
@@ -110,12 +109,8 @@ def train_flow(
     Parameters left as None take their configured defaults (``MLCI_STORE``, ``MLCI_TRAINING__*``,
     ``MLCI_RANDOM_STATE``).
     """
-    settings = Settings.for_store(store).with_overrides(
-        random_state=random_state,
-        training=dict(extractor=extractor, extractor_params=extractor_params, modality=modality,
-                      estimator=estimator, tolerance=tolerance),
-    )
-    check_params(settings, training=True)
+    settings = settings_for_run(store, extractor=extractor, extractor_params=extractor_params, modality=modality,
+                                estimator=estimator, tolerance=tolerance, random_state=random_state)
     fit = settings.training
     keys, X, schema = load_features_task(settings, modality=fit.modality, extractor=fit.extractor,
                                          params=fit.extractor_params)

@@ -55,13 +55,6 @@ class _Section(BaseModel):
     # explicit parameter and a configured default get the same one-line error.
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    def with_overrides(self, **overrides: Any):
-        """A copy with every override that is not None applied (a flow's or command's parameters)."""
-        unknown = set(overrides) - set(type(self).model_fields)
-        if unknown:
-            raise TypeError(f"{type(self).__name__} has no setting {sorted(unknown)}")
-        return self.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-
 
 class RoundSettings(_Section):
     """How a round chooses and publishes the next batch (``MLCI_ROUND__<NAME>``)."""
@@ -187,23 +180,25 @@ class Settings(BaseSettings):
         """Settings from the environment, with ``store`` (a flow's or command's parameter) if given."""
         return cls(store=store) if store else cls()
 
-    def with_overrides(
-        self,
-        *,
-        random_state: int | None = None,
-        round: dict[str, Any] | None = None,
-        training: dict[str, Any] | None = None,
-        schedule: dict[str, Any] | None = None,
-    ) -> Settings:
-        """A copy with a flow's or command's parameters applied; None means "as configured".
+    def with_overrides(self, **parameters: Any) -> Settings:
+        """A copy with a run's parameters applied; a parameter that is None means "as configured".
 
-        Values are not validated here: :func:`mlci.params.check_params` checks the result.
+        Each name is ``random_state`` or a field of one section (``strategy`` -> ``round``,
+        ``estimator`` -> ``training``, ``lock_ttl_hours`` -> ``schedule``, ...). Values are not
+        validated here: :func:`mlci.params.settings_for_run` checks the result.
         """
-        update: dict[str, Any] = {} if random_state is None else {"random_state": random_state}
-        for name, overrides in (("round", round), ("training", training), ("schedule", schedule)):
-            if overrides:
-                update[name] = getattr(self, name).with_overrides(**overrides)
-        # cached_property values (store_uri, ...) live in __dict__ and stay right: the store is unchanged.
+        unknown = sorted(set(parameters) - _ROUTABLE)
+        if unknown:
+            raise TypeError(f"no setting named {unknown}; known: {sorted(_ROUTABLE)}")
+        given = {name: value for name, value in parameters.items() if value is not None}
+        update: dict[str, Any] = {}
+        if "random_state" in given:
+            update["random_state"] = given.pop("random_state")
+        for section in _SECTIONS:
+            config = getattr(self, section)
+            mine = {name: given.pop(name) for name in list(given) if name in type(config).model_fields}
+            if mine:
+                update[section] = config.model_copy(update=mine)
         return self.model_copy(update=update)
 
     @field_validator("home", mode="after")
@@ -270,6 +265,14 @@ class Settings(BaseSettings):
             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.mlflow_timeout),
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.mlflow_max_retries),
         }
+
+
+_SECTIONS = ("round", "training", "schedule")
+#: Every name :meth:`Settings.with_overrides` takes.
+_ROUTABLE = frozenset(
+    {"random_state"}
+    | set(RoundSettings.model_fields) | set(TrainingSettings.model_fields) | set(ScheduleSettings.model_fields)
+)
 
 
 def apply_mlflow_environment(settings: Settings, environ: MutableMapping[str, str] | None = None) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """Checks of the flows' parameters, run before any lock, write or registration.
 
 A nightly with a misspelt strategy used to take the lock, train and register a model version,
-then fail at the round. Every flow and every CLI command now calls :func:`check_params` first, on
-the settings with the run's parameters applied. The valid
+then fail at the round. Every flow and every CLI command now starts with :func:`settings_for_run`,
+which applies the run's parameters to the settings and checks the result. The valid
 values come from the registries themselves (strategies, estimators, consensus methods,
 modalities), so there is one list of each.
 """
@@ -17,6 +17,7 @@ from mlci.config import RoundSettings, Settings, TrainingSettings
 __all__ = [
     "ParameterError",
     "check_params",
+    "settings_for_run",
     "consensus_methods",
     "estimators",
     "modalities",
@@ -108,21 +109,36 @@ def _store_problems(problems: list[str], settings: Settings) -> None:
         problems.append(f"store {settings.store!r}: {exc}")
 
 
-def check_params(settings: Settings, *, round: bool = False, training: bool = False, schedule: bool = False) -> None:
-    """Check the store and the chosen sections of ``settings``; raise :class:`ParameterError` listing
-    every problem.
-
-    Flows call it on their settings with the run's parameters applied (:meth:`Settings.with_overrides`),
-    so a bad parameter and a bad ``MLCI_*`` default get the same message.
-    """
+def check_params(settings: Settings) -> None:
+    """Check the store and every section of ``settings``; raise :class:`ParameterError` listing
+    every problem."""
     problems: list[str] = []
     _store_problems(problems, settings)
-    if round:
-        _round_problems(problems, settings.round)
-    if training:
-        _training_problems(problems, settings.training)
-    if schedule:
-        _number(problems, "lock_ttl_hours", settings.schedule.lock_ttl_hours, low=0, low_inclusive=False)
+    _round_problems(problems, settings.round)
+    _training_problems(problems, settings.training)
+    _number(problems, "lock_ttl_hours", settings.schedule.lock_ttl_hours, low=0, low_inclusive=False)
     _number(problems, "random_state", settings.random_state, low=0, integer=True)
     if problems:
         raise ParameterError(problems)
+
+
+def settings_for_run(store: str | None, **parameters: Any) -> Settings:
+    """The settings a run uses: ``MLCI_*``, with ``store`` and every parameter that is not None applied.
+
+    Flows call it first, and the command line before it starts a flow, so a bad parameter and a
+    bad ``MLCI_*`` default get the same message before anything is locked, written or registered.
+
+    Raises
+    ------
+    ParameterError
+        Listing every problem, a setting that does not validate included.
+    """
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings.for_store(store)
+    except ValidationError as exc:  # inputs are hidden; messages redact URLs (mlci.config)
+        raise ParameterError([f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from None
+    settings = settings.with_overrides(**parameters)
+    check_params(settings)
+    return settings

@@ -82,11 +82,25 @@ def test_sections_read_nested_variables_and_parameters_override_them(monkeypatch
     settings = Settings(_env_file=None)
     assert settings.round.batch_size == 12 and settings.round.strategy_params == {"policy": "round_robin"}
     assert settings.schedule.cron == "30 3 * * *" and settings.training.estimator == "logistic_regression"
-    run = settings.with_overrides(round=dict(batch_size=None, strategy="random"), random_state=7)
+    run = settings.with_overrides(batch_size=None, strategy="random", estimator="linear_svm", random_state=7)
     assert (run.round.batch_size, run.round.strategy, run.random_state) == (12, "random", 7)  # None: as configured
-    assert settings.round.strategy == "margin"  # the original is untouched
-    with pytest.raises(TypeError, match="no setting"):
-        settings.with_overrides(round=dict(batch_sise=3))
+    assert run.training.estimator == "linear_svm" and run.training.modality == "combined"
+    assert settings.round.strategy == "margin" and settings.training.estimator == "logistic_regression"  # untouched
+    with pytest.raises(TypeError, match=r"no setting named \['batch_sise'\]"):
+        settings.with_overrides(batch_sise=3)
+
+
+def test_a_bad_configured_default_fails_the_run_like_a_bad_parameter(monkeypatch, tmp_path):
+    from mlci.params import ParameterError, settings_for_run
+
+    monkeypatch.setenv("MLCI_HOME", str(tmp_path))
+    monkeypatch.setenv("MLCI_ROUND__STRATEGY", "nonsense")
+    with pytest.raises(ParameterError, match="strategy must be one of .*but got 'nonsense'"):
+        settings_for_run(None)
+    assert settings_for_run(None, strategy="random").round.strategy == "random"  # a parameter wins
+    monkeypatch.setenv("MLCI_ROUND__BATCH_SIZE", "many")
+    with pytest.raises(ParameterError, match="round.batch_size: Input should be a valid integer"):
+        settings_for_run(None)
 
 
 def test_for_store_applies_only_a_given_store(monkeypatch, tmp_path):
