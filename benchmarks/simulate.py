@@ -4,7 +4,7 @@ The experiment: scikit-learn's digits (1797 x 64, rows L2-normalised like the se
 float32 like embeddings), ten one-vs-rest concepts, the seed's seven orderings (anomaly, entropy,
 random, outlier, inlier, positive, negative), 5 repetitions, the doubling schedule from 5
 (5, 5, 10, 10, 20, ...) until the pool is labeled. Both engines run the same protocol (the same
-test splits, pool orders and start sets, from ``mlci.simulate.prepare_repetition``) and the same
+test splits, pool orders and start sets, from ``mlci.analysis.prepare_repetition``) and the same
 model (L2 logistic regression, C=1, fitted to convergence; a one-class labeled set gets the
 constant Laplace model).
 
@@ -15,7 +15,7 @@ the remaining pool and on the test split, orderings by ``sort_values``, ``Isolat
 ``LabelSpreading`` refitted every round, one process, BLAS limited to one thread (its fastest
 setting for these small fits).
 
-Ours: ``mlci.simulate.simulate`` with ``n_jobs`` worker processes (default 2).
+Ours: ``mlci.analysis.simulate`` with ``n_jobs`` worker processes (default 2).
 
 Printed: both wall times and their ratio; the largest absolute difference between the two
 engines' AP curves (test split and remaining pool) for the deterministic orderings (positive,
@@ -50,7 +50,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from mlci.simulate import (
+from mlci.analysis import (
     SEED_STRATEGIES,
     SimulationConfig,
     make_data,
@@ -219,7 +219,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     result = simulate(data, [SEED_STRATEGIES[o] for o in SEED_ORDERINGS], ["doubling5"], config, n_jobs=args.n_jobs)
     t_ours = time.perf_counter() - t0
-    print(f"mlci.simulate ({args.n_jobs} processes):          {t_ours:8.1f} s")
+    print(f"mlci.analysis ({args.n_jobs} processes):          {t_ours:8.1f} s")
     print(f"speed-up: {t_base / t_ours:.1f}x")
     if timer.sampled_tight > 0:
         est = t_base - timer.tight + timer.tight * timer.default / timer.sampled_tight

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from cli.analysis import analysis_command
 from cli.common import (
     EXIT_INCOMPLETE,
     EXIT_SKIPPED,
@@ -40,7 +41,6 @@ from cli.labels import app as labels_app
 from cli.labels import consensus_command
 from cli.models import models_command, train_command
 from cli.serve import serve_command
-from cli.analysis import analysis_command
 from mlci.redact import redact_url
 
 app = typer.Typer(

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.common import (
+    ModalityOption,
     StoreOption,
     command_errors,
     describe,
@@ -47,7 +48,7 @@ def analysis_command(
         int, typer.Option("--min-positives", min=1, help="Concepts with fewer positives are left out (and named).")
     ] = 5,
     snapshot: Annotated[str | None, typer.Option("--snapshot", help="Consensus snapshot (default: latest).")] = None,
-    modality: Annotated[str, typer.Option("--modality", help="audio, video or combined features.")] = "combined",
+    modality: ModalityOption = None,
     no_consensus_study: Annotated[bool, typer.Option("--no-consensus-study", help="Skip question 3.")] = False,
     local_cluster: Annotated[
         bool, typer.Option("--local-cluster", help="Run the simulations on a local Dask cluster of worker processes.")
@@ -58,7 +59,7 @@ def analysis_command(
     """Simulate labeling strategies on labels you already have and answer the seed's four questions."""
     if source not in ("consensus", "truth"):
         fail(f"--source must be 'consensus' or 'truth', got {source!r}")
-    from mlci.simulate import (
+    from mlci.analysis import (
         UnknownSimulationStrategyError,
         make_simulation_strategy,
         parse_schedule,

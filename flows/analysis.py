@@ -27,13 +27,14 @@ from prefect.artifacts import create_markdown_artifact
 
 import mlci
 from flows.runners import make_task_runner
+from mlci.analysis import SimulationConfig, collect_result, parse_schedule, plan_units
+from mlci.analysis.data import data_fingerprint
+from mlci.analysis.outputs import answers_markdown
+from mlci.analysis.report import answers
+from mlci.analysis.stopping import make_rules
 from mlci.config import Settings
+from mlci.layout import analysis_key
 from mlci.models.tracking import git_commit
-from mlci.simulate import SimulationConfig, collect_result, parse_schedule, plan_units
-from mlci.simulate.data import data_fingerprint
-from mlci.simulate.outputs import ANALYSIS_PREFIX, answers_markdown
-from mlci.simulate.report import answers
-from mlci.simulate.stopping import make_rules
 from tasks.analysis import (
     consensus_study_task,
     find_analysis_run_task,
@@ -97,8 +98,8 @@ def analysis(
     repetitions: int = 5,
     seed: int = 0,
     test_size: float = 0.25,
-    extractor: str = "basic",
-    modality: str = "combined",
+    extractor: str | None = None,
+    modality: str | None = None,
     snapshot: str | None = None,
     C: float = 1.0,
     concepts_per_task: int | None = None,
@@ -128,7 +129,8 @@ def analysis(
     """
     started = time.perf_counter()
     logger = get_run_logger()
-    settings = Settings.for_store(store)
+    settings = Settings.for_store(store).with_overrides(extractor=extractor, modality=modality)
+    extractor, modality = settings.training.extractor, settings.training.modality
     tracking_uri = tracking_uri or settings.tracking_uri
     experiment_name = experiment_name or f"{settings.experiment_name}-analysis"
     strategies = list(strategies or DEFAULT_STRATEGIES)
@@ -159,7 +161,7 @@ def analysis(
     if existing:
         logger.info("analysis %s is already in MLflow (run %s); nothing to do", analysis_id, existing)
         return AnalysisOutcome(analysis_id, existing, experiment_name, tracking_uri,
-                               f"{ANALYSIS_PREFIX}{analysis_id}/report.md", reused=True,
+                               analysis_key(analysis_id, "report.md"), reused=True,
                                skipped_concepts=dict(data.skipped), seconds=time.perf_counter() - started)
 
     reps = [f.result() for f in prepare_repetition_task.map(unmapped(data), list(range(repetitions)), unmapped(config))]

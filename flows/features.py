@@ -21,8 +21,8 @@ from contextvars import ContextVar
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 
-from mlci.config import Settings
 from flows.runners import make_task_runner
+from mlci.config import Settings
 from mlci.features import ChunkResult, FeatureRunReport
 from tasks.features import (
     commit_feature_run_task,

@@ -27,11 +27,23 @@ from mlci.catalog import ClassCatalog
 from mlci.models import TrainingConfig
 from mlci.models.tracking import class_keys
 from mlci.params import settings_for_run
-from mlci.reporting import BatchStep, ConsensusStep, FeaturesStep, LabelsStep, ModelStep, NightlySummary
+from mlci.reporting import (
+    BatchStep,
+    ConsensusStep,
+    FeaturesStep,
+    LabelsStep,
+    ModelStep,
+    NightlySummary,
+)
 from tasks.consensus import compute_consensus_task
 from tasks.features import load_features_task, quarantined_keys_task
 from tasks.labels import ingest_labels_task, load_annotation_history_task
-from tasks.round import acquire_lock_task, load_champion_task, release_lock_task, run_round_task
+from tasks.round import (
+    acquire_lock_task,
+    load_champion_task,
+    release_lock_task,
+    run_round_task,
+)
 from tasks.training import build_training_set_task
 
 __all__ = ["nightly"]

@@ -13,7 +13,6 @@ from collections.abc import MutableMapping
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator

@@ -1,4 +1,4 @@
-"""Prefect tasks of the analysis flow: thin wrappers around :mod:`mlci.simulate`.
+"""Prefect tasks of the analysis flow: thin wrappers around :mod:`mlci.analysis`.
 
 Tasks that touch the store or MLflow retry on I/O errors only; the simulation tasks are pure
 functions of their inputs and do not retry (a bad input fails the same way twice).
@@ -13,8 +13,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from mlci.config import Settings
-from mlci.simulate import (
+from mlci.analysis import (
     Repetition,
     SimulationConfig,
     SimulationData,
@@ -22,16 +21,17 @@ from mlci.simulate import (
     prepare_repetition,
     run_unit,
 )
-from mlci.simulate.analysis import AnalysisSummary, summarise_analysis
-from mlci.simulate.consensus_study import DEFAULT_PROFILES, consensus_study
-from mlci.simulate.data import load_analysis_data
-from mlci.simulate.engine import SimulationResult
-from mlci.simulate.outputs import (
+from mlci.analysis.consensus_study import DEFAULT_PROFILES, consensus_study
+from mlci.analysis.data import load_analysis_data
+from mlci.analysis.engine import SimulationResult
+from mlci.analysis.outputs import (
     find_analysis_run,
     log_to_mlflow,
     publish_outputs,
     write_outputs,
 )
+from mlci.analysis.summarise import AnalysisSummary, summarise_analysis
+from mlci.config import Settings
 from tasks.retry import retry_unless
 
 __all__ = [
@@ -55,7 +55,7 @@ def load_analysis_data_task(
     snapshot: str | None = None,
     min_positives: int = 5,
 ) -> tuple[SimulationData, str]:
-    """Features and labels of the clips that have both (:func:`mlci.simulate.data.load_analysis_data`)."""
+    """Features and labels of the clips that have both (:func:`mlci.analysis.data.load_analysis_data`)."""
     from mlci.catalog import ClassCatalog
 
     data, description = load_analysis_data(
@@ -85,7 +85,7 @@ def prepare_repetition_task(data: SimulationData, index: int, config: Simulation
 def simulate_units_task(
     data: SimulationData, repetitions: list[Repetition], units: list[Unit], config: SimulationConfig
 ) -> pd.DataFrame:
-    """Curves of some (strategy, schedule, repetition, concepts) units (:func:`mlci.simulate.run_unit`)."""
+    """Curves of some (strategy, schedule, repetition, concepts) units (:func:`mlci.analysis.run_unit`)."""
     parts = [run_unit(data, repetitions[u.repetition], u, config) for u in units]
     return pd.concat(parts, ignore_index=True)
 
@@ -94,13 +94,13 @@ def simulate_units_task(
 def consensus_study_task(
     data: SimulationData, repetition: Repetition, config: SimulationConfig, ks: list[int], methods: list[str]
 ) -> pd.DataFrame:
-    """Question 3 on one repetition (:func:`mlci.simulate.consensus_study.consensus_study`)."""
+    """Question 3 on one repetition (:func:`mlci.analysis.consensus_study.consensus_study`)."""
     return consensus_study(data, [repetition], config, profiles=DEFAULT_PROFILES, ks=ks, methods=methods)
 
 
 @task(name="summarise-analysis", cache_policy=NO_CACHE)
 def summarise_analysis_task(result: SimulationResult, consensus: pd.DataFrame | None, **kwargs: Any) -> AnalysisSummary:
-    """Every summary table (:func:`mlci.simulate.analysis.summarise_analysis`)."""
+    """Every summary table (:func:`mlci.analysis.summarise.summarise_analysis`)."""
     return summarise_analysis(result, consensus, **kwargs)
 
 

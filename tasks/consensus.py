@@ -6,7 +6,12 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mlci.config import Settings
-from mlci.consensus import ConsensusError, ConsensusResult, load_consensus_result, run_consensus
+from mlci.consensus import (
+    ConsensusError,
+    ConsensusResult,
+    load_consensus_result,
+    run_consensus,
+)
 from tasks.retry import retry_unless
 
 __all__ = ["compute_consensus_task", "load_consensus_task"]

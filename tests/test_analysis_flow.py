@@ -8,14 +8,14 @@ import typer
 from sklearn.datasets import load_digits
 from typer.testing import CliRunner
 
-from mlci.simulate import SimulationConfig, make_data, simulate
-from mlci.simulate.analysis import summarise_analysis
-from mlci.simulate.outputs import (
+from mlci.analysis import SimulationConfig, make_data, simulate
+from mlci.analysis.outputs import (
     find_analysis_run,
     log_to_mlflow,
     publish_outputs,
     write_outputs,
 )
+from mlci.analysis.summarise import summarise_analysis
 
 STRATEGIES = ["random", "fixed_order", "margin", "oracle_outlier"]
 
@@ -83,11 +83,11 @@ def demo_store(tmp_path_factory):
 
 
 def test_analysis_data_from_consensus_labels_and_from_truth(demo_store):
+    from mlci.analysis.data import load_analysis_data
     from mlci.catalog import ClassCatalog
     from mlci.config import Settings
     from mlci.consensus import SnapshotNotFoundError, run_consensus
     from mlci.labels import ingest_labels
-    from mlci.simulate.data import load_analysis_data
     from mlci.storage import open_store
 
     store = open_store(str(demo_store / "store"))
@@ -109,8 +109,8 @@ def test_analysis_data_from_consensus_labels_and_from_truth(demo_store):
 def test_analysis_flow_logs_publishes_and_does_nothing_the_second_time(prefect_harness, demo_store, monkeypatch):
     from mlflow import MlflowClient
 
-    from flows.analysis import analysis
     from cli.analysis import analysis_command
+    from flows.analysis import analysis
     from mlci.storage import open_store
 
     monkeypatch.setenv("MLCI_HOME", str(demo_store / "home"))

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlci.consensus import relabel_candidates
 from mlci.batches import (
     BatchConflictError,
     RoundInputs,
@@ -22,6 +21,7 @@ from mlci.batches import (
     publish_batch,
     round_id,
 )
+from mlci.consensus import relabel_candidates
 from mlci.strategies import get_strategy
 
 CLASSES = ["holiday", "halloween", "gift giving"]

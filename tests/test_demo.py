@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mlci.catalog import NONE_OF_THE_ABOVE, ClassCatalog
 from cli import app
+from mlci.catalog import NONE_OF_THE_ABOVE, ClassCatalog
 from mlci.config import DEFAULT_CLIP_BASE_URL, default_class_catalog
 from mlci.demo import CONCEPTS, DemoCorpusSpec, generate_demo_corpus, load_truth
 from mlci.storage import open_store

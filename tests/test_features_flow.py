@@ -56,8 +56,8 @@ def test_flow_on_threads_and_its_cli(prefect_harness, local_store, clip_files):
     import typer
     from typer.testing import CliRunner
 
-    from flows.features import features
     from cli.features import features_command
+    from flows.features import features
 
     _fill(local_store, clip_files)
     app = typer.Typer()

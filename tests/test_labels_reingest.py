@@ -11,9 +11,13 @@ import json
 import random
 from datetime import UTC, datetime
 
-
 from mlci.config import DEFAULT_CLIP_BASE_URL
-from mlci.labels import ingest_labels, load_annotations, normalize_label_file, read_label_file
+from mlci.labels import (
+    ingest_labels,
+    load_annotations,
+    normalize_label_file,
+    read_label_file,
+)
 from mlci.tables import ANNOTATIONS, conform, json_bytes, parquet_bytes
 
 SEED_BASE = "https://vmlr-workshop.STORAGE/"

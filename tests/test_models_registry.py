@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from test_models import CLASSES, make_corpus
 
 from mlci.models import (
     CHALLENGER,
@@ -30,8 +31,11 @@ from mlci.models import (
     train,
 )
 from mlci.models.multilabel import SKOPS_TRUSTED_TYPES
-from mlci.models.tracking import default_artifact_location, get_or_create_experiment, tracking_context
-from test_models import CLASSES, make_corpus
+from mlci.models.tracking import (
+    default_artifact_location,
+    get_or_create_experiment,
+    tracking_context,
+)
 
 SPEC = FeatureSpec("demo-av", "1")
 MODEL = "concepts"

@@ -6,11 +6,11 @@ from mlflow import MlflowClient
 from prefect import flow
 from prefect.runtime import flow_run
 from prefect.states import Failed
+from test_models import CLASSES, make_corpus
 
 from flows.training import training_step
 from mlci.models import FeatureSchemaMismatchError, FeatureSpec, TrainingConfig
 from tasks.training import build_training_set_task, load_model_task, retry_on_io_only
-from test_models import CLASSES, make_corpus
 
 
 @flow(name="train-models-test")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from test_models import CLASSES, SPEC, make_corpus
 
 from mlci.models import (
     ChampionComparison,
@@ -18,8 +19,6 @@ from mlci.models import (
     train,
 )
 from mlci.models.evaluation import evaluate_scores
-from test_models import CLASSES, SPEC, make_corpus
-
 
 # -- training --------------------------------------------------------------------------------
 

@@ -6,7 +6,14 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from mlci.reporting import BatchStep, ConsensusStep, FeaturesStep, LabelsStep, ModelStep, NightlySummary
+from mlci.reporting import (
+    BatchStep,
+    ConsensusStep,
+    FeaturesStep,
+    LabelsStep,
+    ModelStep,
+    NightlySummary,
+)
 
 
 def _summary(**overrides) -> NightlySummary:

@@ -32,7 +32,11 @@ import pytest
 
 from mlci.demo import DemoCorpusSpec, generate_demo_corpus
 from mlci.models import list_versions
-from mlci.orchestrator import LocalPrefectServer, PrefectServerError, apply_prefect_environment
+from mlci.orchestrator import (
+    LocalPrefectServer,
+    PrefectServerError,
+    apply_prefect_environment,
+)
 from mlci.storage import open_store
 
 pytestmark = pytest.mark.slow

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 
+from mlci.clipref import clip_url, decode_clip_path, encode_clip_path
 from mlci.storage import (
     AccessDeniedError,
     BucketNotFoundError,
@@ -25,7 +26,6 @@ from mlci.storage import (
     open_store,
     validate_key,
 )
-from mlci.clipref import clip_url, decode_clip_path, encode_clip_path
 
 BASE = "https://vmlr-workshop.STORAGE/"
 

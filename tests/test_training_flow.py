@@ -13,25 +13,25 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from prefect import flow
+from test_models import CLASSES, make_corpus
 from typer.testing import CliRunner
 
+from flows.training import training_step
 from mlci.models import (
     CHALLENGER,
     CHAMPION,
     FeatureSchemaMismatchError,
     FeatureSpec,
     MultiLabelModel,
+    TrainingConfig,
+    TrainingResult,
     build_training_set,
     list_versions,
     load_model,
-    TrainingConfig,
-    TrainingResult,
     resolve_version,
 )
-from flows.training import training_step
 from mlci.models.tracking import tracking_context
 from mlci.tables import OOF_SCORES, conform
-from test_models import CLASSES, make_corpus
 
 SPEC = FeatureSpec("demo-av", "1")
 MODEL = "concepts"

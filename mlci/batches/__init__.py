@@ -1,7 +1,13 @@
 """Labeling batches: plan a round (which clips, why) and publish it once to ``batches/<round_id>/``."""
 
-from mlci.batches.plan import RoundInputs, RoundPlan, consensus_matrix, plan_round, round_id, score_column
-from mlci.batches.round import RoundResult, run_round
+from mlci.batches.plan import (
+    RoundInputs,
+    RoundPlan,
+    consensus_matrix,
+    plan_round,
+    round_id,
+    score_column,
+)
 from mlci.batches.publish import (
     BatchConflictError,
     PublishResult,
@@ -10,6 +16,7 @@ from mlci.batches.publish import (
     open_batch_keys,
     publish_batch,
 )
+from mlci.batches.round import RoundResult, run_round
 
 __all__ = [
     "RoundInputs",

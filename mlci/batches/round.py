@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 
 from mlci.batches.plan import RoundInputs, consensus_matrix, plan_round, round_id
-from mlci.batches.publish import PublishResult, label_studio_tasks, open_batch_keys, publish_batch
+from mlci.batches.publish import (
+    PublishResult,
+    label_studio_tasks,
+    open_batch_keys,
+    publish_batch,
+)
 from mlci.clipref import clip_url
 from mlci.layout import batch_key, batch_prefix
 from mlci.storage import Store

@@ -33,7 +33,12 @@ from mlci.consensus.exceptions import (
 from mlci.consensus.majority import TIE_RULES, _majority_frame, hard_labels
 from mlci.consensus.relabel import relabel_candidates, validate_band
 from mlci.consensus.votes import Votes, encode_votes
-from mlci.layout import CONSENSUS_PREFIX, consensus_key, consensus_manifest_snapshot, consensus_prefix
+from mlci.layout import (
+    CONSENSUS_PREFIX,
+    consensus_key,
+    consensus_manifest_snapshot,
+    consensus_prefix,
+)
 from mlci.storage import ObjectNotFoundError, Store
 from mlci.tables import (
     ANNOTATOR_QUALITY,

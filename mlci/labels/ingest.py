@@ -35,7 +35,13 @@ from typing import Any, Literal
 import pandas as pd
 
 from mlci.catalog import NONE_OF_THE_ABOVE, ClassCatalog
-from mlci.labels.exceptions import CANCELLED, CLIP_NOT_IN_STORE, EMPTY_LABELS, UNREADABLE, LabelFileError
+from mlci.labels.exceptions import (
+    CANCELLED,
+    CLIP_NOT_IN_STORE,
+    EMPTY_LABELS,
+    UNREADABLE,
+    LabelFileError,
+)
 from mlci.labels.normalize import EMPTY_POLICIES, FileReport, normalize_label_file
 from mlci.labels.readers import FORMATS, RawLabelFile, content_id, read_label_file
 from mlci.layout import (

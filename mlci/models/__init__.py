@@ -10,10 +10,20 @@ Plain library code (no Prefect). One step per module; ``flows/training.py`` comp
     model = load_model(uri, name)                                                     # models:/<name>@champion
 """
 
-from mlci.models.comparison import ChampionComparison, ChampionSnapshot, compare_with_champion
+from mlci.models.comparison import (
+    ChampionComparison,
+    ChampionSnapshot,
+    compare_with_champion,
+)
 from mlci.models.dataset import TrainingSet, build_training_set
 from mlci.models.estimators import CALIBRATIONS, ESTIMATORS, MODALITIES
-from mlci.models.evaluation import Evaluation, binary_metrics, cross_validate, plot_class_curves, plot_summary
+from mlci.models.evaluation import (
+    Evaluation,
+    binary_metrics,
+    cross_validate,
+    plot_class_curves,
+    plot_summary,
+)
 from mlci.models.exceptions import (
     FeatureSchemaMismatchError,
     ModelError,
@@ -25,7 +35,11 @@ from mlci.models.exceptions import (
     UnsafeModelFormatError,
 )
 from mlci.models.multilabel import CLASS_STATUSES, SKOPS_TRUSTED_TYPES, MultiLabelModel
-from mlci.models.promotion import PromotionDecision, check_promotion_params, decide_promotion
+from mlci.models.promotion import (
+    PromotionDecision,
+    check_promotion_params,
+    decide_promotion,
+)
 from mlci.models.registry import (
     CHALLENGER,
     CHAMPION,

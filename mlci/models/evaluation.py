@@ -32,7 +32,12 @@ from sklearn.preprocessing import StandardScaler
 
 from mlci.models.estimators import fit_binary
 from mlci.models.exceptions import TooFewLabelsError
-from mlci.models.multilabel import UNKNOWN_LABEL, MultiLabelModel, check_label_matrix, check_sample_weight
+from mlci.models.multilabel import (
+    UNKNOWN_LABEL,
+    MultiLabelModel,
+    check_label_matrix,
+    check_sample_weight,
+)
 from mlci.tables import OOF_SCORES, conform
 
 __all__ = [

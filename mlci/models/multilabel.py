@@ -17,7 +17,11 @@ from mlci.models.estimators import (
     fit_binary,
     resolve_estimator_params,
 )
-from mlci.models.exceptions import FeatureSchemaMismatchError, ModelError, TooFewLabelsError
+from mlci.models.exceptions import (
+    FeatureSchemaMismatchError,
+    ModelError,
+    TooFewLabelsError,
+)
 from mlci.models.schema import feature_spec_from
 
 __all__ = ["MultiLabelModel", "SKOPS_TRUSTED_TYPES", "CLASS_STATUSES", "UNKNOWN_LABEL", "check_label_matrix", "check_sample_weight"]

@@ -27,19 +27,22 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from mlci.models.comparison import ChampionComparison, ChampionSnapshot
 from mlci.models.dataset import TrainingSet
 from mlci.models.estimators import effective_calibration, resolve_estimator_params
-from mlci.models.comparison import ChampionComparison, ChampionSnapshot
 from mlci.models.evaluation import METRICS, Evaluation, plot_class_curves, plot_summary
-from mlci.models.exceptions import ModelError, ModelNotFoundError, UnsafeModelFormatError
+from mlci.models.exceptions import (
+    ModelError,
+    ModelNotFoundError,
+    UnsafeModelFormatError,
+)
 from mlci.models.multilabel import SKOPS_TRUSTED_TYPES, MultiLabelModel
 from mlci.models.promotion import PromotionDecision
 from mlci.models.schema import feature_spec_from
-from mlci.models.training import TrainedModel, TrainingConfig
 from mlci.models.tracking import (
+    check_tracking_store,
     class_keys,
     clean_params,
-    check_tracking_store,
     client_for,
     default_artifact_location,
     finite_metrics,
@@ -49,6 +52,7 @@ from mlci.models.tracking import (
     translates_mlflow_errors,
     write_json,
 )
+from mlci.models.training import TrainedModel, TrainingConfig
 from mlci.redact import redact_text, redact_url
 
 __all__ = [

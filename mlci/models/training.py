@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from mlci.models.dataset import TrainingSet
 from mlci.models.estimators import DEFAULT_ESTIMATOR
 from mlci.models.evaluation import Evaluation, check_cv_params, cross_validate

@@ -6,7 +6,12 @@ Choose one by name with :func:`get_strategy`; see ``docs/strategies.md``.
 """
 
 from mlci.strategies.base import QueryStrategy, UtilityStrategy
-from mlci.strategies.diversity import CoreSet, KMeansDiversity, greedy_k_center, min_sq_distances
+from mlci.strategies.diversity import (
+    CoreSet,
+    KMeansDiversity,
+    greedy_k_center,
+    min_sq_distances,
+)
 from mlci.strategies.exceptions import (
     LabelLeakError,
     MissingScoresError,
@@ -17,13 +22,13 @@ from mlci.strategies.exceptions import (
 )
 from mlci.strategies.hybrid import RankedBatch
 from mlci.strategies.label_spreading import LabelSpreadingEntropy
+from mlci.strategies.linear_scoring import linear_proba, stack_linear
 from mlci.strategies.outlier import IsolationForestAnomaly, LocalOutlier
 from mlci.strategies.pool import LabeledSet, Pool, Selection
 from mlci.strategies.random_sampling import RandomSampling
 from mlci.strategies.ranking import POLICIES, concept_quotas, rank_by_policy, top_k
 from mlci.strategies.registry import STRATEGIES, get_strategy
 from mlci.strategies.score_order import NegativeFirst, PositiveFirst
-from mlci.strategies.linear_scoring import linear_proba, stack_linear
 from mlci.strategies.uncertainty import (
     Entropy,
     LeastConfidence,

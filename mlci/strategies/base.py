@@ -9,9 +9,19 @@ from typing import ClassVar
 
 import numpy as np
 
-from mlci.strategies.exceptions import LabelLeakError, MissingScoresError, NotEnoughLabelsError, PoolExhaustedError
+from mlci.strategies.exceptions import (
+    LabelLeakError,
+    MissingScoresError,
+    NotEnoughLabelsError,
+    PoolExhaustedError,
+)
 from mlci.strategies.pool import LabeledSet, Pool, Selection
-from mlci.strategies.ranking import available_mask, check_batch_size, check_policy, rank_by_policy
+from mlci.strategies.ranking import (
+    available_mask,
+    check_batch_size,
+    check_policy,
+    rank_by_policy,
+)
 
 __all__ = ["QueryStrategy", "UtilityStrategy", "as_generator", "seed_from", "available_rows", "scatter"]
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from mlci.strategies.base import QueryStrategy
-from mlci.strategies.diversity import _check_common, min_sq_distances, uncertain_candidates
+from mlci.strategies.diversity import (
+    _check_common,
+    min_sq_distances,
+    uncertain_candidates,
+)
 from mlci.strategies.uncertainty import UNCERTAINTY_MEASURES
 
 __all__ = ["RankedBatch"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+
 from mlci.strategies.base import UtilityStrategy
 
 __all__ = [

@@ -31,11 +31,11 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
+from mlci.analysis.engine import Repetition, SimulationConfig, SimulationData
+from mlci.analysis.linear import fit_logistic
+from mlci.analysis.metrics import column_metrics
+from mlci.analysis.strategies import strategy_seed
 from mlci.consensus import DawidSkene, OneCoinDawidSkene, majority_vote
-from mlci.simulate.engine import Repetition, SimulationConfig, SimulationData
-from mlci.simulate.linear import fit_logistic
-from mlci.simulate.metrics import column_metrics
-from mlci.simulate.strategies import strategy_seed
 
 __all__ = [
     "CONSENSUS_METHODS",
@@ -184,7 +184,7 @@ def consensus_study(
     ----------
     data : SimulationData
     repetitions : sequence of Repetition
-        From :func:`~mlci.simulate.engine.prepare_repetition` (the same splits as the strategy runs).
+        From :func:`~mlci.analysis.engine.prepare_repetition` (the same splits as the strategy runs).
     config : SimulationConfig
     profiles : sequence of AnnotatorProfile, default=DEFAULT_PROFILES
     ks : sequence of int, default=(1, 3, 5)

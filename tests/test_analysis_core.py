@@ -1,4 +1,4 @@
-"""mlci.simulate's pure parts: metrics, the batched logistic regression, schedules, summaries, stopping rules."""
+"""mlci.analysis's pure parts: metrics, the batched logistic regression, schedules, summaries, stopping rules."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
-from mlci.simulate import column_metrics
-from mlci.simulate.linear import fit_logistic
-from mlci.simulate.schedules import Schedule, doubling, fixed_depth, parse_schedule
-from mlci.simulate.stopping import (
+from mlci.analysis import column_metrics
+from mlci.analysis.linear import fit_logistic
+from mlci.analysis.schedules import Schedule, doubling, fixed_depth, parse_schedule
+from mlci.analysis.stopping import (
     evaluate_stopping,
     oof_plateau,
     overall_uncertainty,
     prediction_kappa,
     stabilizing_predictions,
 )
-from mlci.simulate.summary import (
+from mlci.analysis.summary import (
     aulc,
     holm,
     labels_to_target,

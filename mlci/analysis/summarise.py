@@ -1,7 +1,7 @@
 """All summary tables of an analysis, computed from a simulation (and a consensus study) in one call.
 
-:func:`summarise_analysis` returns an :class:`AnalysisSummary`; :mod:`mlci.simulate.figures`
-draws it and :mod:`mlci.simulate.report` turns it into sentences.
+:func:`summarise_analysis` returns an :class:`AnalysisSummary`; :mod:`mlci.analysis.figures`
+draws it and :mod:`mlci.analysis.report` turns it into sentences.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mlci.simulate.engine import SimulationResult
-from mlci.simulate.stopping import evaluate_stopping, make_rules
-from mlci.simulate.summary import (
+from mlci.analysis.engine import SimulationResult
+from mlci.analysis.stopping import evaluate_stopping, make_rules
+from mlci.analysis.summary import (
     MACRO,
     paired_comparisons,
     run_summaries,
@@ -41,12 +41,12 @@ class AnalysisSummary:
 
     Attributes
     ----------
-    runs : per-run numbers (:func:`~mlci.simulate.summary.run_summaries`)
+    runs : per-run numbers (:func:`~mlci.analysis.summary.run_summaries`)
     strategies : mean ± std per (strategy, schedule, concept) with the test against ``baseline``
     versus_baseline : paired comparisons of every strategy with ``baseline`` (random)
     versus_fixed : question 1 — re-ranking strategies against the fixed order(s)
     query_depth : per (strategy, schedule), macro AULC over the label range all schedules share
-    stopping : per run and rule (:func:`~mlci.simulate.stopping.evaluate_stopping`)
+    stopping : per run and rule (:func:`~mlci.analysis.stopping.evaluate_stopping`)
     stopping_summary : per (schedule, rule) over non-oracle runs
     consensus : the consensus study's rows (or None)
     consensus_summary : per (method, k, budget), macro means ± std (or None)
@@ -172,7 +172,7 @@ def summarise_analysis(
     ----------
     result : SimulationResult
     consensus : pandas.DataFrame, default=None
-        From :func:`~mlci.simulate.consensus_study.consensus_study`.
+        From :func:`~mlci.analysis.consensus_study.consensus_study`.
     metric : str, default="ap"
         Test metric the summaries use.
     baseline : str, default="random"
@@ -181,7 +181,7 @@ def summarise_analysis(
     stopping_metric : str, default=None
         Curve the stopping rules are judged against (default ``test_<metric>``).
     stopping_rules : dict, default=None
-        From :func:`~mlci.simulate.stopping.make_rules` (default: its defaults).
+        From :func:`~mlci.analysis.stopping.make_rules` (default: its defaults).
     """
     rules = stopping_rules or make_rules()
     curves = result.curves

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mlci.simulate.analysis import is_oracle
-from mlci.simulate.summary import MACRO
+from mlci.analysis.summarise import is_oracle
+from mlci.analysis.summary import MACRO
 
 __all__ = ["consensus_figure", "learning_curve_grid", "query_depth_figure", "save", "stability_figure"]
 

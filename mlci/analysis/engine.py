@@ -11,9 +11,9 @@ Protocol of one repetition (:func:`prepare_repetition`):
    aim at).
 
 Then, per strategy and schedule (:func:`run_unit`), every round: train (L2 logistic regression,
-:mod:`mlci.simulate.linear`), score the pool and the test split, evaluate on the test split and on
-the remaining pool (the seed's metrics, :mod:`mlci.simulate.metrics`), record the stopping
-signals (:mod:`mlci.simulate.stopping`), rank the pool with the strategy and take the next batch.
+:mod:`mlci.analysis.linear`), score the pool and the test split, evaluate on the test split and on
+the remaining pool (the seed's metrics, :mod:`mlci.analysis.metrics`), record the stopping
+signals (:mod:`mlci.analysis.stopping`), rank the pool with the strategy and take the next batch.
 Repetitions differ by seed only. Pool positions double as the tie-break order of every ranking,
 so ties fall in a random (but reproducible) order.
 
@@ -33,12 +33,16 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from mlci.simulate.exceptions import NotEnoughDataError
-from mlci.simulate.linear import fit_logistic
-from mlci.simulate.metrics import METRICS, column_metrics
-from mlci.simulate.schedules import Schedule, parse_schedule
-from mlci.simulate.stopping import mean_uncertainty, oof_average_precision, prediction_kappa
-from mlci.simulate.strategies import RoundState, make_simulation_strategy, strategy_seed
+from mlci.analysis.exceptions import NotEnoughDataError
+from mlci.analysis.linear import fit_logistic
+from mlci.analysis.metrics import METRICS, column_metrics
+from mlci.analysis.schedules import Schedule, parse_schedule
+from mlci.analysis.stopping import (
+    mean_uncertainty,
+    oof_average_precision,
+    prediction_kappa,
+)
+from mlci.analysis.strategies import RoundState, make_simulation_strategy, strategy_seed
 from mlci.strategies import Pool
 
 __all__ = [
@@ -479,7 +483,7 @@ def simulate(
     data : SimulationData
         From :func:`make_data`.
     strategies : sequence of str
-        Strategy specs (:func:`mlci.simulate.strategies.make_simulation_strategy`).
+        Strategy specs (:func:`mlci.analysis.strategies.make_simulation_strategy`).
     schedules : sequence of str or Schedule, default=("doubling5",)
     config : SimulationConfig, default=None
     n_jobs : int, default=1

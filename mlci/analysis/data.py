@@ -1,6 +1,6 @@
 """Labels for an analysis: from the consensus tables or the demo corpus's truth, aligned with features.
 
-The engine itself takes plain arrays (:func:`mlci.simulate.make_data`); these helpers turn the
+The engine itself takes plain arrays (:func:`mlci.analysis.make_data`); these helpers turn the
 store's tables into them.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mlci.simulate.engine import SimulationData, make_data
+from mlci.analysis.engine import SimulationData, make_data
 
 __all__ = [
     "SOURCES",

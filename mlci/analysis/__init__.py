@@ -5,16 +5,15 @@ re-ranking vs a fixed order, the best strategy per concept, the consensus method
 labeling can stop. Everything here takes plain arrays (features and a 0/1 label matrix), so any
 labeled data set can be simulated. See ``docs/analysis.md``.
 
-Oracle orderings (:mod:`mlci.simulate.oracles`) read true labels and exist only here.
+Oracle orderings (:mod:`mlci.analysis.oracles`) read true labels and exist only here.
 """
 
-from mlci.simulate.analysis import AnalysisSummary, summarise_analysis
-from mlci.simulate.consensus_study import (
+from mlci.analysis.consensus_study import (
     DEFAULT_PROFILES,
     AnnotatorProfile,
     consensus_study,
 )
-from mlci.simulate.engine import (
+from mlci.analysis.engine import (
     CURVE_COLUMNS,
     Repetition,
     SimulationConfig,
@@ -30,23 +29,23 @@ from mlci.simulate.engine import (
     simulate,
     sort_curves,
 )
-from mlci.simulate.exceptions import (
+from mlci.analysis.exceptions import (
     NotEnoughDataError,
     SimulationError,
     UnknownSimulationStrategyError,
 )
-from mlci.simulate.linear import LogisticFit, fit_logistic, predict_logistic
-from mlci.simulate.metrics import METRICS, average_precision, column_metrics, roc_auc
-from mlci.simulate.oracles import OracleInlier, OracleOutlier
-from mlci.simulate.report import answers, render_report
-from mlci.simulate.schedules import (
+from mlci.analysis.linear import LogisticFit, fit_logistic, predict_logistic
+from mlci.analysis.metrics import METRICS, average_precision, column_metrics, roc_auc
+from mlci.analysis.oracles import OracleInlier, OracleOutlier
+from mlci.analysis.report import answers, render_report
+from mlci.analysis.schedules import (
     SEED_SCHEDULES,
     Schedule,
     doubling,
     fixed_depth,
     parse_schedule,
 )
-from mlci.simulate.stopping import (
+from mlci.analysis.stopping import (
     STOPPING_RULES,
     evaluate_stopping,
     oof_plateau,
@@ -54,12 +53,13 @@ from mlci.simulate.stopping import (
     prediction_kappa,
     stabilizing_predictions,
 )
-from mlci.simulate.strategies import (
+from mlci.analysis.strategies import (
     SEED_STRATEGIES,
     SIMULATION_ONLY,
     make_simulation_strategy,
     simulation_strategy_names,
 )
+from mlci.analysis.summarise import AnalysisSummary, summarise_analysis
 
 __all__ = [
     "CURVE_COLUMNS",

@@ -9,7 +9,7 @@ A strategy is named by a spec string, ``"name"`` or ``"name:param=value,param=va
     order; ``by=<strategy>``: that strategy's ranking of the whole pool by the start-set model).
     Question 1 compares re-ranking strategies with it.
 ``oracle_inlier`` / ``oracle_outlier``
-    The seed's orderings by ``|score - true label|`` (see :mod:`mlci.simulate.oracles`).
+    The seed's orderings by ``|score - true label|`` (see :mod:`mlci.analysis.oracles`).
 
 Strategies that never look at labels or scores (random, anomaly, local outlier, core-set, a
 random fixed order) choose the same clips for every concept, so the engine runs them once per
@@ -26,8 +26,8 @@ import numpy as np
 from scipy.sparse.csgraph import laplacian as csgraph_laplacian
 from sklearn.neighbors import NearestNeighbors
 
-from mlci.simulate.exceptions import UnknownSimulationStrategyError
-from mlci.simulate.oracles import OracleInlier, OracleOutlier
+from mlci.analysis.exceptions import UnknownSimulationStrategyError
+from mlci.analysis.oracles import OracleInlier, OracleOutlier
 from mlci.strategies import (
     STRATEGIES,
     CoreSet,

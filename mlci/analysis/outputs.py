@@ -26,16 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlci.layout import ANALYSIS_PREFIX, analysis_key
-from mlci.simulate import figures as F
-from mlci.simulate.analysis import AnalysisSummary
-from mlci.simulate.engine import SimulationResult
-from mlci.simulate.metrics import METRICS
-from mlci.simulate.report import answers, render_report
-from mlci.simulate.summary import MACRO
+from mlci.analysis import figures as F
+from mlci.analysis.engine import SimulationResult
+from mlci.analysis.metrics import METRICS
+from mlci.analysis.report import answers, render_report
+from mlci.analysis.summarise import AnalysisSummary
+from mlci.analysis.summary import MACRO
+from mlci.layout import analysis_key
 
-# ANALYSIS_PREFIX stays importable from here (defined in mlci.layout): flows/analysis.py reads it.
-__all__ = ["ANALYSIS_PREFIX", "ANALYSIS_TAG", "find_analysis_run", "log_to_mlflow", "publish_outputs", "write_outputs"]
+__all__ = ["ANALYSIS_TAG", "find_analysis_run", "log_to_mlflow", "publish_outputs", "write_outputs"]
 
 #: MLflow tag holding the analysis id (data + parameter fingerprint).
 ANALYSIS_TAG = "mlci.analysis_id"

@@ -33,9 +33,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from mlci.analysis.linear import fit_logistic
+from mlci.analysis.metrics import average_precision
 from mlci.consensus.agreement import cohen_kappa
-from mlci.simulate.linear import fit_logistic
-from mlci.simulate.metrics import average_precision
 from mlci.strategies.uncertainty import binary_entropy
 
 __all__ = [

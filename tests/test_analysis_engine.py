@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 
-from mlci.simulate import (
+from mlci.analysis import (
     NotEnoughDataError,
     SimulationConfig,
     UnknownSimulationStrategyError,
@@ -18,17 +18,17 @@ from mlci.simulate import (
     simulate,
     simulation_strategy_names,
 )
-from mlci.simulate.analysis import summarise_analysis
-from mlci.simulate.consensus_study import (
+from mlci.analysis.consensus_study import (
     AnnotatorProfile,
     consensus_study,
     merge_answers,
     simulate_answers,
 )
-from mlci.simulate.data import align_features, labels_from_consensus, labels_from_truth
-from mlci.simulate.oracles import OracleInlier, OracleOutlier
-from mlci.simulate.report import answers, render_report
-from mlci.simulate.strategies import SIMULATION_ONLY, RegisteredStrategy, RoundState
+from mlci.analysis.data import align_features, labels_from_consensus, labels_from_truth
+from mlci.analysis.oracles import OracleInlier, OracleOutlier
+from mlci.analysis.report import answers, render_report
+from mlci.analysis.strategies import SIMULATION_ONLY, RegisteredStrategy, RoundState
+from mlci.analysis.summarise import summarise_analysis
 from mlci.strategies import (
     STRATEGIES,
     Pool,

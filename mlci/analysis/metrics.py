@@ -2,7 +2,7 @@
 
 The definitions are those of the seed notebook's ``classifier_score`` (binary per concept):
 average precision, ROC AUC, and accuracy, recall and F1 of the decision ``score >= 0.5``. They
-give the same numbers as ``sklearn.metrics`` (checked in ``tests/test_simulate_core.py``) but take
+give the same numbers as ``sklearn.metrics`` (checked in ``tests/test_analysis_core.py``) but take
 an ``(n_clips, n_columns)`` matrix and skip scikit-learn's per-call validation, which costs more
 than the metric itself on the small sets a simulation round scores. Macro averages are the
 unweighted mean over concepts.
