@@ -33,6 +33,7 @@ __all__ = [
     "StrategyOption",
     "ToleranceOption",
     "checked_settings",
+    "run_settings",
     "configured_default",
     "command_errors",
     "describe",
@@ -121,14 +122,18 @@ RandomStateOption = Annotated[
 ]
 
 
-def checked_settings(store: str | None, **parameters: Any) -> Settings:
-    """The settings a command's flow will run with (:func:`mlci.params.settings_for_run`), on a store
-    that exists; a problem ends the command with one ``error:`` line listing every problem, before
-    Prefect starts."""
+def run_settings(store: str | None, **parameters: Any) -> Settings:
+    """The settings a command's flow will run with (:func:`mlci.params.settings_for_run`); a problem
+    ends the command with one ``error:`` line listing every problem."""
     try:
-        settings = params.settings_for_run(store, **parameters)
+        return params.settings_for_run(store, **parameters)
     except params.ParameterError as exc:
         fail(str(exc))
+
+
+def checked_settings(store: str | None, **parameters: Any) -> Settings:
+    """:func:`run_settings` on a store that exists: a bad run ends here, before Prefect starts."""
+    settings = run_settings(store, **parameters)
     open_store_for(settings)
     return settings
 

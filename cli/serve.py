@@ -19,9 +19,10 @@ from cli.common import (
     RelabelShareOption,
     StoreOption,
     StrategyOption,
-    checked_settings,
     configured_default,
     fail,
+    open_store_for,
+    run_settings,
 )
 from mlci.config import ScheduleSettings
 
@@ -51,8 +52,8 @@ def serve_command(
     from pydantic import ValidationError
 
     options = dict(strategy=strategy, batch_size=batch_size, relabel_share=relabel_share, lock_ttl_hours=lock_ttl_hours)
-    # A mistyped store or parameter fails now, not every night.
-    settings = checked_settings(store, **options, cron=cron, timezone=timezone)
+    # A mistyped parameter, schedule or store fails now, not every night.
+    settings = run_settings(store, **options, cron=cron, timezone=timezone)
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.settings import get_current_settings
 
@@ -61,6 +62,7 @@ def serve_command(
         schedule = CronSchedule(cron=cron, timezone=timezone)
     except ValidationError as exc:
         fail(f"--cron {cron!r} --timezone {timezone!r}: {exc.errors()[0]['msg']}")
+    open_store_for(settings)
     # Served runs are child processes, possibly in another directory: give them absolute locations.
     os.environ["MLCI_HOME"] = str(settings.home)
     # Only what was given on the command line: the rest is read from MLCI_* when each run starts.

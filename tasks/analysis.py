@@ -7,7 +7,6 @@ functions of their inputs and do not retry (a bad input fails the same way twice
 from __future__ import annotations
 
 import tempfile
-from typing import Any
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -99,9 +98,11 @@ def consensus_study_task(
 
 
 @task(name="summarise-analysis", cache_policy=NO_CACHE)
-def summarise_analysis_task(result: SimulationResult, consensus: pd.DataFrame | None, **kwargs: Any) -> AnalysisSummary:
+def summarise_analysis_task(
+    result: SimulationResult, consensus: pd.DataFrame | None, *, stopping_rules: dict | None = None
+) -> AnalysisSummary:
     """Every summary table (:func:`mlci.analysis.summarise.summarise_analysis`)."""
-    return summarise_analysis(result, consensus, **kwargs)
+    return summarise_analysis(result, consensus, stopping_rules=stopping_rules)
 
 
 @task(name="record-analysis", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(), cache_policy=NO_CACHE)

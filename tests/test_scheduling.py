@@ -220,6 +220,7 @@ def test_prefect_yaml_schedule_fires_on_a_server_with_a_worker(first_run, s3_end
             first_run["home"], PREFECT_HOME=str(prefect_home), PREFECT_API_URL=api, MLCI_PROJECT_DIR=str(ROOT),
             PREFECT_WORKER_QUERY_SECONDS="2", MLCI_HOME=str(tmp_path / "mlci"), MLCI_STORE=f"s3://{bucket}/store",
             MLCI_S3_ENDPOINT_URL=s3_endpoint, MLCI_MLFLOW_TRACKING_URI=tracking_uri,
+            MLCI_ROUND__BATCH_SIZE="9",  # the worker's configuration decides what prefect.yaml leaves out
         )
         prefect = [sys.executable, "-m", "prefect"]
         for command in (["work-pool", "create", "mlci-process", "--type", "process"],
@@ -233,7 +234,7 @@ def test_prefect_yaml_schedule_fires_on_a_server_with_a_worker(first_run, s3_end
         assert cron == {"cron": "0 2 * * *", "timezone": "UTC", "day_or": True}
         assert nightly["work_pool_name"] == "mlci-process"
         assert nightly["global_concurrency_limit"]["limit"] == 1
-        assert nightly["parameters"]["strategy"] == "margin"
+        assert nightly["parameters"] == {"trigger": "nightly"}
         assert analysis["schedules"][0]["schedule"]["cron"] == "0 4 * * 0"
 
         # The scheduler put prefect.yaml's own schedule on the calendar: the next nights at 02:00 UTC.
@@ -295,7 +296,7 @@ def test_prefect_yaml_schedule_fires_on_a_server_with_a_worker(first_run, s3_end
             ["0 2 * * *", "interval"]
 
     assert not _port_answers(int(api.split(":")[2].split("/")[0]))
-    _check_batch_and_model(store, tracking_uri, n_clips=None)
+    _check_batch_and_model(store, tracking_uri, n_clips=9)
 
 
 def test_busy_port_is_a_one_line_error(tmp_path):
