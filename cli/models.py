@@ -39,14 +39,15 @@ def train_command(
     weight_by_posterior: Annotated[bool, typer.Option("--weight-by-posterior", help="Weight labels by consensus confidence.")] = False,
     trigger: Annotated[str, typer.Option("--trigger", help="manual or nightly (recorded on the run).")] = "manual",
     tolerance: ToleranceOption = None,
-    min_new_labels: Annotated[int, typer.Option("--min-new-labels", min=1, help="New labels needed to compare on them.")] = 50,
+    min_new_labels: Annotated[Optional[int], typer.Option("--min-new-labels", min=1, help="New labels needed to compare on them.", show_default=configured_default(TrainingSettings, "min_new_labels"))] = None,
     folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds.")] = 5,
     random_state: RandomStateOption = None,
 ) -> None:
     """Train one classifier per concept on the latest consensus, log it to MLflow, register it, gate promotion."""
     from mlci.models.tracking import class_keys
 
-    training_options = dict(extractor=extractor, modality=modality, estimator=estimator, tolerance=tolerance)
+    training_options = dict(extractor=extractor, modality=modality, estimator=estimator, tolerance=tolerance,
+                            min_new_labels=min_new_labels)
     checked_settings(store, **training_options, random_state=random_state)
     params: dict = {}
     if c is not None:
@@ -64,7 +65,6 @@ def train_command(
             calibration=None if calibration == "none" else calibration,
             weight_by_posterior=weight_by_posterior,
             trigger=trigger,
-            min_new_labels=min_new_labels,
             n_splits=folds,
             random_state=random_state,
         )

@@ -118,6 +118,7 @@ def nightly(
             label_snapshot_id=consensus.snapshot,
             trigger=trigger,
             tolerance=fit.tolerance,
+            min_new_labels=fit.min_new_labels,
         )
 
         champion, champion_version = load_champion_task(settings)

@@ -54,8 +54,8 @@ def training_step(
     model_name: str,
     label_snapshot_id: str | None,
     trigger: str,
-    tolerance: float = 0.0,
-    min_new_labels: int = 50,
+    tolerance: float,
+    min_new_labels: int,
     tags: Mapping[str, str] | None = None,
     reuse_existing: bool = True,
 ) -> TrainingResult:
@@ -100,7 +100,7 @@ def train_flow(
     weight_by_posterior: bool = False,
     trigger: str = "manual",
     tolerance: float | None = None,
-    min_new_labels: int = 50,
+    min_new_labels: int | None = None,
     n_splits: int = 5,
     random_state: int | None = None,
 ) -> TrainingResult:
@@ -110,7 +110,8 @@ def train_flow(
     ``MLCI_RANDOM_STATE``).
     """
     settings = settings_for_run(store, extractor=extractor, extractor_params=extractor_params, modality=modality,
-                                estimator=estimator, tolerance=tolerance, random_state=random_state)
+                                estimator=estimator, tolerance=tolerance, min_new_labels=min_new_labels,
+                                random_state=random_state)
     fit = settings.training
     keys, X, schema = load_features_task(settings, modality=fit.modality, extractor=fit.extractor,
                                          params=fit.extractor_params)
@@ -129,5 +130,5 @@ def train_flow(
         label_snapshot_id=consensus.snapshot,
         trigger=trigger,
         tolerance=fit.tolerance,
-        min_new_labels=min_new_labels,
+        min_new_labels=fit.min_new_labels,
     )

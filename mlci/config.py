@@ -84,6 +84,9 @@ class TrainingSettings(_Section):
     tolerance: float = Field(
         default=0.0, description="Macro AP a challenger may lose against the champion and still be promoted."
     )
+    min_new_labels: int = Field(
+        default=50, description="Labels the champion never saw needed to compare the two on them (else on CV)."
+    )
 
 
 class ScheduleSettings(_Section):

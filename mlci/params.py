@@ -98,6 +98,7 @@ def _training_problems(problems: list[str], config: TrainingSettings) -> None:
     _choice(problems, "estimator", config.estimator, estimators)
     _choice(problems, "modality", config.modality, modalities)
     _number(problems, "tolerance", config.tolerance, low=0)
+    _number(problems, "min_new_labels", config.min_new_labels, low=1, integer=True)
 
 
 def _store_problems(problems: list[str], settings: Settings) -> None:

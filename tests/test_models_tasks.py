@@ -20,6 +20,7 @@ def train_flow(tracking_uri: str) -> dict:
     result = training_step(
         ts, feature_schema=FeatureSpec("demo-av", "1"), config=TrainingConfig(), tracking_uri=tracking_uri,
         experiment_name="flow-test", model_name="flow-model", label_snapshot_id="snap", trigger="nightly",
+        tolerance=0.0, min_new_labels=50,
     )
     model = load_model_task(tracking_uri, "flow-model")
     return {"flow_run_id": flow_run.get_id(), "run_id": result.run_id, "version": result.model_version,

@@ -50,7 +50,7 @@ def _prefect(prefect_harness):
 def train(ts, tracking_uri, **kwargs):
     """The training step inside a flow, with this module's defaults; ``kwargs`` are step or TrainingConfig keywords."""
     args = dict(tracking_uri=tracking_uri, experiment_name="mlci-test", model_name=MODEL, feature_schema=SPEC,
-                label_snapshot_id="snap-1", trigger="manual")
+                label_snapshot_id="snap-1", trigger="manual", tolerance=0.0, min_new_labels=50)
     config = TrainingConfig(**{k: v for k, v in kwargs.items() if k not in STEP_ARGS})
     step_args = {**args, **{k: v for k, v in kwargs.items() if k in STEP_ARGS}}
 
