@@ -527,7 +527,8 @@ class S3Store(Store):
 
             config = Config(
                 region_name=self.region,
-                retries={"mode": "standard", "max_attempts": self.max_attempts},
+                # total_max_attempts counts the first request; botocore's "max_attempts" would count retries only.
+                retries={"mode": "standard", "total_max_attempts": self.max_attempts},
                 s3={"addressing_style": "path"},
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",

@@ -1,1 +1,1 @@
-"""Prefect tasks: thin named wrappers around mlci library calls (retries, caching, logging)."""
+"""Prefect tasks: named wrappers around one mlci library call each (I/O retries, logging; no result caching)."""

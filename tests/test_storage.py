@@ -364,3 +364,13 @@ def test_the_s3_pool_holds_as_many_connections_as_the_calls_made_at_once(s3_stor
     assert len(plan.todo) == 48
     assert s3_store.io_threads == 16 and s3_store.client.meta.config.max_pool_connections == 16
     assert [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()] == []
+
+
+def test_s3_max_attempts_counts_every_request_the_first_included(cutting_proxy, s3_bucket):
+    # MLCI_S3_MAX_ATTEMPTS=3 means three requests on the wire, not one plus three retries.
+    store = open_store(f"s3://{s3_bucket}/store", endpoint_url=cutting_proxy.url, max_attempts=3)
+    store.write_bytes("a.txt", b"x")
+    cutting_proxy.cut(r"^GET /[^ ]*/a\.txt")
+    with pytest.raises(EndpointUnreachableError, match="after 3 attempts"):
+        store.read_bytes("a.txt")
+    assert cutting_proxy.cut_requests == 3
