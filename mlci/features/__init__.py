@@ -10,7 +10,6 @@ Typical use::
 See ``docs/features.md``.
 """
 
-from mlci.config import TrainingSettings
 from mlci.features.base import (
     ClipFeatures,
     FeatureExtractor,
@@ -57,11 +56,8 @@ from mlci.features.run import (
 )
 from mlci.features.schema import MODALITIES, FeatureSchema
 
-#: The built-in default extractor: the default of ``Settings.training.extractor`` (``MLCI_TRAINING__EXTRACTOR``).
-DEFAULT_EXTRACTOR = TrainingSettings().extractor
 
 __all__ = [
-    "DEFAULT_EXTRACTOR",
     "ERROR_KINDS",
     "MODALITIES",
     "BasicExtractor",
