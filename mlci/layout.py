@@ -33,6 +33,11 @@ __all__ = [
     "BATCHES_PREFIX",
     "REPORTS_PREFIX",
     "LOCKS_PREFIX",
+    "CONNECTORS_PREFIX",
+    "LABEL_STUDIO_LABELS_PREFIX",
+    "labelstudio_record_key",
+    "labelstudio_state_key",
+    "labelstudio_pull_key",
     "STORE_PREFIXES",
     "HISTORY_PREFIX",
     "MARKER_PREFIX",
@@ -75,6 +80,7 @@ QUARANTINE_PREFIX = "quarantine/"
 BATCHES_PREFIX = "batches/"
 REPORTS_PREFIX = "reports/"
 LOCKS_PREFIX = "locks/"
+CONNECTORS_PREFIX = "connectors/"
 
 #: Every top-level prefix of a store, in the order the docs list them.
 STORE_PREFIXES: tuple[str, ...] = (
@@ -88,6 +94,7 @@ STORE_PREFIXES: tuple[str, ...] = (
     BATCHES_PREFIX,
     REPORTS_PREFIX,
     LOCKS_PREFIX,
+    CONNECTORS_PREFIX,
 )
 
 _MANIFEST = "manifest.json"
@@ -294,3 +301,28 @@ def demo_clip_key(index: int) -> str:
 def demo_label_key(annotator: str) -> str:
     """``labels/demo/<annotator>.json``: one simulated annotator's label file."""
     return f"{DEMO_LABELS_PREFIX}{annotator}.json"
+
+
+# -- Label Studio connector -----------------------------------------------------------------------
+
+#: What the connector knows between runs (which annotations it has pulled), per project.
+LABEL_STUDIO_STATE_PREFIX = f"{CONNECTORS_PREFIX}labelstudio/"
+#: Pulled annotations, written as Label Studio JSON exports that the normal ingestion reads.
+LABEL_STUDIO_LABELS_PREFIX = f"{LABELS_PREFIX}labelstudio/"
+#: Beside a batch: the Label Studio project and task ids its tasks were imported as.
+LABEL_STUDIO_RECORD = "labelstudio.json"
+
+
+def labelstudio_record_key(round_id: str) -> str:
+    """``batches/<round_id>/labelstudio.json``: where a batch's tasks went in Label Studio."""
+    return batch_prefix(round_id) + LABEL_STUDIO_RECORD
+
+
+def labelstudio_state_key(project_id: int) -> str:
+    """``connectors/labelstudio/project-<id>.json``: the annotations already pulled from a project."""
+    return f"{LABEL_STUDIO_STATE_PREFIX}project-{int(project_id)}.json"
+
+
+def labelstudio_pull_key(project_id: int, digest: str) -> str:
+    """``labels/labelstudio/project-<id>/pull-<digest>.json``: one pull's new or changed annotations."""
+    return f"{LABEL_STUDIO_LABELS_PREFIX}project-{int(project_id)}/pull-{digest}.json"

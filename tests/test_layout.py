@@ -13,8 +13,15 @@ from mlci import layout
 def test_top_level_prefixes():
     assert layout.STORE_PREFIXES == (
         "clips/", "labels/", "truth/", "annotations/", "consensus/",
-        "features/", "quarantine/", "batches/", "reports/", "locks/",
+        "features/", "quarantine/", "batches/", "reports/", "locks/", "connectors/",
     )
+
+
+def test_label_studio_keys():
+    assert layout.labelstudio_record_key("r-1") == "batches/r-1/labelstudio.json"
+    assert layout.labelstudio_state_key(7) == "connectors/labelstudio/project-7.json"
+    assert layout.labelstudio_pull_key(7, "ab12") == "labels/labelstudio/project-7/pull-ab12.json"
+    assert layout.labelstudio_pull_key(7, "ab12").startswith(layout.LABELS_PREFIX)  # ingestion reads it
 
 
 def test_annotation_and_report_keys():
