@@ -27,6 +27,7 @@ __all__ = [
     "publish_batch",
     "list_batches",
     "open_batch_keys",
+    "published_rounds",
     "BatchConflictError",
 ]
 
@@ -165,6 +166,12 @@ def list_batches(store: Store, annotations: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["round_id", "created_at", "model_version", "strategy", "n_clips", "n_returned"]
     )
+
+
+def published_rounds(store: Store) -> list[tuple[str, datetime]]:
+    """``(round_id, published at)`` of every published batch, oldest first."""
+    return [(manifest["round_id"], pd.Timestamp(manifest["created_at"]).to_pydatetime())
+            for manifest, _ in _read_batches(store)]
 
 
 def open_batch_keys(

@@ -17,7 +17,7 @@ from mlci.labelstudio.exceptions import LabelStudioError
 from mlci.layout import batch_key, labelstudio_record_key
 from mlci.storage import ObjectNotFoundError, Store
 
-__all__ = ["PublishRecord", "PublishResult", "load_publish_record", "publish_batch"]
+__all__ = ["PublishRecord", "PublishResult", "load_publish_record", "publish_batch", "rounds_to_publish"]
 
 #: Tasks per import request: Label Studio imports synchronously; keep each request short.
 IMPORT_CHUNK = 200
@@ -69,6 +69,18 @@ def load_publish_record(store: Store, round_id: str) -> PublishRecord | None:
         return PublishRecord.from_json(store.read_bytes(labelstudio_record_key(round_id)))
     except ObjectNotFoundError:
         return None
+
+
+def rounds_to_publish(store: Store, *, since: datetime) -> list[str]:
+    """Batches published at or after ``since`` that are not in Label Studio yet, oldest first.
+
+    A batch published while Label Studio was unreachable reaches it with the next run, as long as
+    its clips are still out for labeling.
+    """
+    from mlci.batches.publish import published_rounds
+
+    return [rid for rid, created in published_rounds(store) if created >= since
+            and load_publish_record(store, rid) is None]
 
 
 def publish_batch(
