@@ -39,6 +39,7 @@ from cli.common import (
 from cli.features import features_command
 from cli.labels import app as labels_app
 from cli.labels import consensus_command
+from cli.labelstudio import app as labelstudio_app
 from cli.models import models_command, train_command
 from cli.serve import serve_command
 from mlci.redact import redact_url
@@ -228,6 +229,7 @@ def _read_batch_top(settings, round_id: str, n: int = 10):
 
 
 app.add_typer(labels_app, name="labels")
+app.add_typer(labelstudio_app, name="labelstudio")
 app.command("features")(features_command)
 app.command("consensus")(consensus_command)
 app.command("train")(train_command)

@@ -15,6 +15,7 @@ from mlci.batches.publish import (
     list_batches,
     open_batch_keys,
     publish_batch,
+    published_rounds,
 )
 from mlci.batches.round import RoundResult, run_round
 
@@ -31,6 +32,7 @@ __all__ = [
     "publish_batch",
     "list_batches",
     "open_batch_keys",
+    "published_rounds",
     "RoundResult",
     "run_round",
 ]
