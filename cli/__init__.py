@@ -185,6 +185,12 @@ def batches_command(store: StoreOption = None) -> None:
 
     with command_errors():
         listing = list_batches(target, load_annotations(target, current=False))
+        if not listing.empty:
+            from mlci.labelstudio import batch_status
+
+            in_label_studio = batch_status(target, listing["round_id"])
+            if in_label_studio["ls_project"].any():  # columns only for teams that use Label Studio
+                listing = listing.merge(in_label_studio, on="round_id", how="left")
     if listing.empty:
         typer.echo("no batches published yet")
     else:
