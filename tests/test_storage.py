@@ -454,3 +454,13 @@ def test_local_files_urls_need_the_files_root_and_a_folder_store(local_store, s3
     # Only Label Studio's local files path is read this way; another path on the host is not the store.
     with pytest.raises(UnresolvableReferenceError):
         local_store.resolve_clip_ref("http://localhost:8080/data/upload/?d=store/clips/a.mp4", files_root=tmp_path)
+
+
+@pytest.mark.parametrize("path", [p for p in ODD_PATHS if "%2e%2e" not in p])
+def test_a_local_files_base_url_publishes_what_label_studio_serves_and_reads_back(local_store, tmp_path, path):
+    """MLCI_CLIP_BASE_URL=/data/local-files/?d=store/clips/ gives the URL Label Studio writes for the file."""
+    key, base = "clips/" + path, "/data/local-files/?d=store/clips/"
+    published = clip_url(key, base)
+    assert published == local_files_url(f"store/{key}")
+    assert local_store.resolve_clip_ref(published, base_url=base) == key
+    assert local_store.resolve_clip_ref(published, files_root=tmp_path) == key
