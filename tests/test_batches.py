@@ -18,10 +18,10 @@ from mlci.batches import (
     list_batches,
     open_batch_keys,
     plan_round,
+    prefill_confidence,
     publish_batch,
     round_id,
 )
-from mlci.batches.publish import prefill_confidence
 from mlci.catalog import ClassCatalog, Concept
 from mlci.consensus import relabel_candidates
 from mlci.labelstudio import labeling_config
