@@ -26,6 +26,7 @@ __all__ = [
     "TrainingSettings",
     "ScheduleSettings",
     "DEFAULT_CLIP_BASE_URL",
+    "DEFAULT_LABELING_QUESTION",
     "default_class_catalog",
     "usable_cores",
     "apply_mlflow_environment",
@@ -34,6 +35,12 @@ __all__ = [
 #: Base of the clip URLs the demo corpus writes into its label files. ``.invalid`` is a reserved
 #: top-level domain: the URL names a clip, it is never fetched.
 DEFAULT_CLIP_BASE_URL = "https://clips.mlci.invalid/"
+
+#: The labeling question of the seed's ``question.html``; its concept list comes from the catalog.
+DEFAULT_LABELING_QUESTION = (
+    "Please pick all of the labels that correspond to at least two seconds of video in this clip; "
+    "matching audio or music alone is not sufficient."
+)
 
 
 def default_class_catalog() -> Path:
@@ -144,6 +151,15 @@ class Settings(BaseSettings):
         default=DEFAULT_CLIP_BASE_URL,
         description="URL prefix that label files use for clips; maps to the store's clips/ prefix.",
     )
+    label_studio_files_root: Path | None = Field(
+        default=None,
+        description="Label Studio's LOCAL_FILES_DOCUMENT_ROOT as seen from mlci; maps /data/local-files/?d= "
+        "clip references to keys of a folder store under it. Default: such references are refused.",
+    )
+    labeling_question: str = Field(
+        default=DEFAULT_LABELING_QUESTION,
+        description="Question shown above the clip in the Label Studio labeling interface.",
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None,
         description="MLflow tracking URI. Default: sqlite:///<abs home>/mlflow.db.",
@@ -208,6 +224,12 @@ class Settings(BaseSettings):
     def _absolute_home(cls, value: Path) -> Path:
         # Resolved once so that every default derived from it is absolute and does not move with cwd.
         return value.expanduser().resolve()
+
+    @field_validator("label_studio_files_root", mode="after")
+    @classmethod
+    def _absolute_files_root(cls, value: Path | None) -> Path | None:
+        # Compared with the store's resolved folder, so resolved the same way.
+        return value.expanduser().resolve() if value is not None else None
 
     @field_validator("clip_base_url", mode="after")
     @classmethod

@@ -14,6 +14,7 @@ from mlci.batches.publish import (
     label_studio_tasks,
     list_batches,
     open_batch_keys,
+    prefill_confidence,
     publish_batch,
     published_rounds,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "consensus_matrix",
     "PublishResult",
     "BatchConflictError",
+    "prefill_confidence",
     "label_studio_tasks",
     "publish_batch",
     "list_batches",
