@@ -24,13 +24,13 @@ def _connect(store: str | None):
         fail("no Label Studio configured: set MLCI_LABEL_STUDIO_URL and MLCI_LABEL_STUDIO_TOKEN")
     target = open_store_for(settings)
     from mlci.catalog import ClassCatalog
-    from mlci.labelstudio import LabelStudioClient, default_question, ensure_project
+    from mlci.labelstudio import LabelStudioClient, ensure_project
 
     token = settings.label_studio_token.get_secret_value() if settings.label_studio_token else ""
     with command_errors():
         client = LabelStudioClient(settings.label_studio_url, token)
         project = ensure_project(client, ClassCatalog.from_json(settings.class_catalog),
-                                 title=settings.label_studio_project, question=default_question())
+                                 title=settings.label_studio_project, question=settings.labeling_question)
     return settings, target, client, project
 
 
@@ -51,17 +51,17 @@ def publish_command(
     """Import batches' tasks, with the model's predictions, into the project (each batch once)."""
     from datetime import UTC, datetime, timedelta
 
-    from mlci.labelstudio import publish_batch, rounds_to_publish
+    from mlci.labelstudio import import_batch, rounds_to_import
 
     settings, target, client, project = _connect(store)
     with command_errors():
         if not round_ids:
             since = datetime.now(UTC) - timedelta(days=settings.round.open_batch_days)
-            round_ids = rounds_to_publish(target, since=since)
+            round_ids = rounds_to_import(target, since=since)
         if not round_ids:
             typer.echo("nothing to publish: every batch still out is in Label Studio")
         for round_id in round_ids:
-            typer.echo(publish_batch(target, client, int(project["id"]), round_id).summary())
+            typer.echo(import_batch(target, client, int(project["id"]), round_id).summary())
 
 
 @app.command("pull")

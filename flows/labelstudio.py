@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from mlci.config import Settings
-from mlci.labelstudio import LabelStudioError, rounds_to_publish
+from mlci.labelstudio import LabelStudioError, rounds_to_import
 from mlci.reporting import LabelStudioStep
 from tasks.labelstudio import labelstudio_project_task, labelstudio_publish_task, labelstudio_pull_task
 
@@ -37,7 +37,7 @@ def publish_step(settings: Settings, step: LabelStudioStep) -> LabelStudioStep:
     if step.problem or step.project_id is None:
         return step
     since = datetime.now(UTC) - timedelta(days=settings.round.open_batch_days)
-    round_ids = rounds_to_publish(settings.open_store(), since=since)
+    round_ids = rounds_to_import(settings.open_store(), since=since)
     if not round_ids:
         return step
     published = labelstudio_publish_task(settings, step.project_id, round_ids, return_state=True)

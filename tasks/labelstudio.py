@@ -14,11 +14,10 @@ from mlci.config import Settings
 from mlci.labelstudio import (
     LabelStudioClient,
     LabelStudioUnreachableError,
-    PublishResult,
+    ImportResult,
     PullResult,
-    default_question,
     ensure_project,
-    publish_batch,
+    import_batch,
     pull_annotations,
 )
 from tasks.retry import retry_only
@@ -39,7 +38,7 @@ def labelstudio_project_task(settings: Settings) -> int:
     """The id of the catalog's project, created when missing (:func:`mlci.labelstudio.ensure_project`)."""
     catalog = ClassCatalog.from_json(settings.class_catalog)
     project = ensure_project(_client(settings), catalog, title=settings.label_studio_project,
-                             question=default_question())
+                             question=settings.labeling_question)
     return int(project["id"])
 
 
@@ -54,11 +53,11 @@ def labelstudio_pull_task(settings: Settings, project_id: int) -> PullResult:
 
 @task(name="labelstudio-publish", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=30,
       retry_condition_fn=retry_when_unreachable)
-def labelstudio_publish_task(settings: Settings, project_id: int, round_ids: list[str]) -> list[PublishResult]:
-    """Each batch's tasks into the project once (:func:`mlci.labelstudio.publish_batch`)."""
+def labelstudio_publish_task(settings: Settings, project_id: int, round_ids: list[str]) -> list[ImportResult]:
+    """Each batch's tasks into the project once (:func:`mlci.labelstudio.import_batch`)."""
     store, client, logger = settings.open_store(), _client(settings), get_run_logger()
     results = []
     for round_id in round_ids:
-        results.append(publish_batch(store, client, project_id, round_id))
+        results.append(import_batch(store, client, project_id, round_id))
         logger.info(results[-1].summary())
     return results

@@ -1,5 +1,17 @@
-"""Label Studio: the labeling interface mlci's batches are answered in (and, later, the REST round-trip)."""
+"""Label Studio connector: the catalog's project, batches in as tasks, answers back as label files.
 
+Plain Python on ``requests`` (no Prefect); :mod:`tasks.labelstudio`, :mod:`flows.labelstudio` and
+``mlci labelstudio`` wrap it. See ``docs/labelstudio.md``.
+"""
+
+from mlci.labelstudio.client import LabelStudioClient
+from mlci.labelstudio.exceptions import (
+    LabelStudioAuthError,
+    LabelStudioError,
+    LabelStudioUnreachableError,
+    ProjectNotFoundError,
+)
+from mlci.labelstudio.importing import ImportRecord, ImportResult, import_batch, load_import_record, rounds_to_import
 from mlci.labelstudio.interface import (
     CHOICES_NAME,
     VIDEO_NAME,
@@ -7,11 +19,32 @@ from mlci.labelstudio.interface import (
     compare_labeling_config,
     labeling_config,
 )
+from mlci.labelstudio.project import ProjectMismatchError, ensure_project
+from mlci.labelstudio.pull import PullResult, PullState, load_pull_state, pull_annotations
+from mlci.labelstudio.status import STATUS_COLUMNS, batch_status
 
 __all__ = [
     "CHOICES_NAME",
     "VIDEO_NAME",
     "VIDEO_VALUE",
-    "labeling_config",
+    "ImportRecord",
+    "ImportResult",
+    "LabelStudioAuthError",
+    "LabelStudioClient",
+    "LabelStudioError",
+    "LabelStudioUnreachableError",
+    "ProjectMismatchError",
+    "ProjectNotFoundError",
+    "PullResult",
+    "PullState",
+    "STATUS_COLUMNS",
+    "batch_status",
     "compare_labeling_config",
+    "ensure_project",
+    "import_batch",
+    "labeling_config",
+    "load_import_record",
+    "load_pull_state",
+    "pull_annotations",
+    "rounds_to_import",
 ]
