@@ -160,7 +160,7 @@ class LabelStudioClient:
 
     def get_project(self, project_id: int) -> dict:
         """The project ``project_id`` (with ``label_config``); :class:`ProjectNotFoundError` if absent."""
-        return self._request("GET", f"/api/projects/{int(project_id)}/", project_id=project_id)
+        return self._request("GET", f"/api/projects/{int(project_id)}/", project_id=int(project_id))
 
     def import_tasks(self, project_id: int, tasks: list[dict]) -> list[int]:
         """Create ``tasks`` (``{"data": {...}, "predictions": [...]}``) in one request; their ids, in order.
@@ -292,6 +292,11 @@ class LabelStudioClient:
         status = response.status_code
         body = _json_or_none(response)
         if body is None and status != 204:
+            project_path = f"/api/projects/{project_id}/"
+            if status == 404 and project_id is not None and path != project_path:
+                # The import endpoint answers a missing project with Label Studio's HTML 404 page, not
+                # JSON: ask for the project itself, which raises ProjectNotFoundError if it is missing.
+                self.get_project(project_id)
             kind = response.headers.get("Content-Type", "no content type").split(";")[0]
             raise NotLabelStudioError(self._shown_url, f"{method} {path} answered HTTP {status} with {kind}, not JSON")
         if 200 <= status < 300:
