@@ -326,3 +326,11 @@ def test_settings_build_the_client_and_never_show_the_token(monkeypatch):
     monkeypatch.delenv("MLCI_LABEL_STUDIO_TOKEN")
     with pytest.raises(LabelStudioError, match="set MLCI_LABEL_STUDIO_TOKEN$"):
         LabelStudioClient.from_settings(Settings(_env_file=None))
+
+
+def test_the_test_server_listens_on_loopback_only(label_studio):
+    # /proc/net/tcp lists listening sockets (state 0A) as hex "address:port"; 0100007F is 127.0.0.1.
+    port = int(label_studio.url.rsplit(":", 1)[1])
+    rows = [line.split() for line in open("/proc/net/tcp").read().splitlines()[1:]]
+    listening = [local for _, local, _, state, *_ in rows if state == "0A" and int(local.split(":")[1], 16) == port]
+    assert listening == [f"0100007F:{port:04X}"]
