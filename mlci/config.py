@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlci.redact import redact_text
@@ -177,6 +177,17 @@ class Settings(BaseSettings):
     class_catalog: Path = Field(
         default_factory=default_class_catalog,
         description="JSON list of {class, definition, primary} records.",
+    )
+    label_studio_url: str | None = Field(
+        default=None, description="Address of the Label Studio server that batches are published to."
+    )
+    # SecretStr: shown as '**********' in the repr, in errors and in logs.
+    label_studio_token: SecretStr | None = Field(
+        default=None,
+        description="Label Studio personal access token (or legacy token) of the user mlci acts as.",
+    )
+    label_studio_project: str = Field(
+        default="mlci", description="Title of the Label Studio project of the class catalog (found or created)."
     )
     dask_address: str | None = Field(
         default=None, description="Address of a Dask scheduler to run tasks on."

@@ -4,11 +4,14 @@ Plain Python on ``requests`` (no Prefect); :mod:`tasks.labelstudio`, :mod:`flows
 ``mlci labelstudio`` wrap it. See ``docs/labelstudio.md``.
 """
 
-from mlci.labelstudio.client import LabelStudioClient
+from mlci.labelstudio.client import LEGACY_TOKEN, PERSONAL_ACCESS_TOKEN, LabelStudioClient, token_kind
 from mlci.labelstudio.exceptions import (
+    AmbiguousProjectError,
     LabelStudioAuthError,
     LabelStudioError,
+    LabelStudioRequestError,
     LabelStudioUnreachableError,
+    NotLabelStudioError,
     ProjectNotFoundError,
 )
 from mlci.labelstudio.importing import ImportRecord, ImportResult, import_batch, load_import_record, rounds_to_import
@@ -24,7 +27,13 @@ from mlci.labelstudio.pull import PullResult, PullState, load_pull_state, pull_a
 from mlci.labelstudio.status import STATUS_COLUMNS, batch_status
 
 __all__ = [
+    "AmbiguousProjectError",
     "CHOICES_NAME",
+    "LEGACY_TOKEN",
+    "LabelStudioRequestError",
+    "NotLabelStudioError",
+    "PERSONAL_ACCESS_TOKEN",
+    "token_kind",
     "VIDEO_NAME",
     "VIDEO_VALUE",
     "ImportRecord",
