@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import StoreOption, command_errors, fail, open_store_for, print_table, settings_for
+from cli.common import StoreOption, command_errors, open_store_for, print_table, settings_for
 
 __all__ = ["app"]
 
@@ -20,15 +20,12 @@ app = typer.Typer(help="Label Studio: the project, publishing batches, pulling a
 
 def _connect(store: str | None):
     settings = settings_for(store)
-    if not settings.label_studio_url:
-        fail("no Label Studio configured: set MLCI_LABEL_STUDIO_URL and MLCI_LABEL_STUDIO_TOKEN")
     target = open_store_for(settings)
     from mlci.catalog import ClassCatalog
     from mlci.labelstudio import LabelStudioClient, ensure_project
 
-    token = settings.label_studio_token.get_secret_value() if settings.label_studio_token else ""
     with command_errors():
-        client = LabelStudioClient(settings.label_studio_url, token)
+        client = LabelStudioClient.from_settings(settings)
         project = ensure_project(client, ClassCatalog.from_json(settings.class_catalog),
                                  title=settings.label_studio_project, question=settings.labeling_question)
     return settings, target, client, project

@@ -27,35 +27,30 @@ __all__ = ["labelstudio_project_task", "labelstudio_publish_task", "labelstudio_
 retry_when_unreachable = retry_only(LabelStudioUnreachableError)
 
 
-def _client(settings: Settings) -> LabelStudioClient:
-    token = settings.label_studio_token.get_secret_value() if settings.label_studio_token else ""
-    return LabelStudioClient(settings.label_studio_url, token)
-
-
-@task(name="labelstudio-project", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=30,
+@task(name="labelstudio-project", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10,
       retry_condition_fn=retry_when_unreachable)
 def labelstudio_project_task(settings: Settings) -> int:
     """The id of the catalog's project, created when missing (:func:`mlci.labelstudio.ensure_project`)."""
     catalog = ClassCatalog.from_json(settings.class_catalog)
-    project = ensure_project(_client(settings), catalog, title=settings.label_studio_project,
+    project = ensure_project(LabelStudioClient.from_settings(settings), catalog, title=settings.label_studio_project,
                              question=settings.labeling_question)
     return int(project["id"])
 
 
-@task(name="labelstudio-pull", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=30,
+@task(name="labelstudio-pull", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10,
       retry_condition_fn=retry_when_unreachable)
 def labelstudio_pull_task(settings: Settings, project_id: int) -> PullResult:
     """New and changed annotations into ``labels/`` (:func:`mlci.labelstudio.pull_annotations`)."""
-    result = pull_annotations(settings.open_store(), _client(settings), project_id)
+    result = pull_annotations(settings.open_store(), LabelStudioClient.from_settings(settings), project_id)
     get_run_logger().info(result.summary())
     return result
 
 
-@task(name="labelstudio-publish", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=30,
+@task(name="labelstudio-publish", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=10,
       retry_condition_fn=retry_when_unreachable)
 def labelstudio_publish_task(settings: Settings, project_id: int, round_ids: list[str]) -> list[ImportResult]:
     """Each batch's tasks into the project once (:func:`mlci.labelstudio.import_batch`)."""
-    store, client, logger = settings.open_store(), _client(settings), get_run_logger()
+    store, client, logger = settings.open_store(), LabelStudioClient.from_settings(settings), get_run_logger()
     results = []
     for round_id in round_ids:
         results.append(import_batch(store, client, project_id, round_id))
