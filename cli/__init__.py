@@ -39,6 +39,7 @@ from cli.common import (
 from cli.features import features_command
 from cli.labels import app as labels_app
 from cli.labels import consensus_command
+from cli.labelstudio import app as labelstudio_app
 from cli.models import models_command, train_command
 from cli.serve import serve_command
 from mlci.redact import redact_url
@@ -184,6 +185,12 @@ def batches_command(store: StoreOption = None) -> None:
 
     with command_errors():
         listing = list_batches(target, load_annotations(target, current=False))
+        if not listing.empty:
+            from mlci.labelstudio import batch_status
+
+            in_label_studio = batch_status(target, listing["round_id"])
+            if in_label_studio["ls_project"].any():  # columns only for teams that use Label Studio
+                listing = listing.merge(in_label_studio, on="round_id", how="left")
     if listing.empty:
         typer.echo("no batches published yet")
     else:
@@ -228,6 +235,7 @@ def _read_batch_top(settings, round_id: str, n: int = 10):
 
 
 app.add_typer(labels_app, name="labels")
+app.add_typer(labelstudio_app, name="labelstudio")
 app.command("features")(features_command)
 app.command("consensus")(consensus_command)
 app.command("train")(train_command)

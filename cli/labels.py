@@ -76,7 +76,8 @@ def ingest_command(
     target = open_store_for(settings)
     with command_errors():
         catalog = ClassCatalog.from_json(settings.class_catalog)
-        report = ingest_labels(target, catalog, base_url=settings.clip_base_url, paths=list(paths or []), fmt=fmt,
+        report = ingest_labels(target, catalog, base_url=settings.clip_base_url,
+                               files_root=settings.label_studio_files_root, paths=list(paths or []), fmt=fmt,
                                empty=empty, choice_name=choice_name, reingest=list(reingest or []))
     if not report.files:
         typer.echo(f"no label files under {target.uri}/labels/ and no paths given")

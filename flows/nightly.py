@@ -2,14 +2,17 @@
 
 0. check every parameter (a wrong one fails here, before anything is locked, written or registered);
 1. take the store lock (a second run at the same time skips; a stale lock from a crash expires);
-2. ingest new label files from ``labels/``;
+2. with a Label Studio URL configured, pull its new and changed answers into ``labels/``
+   (:mod:`flows.labelstudio`); then ingest new label files from ``labels/``;
 3. compute features for new or changed clips (incremental; broken clips are quarantined);
 4. merge annotators into consensus labels (Dawid–Skene by default);
 5. train one classifier per concept, log to MLflow, register, and gate the challenger;
-6. score the unlabeled pool with the champion and publish the next labeling batch once;
+6. score the unlabeled pool with the champion and publish the next labeling batch once, and into
+   Label Studio when configured (with any batch still out that is not there yet);
 7. leave a markdown summary and a table of the batch as Prefect artifacts.
 
-A run that had to skip work (feature chunks that failed after their retries) still publishes from
+A run that had to skip work (feature chunks that failed after their retries, or Label Studio
+steps that failed: down, a rejected token, a mismatching project) still publishes from
 the clips it has, ends Completed with status ``incomplete``: its summary names each failed chunk
 and why, the batch manifest records ``incomplete_pool``, and ``mlci nightly`` exits with status 3.
 """
@@ -22,6 +25,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.features import features as features_flow
+from flows.labelstudio import publish_step, pull_step
 from flows.training import training_step
 from mlci.catalog import ClassCatalog
 from mlci.models import TrainingConfig
@@ -86,14 +90,17 @@ def nightly(
         summary = NightlySummary(status="skipped", reason=f"another nightly run holds the store lock: {held_by}")
         create_markdown_artifact(summary.to_markdown(), key="nightly-summary", description="nightly: skipped")
         return summary
+    warnings: list[str] = []
+    if lock.replaced_ is not None:
+        warnings.append(f"took over the store lock from {lock.replaced_.describe()}: that run did not finish")
+    label_studio = None
     try:
+        if settings.label_studio_url:
+            label_studio = pull_step(settings)
         ingest = ingest_labels_task(settings)
         feature_report = features_flow(store=settings.store_uri, extractor=fit.extractor, params=fit.extractor_params)
         consensus = compute_consensus_task(settings, method=fit.consensus_method)
 
-        warnings = []
-        if lock.replaced_ is not None:
-            warnings.append(f"took over the store lock from {lock.replaced_.describe()}: that run did not finish")
         incomplete_pool = None
         if not feature_report.complete:
             incomplete_pool = {"clips_without_features": feature_report.n_failed,
@@ -134,11 +141,15 @@ def nightly(
             quarantined=quarantined_keys_task(settings, extractor=fit.extractor, params=fit.extractor_params),
             incomplete_pool=incomplete_pool,
         )
+        if label_studio is not None:
+            label_studio = publish_step(settings, label_studio)
     finally:
         release_lock_task(lock)
+    if label_studio is not None and label_studio.problem:
+        warnings.append(label_studio.problem)
 
     summary = NightlySummary(
-        status="completed" if feature_report.complete else "incomplete",
+        status="completed" if feature_report.complete and not (label_studio and label_studio.problem) else "incomplete",
         warnings=warnings,
         labels=LabelsStep.from_report(ingest),
         features=FeaturesStep.from_report(feature_report),
@@ -156,6 +167,7 @@ def nightly(
             classes=[(key, name) for name, key in class_keys(catalog.names).items()],
         ),
         batch=BatchStep.from_round(round_result, settings.round.strategy),
+        label_studio=label_studio,
     )
     create_markdown_artifact(summary.to_markdown(), key="nightly-summary",
                              description=f"nightly round summary ({summary.status})")

@@ -5,15 +5,21 @@ the part under ``clips/`` is percent-encoded (RFC 3986, UTF-8) so that ``#``, ``
 spaces survive every tool in between, and :meth:`mlci.storage.Store.resolve_clip_ref` decodes it
 with :func:`decode_clip_path`. ``s3://`` URLs are the exception: the AWS CLI and Label Studio's S3
 storage read their keys literally, so they are written and read unencoded.
+
+Label Studio's local files storage serves a file as ``[host]/data/local-files/?d=<path>``, ``<path>``
+relative to its ``LOCAL_FILES_DOCUMENT_ROOT``; :func:`label_studio_local_path` reads ``<path>`` back.
 """
 
 from __future__ import annotations
 
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from mlci.layout import CLIP_PREFIX
 
-__all__ = ["encode_clip_path", "decode_clip_path", "clip_url", "is_literal_url"]
+__all__ = ["encode_clip_path", "decode_clip_path", "clip_url", "is_literal_url", "label_studio_local_path"]
+
+#: URL paths of Label Studio's local files view (it writes the first; the second is also served).
+_LOCAL_FILES_PATHS = ("/data/local-files/", "/data/local-files")
 
 
 def encode_clip_path(path: str) -> str:
@@ -67,3 +73,27 @@ def clip_url(key: str, base_url: str) -> str:
     base = base_url if base_url.endswith("/") else base_url + "/"
     rest = key[len(CLIP_PREFIX) :]
     return base + (rest if is_literal_url(base) else encode_clip_path(rest))
+
+
+def label_studio_local_path(url: str) -> str | None:
+    """The decoded ``d`` path of a Label Studio local files URL; None for any other reference.
+
+    ``label_studio_local_path("http://ls:8080/data/local-files/?d=media/a%20b.mp4") == "media/a b.mp4"``.
+    The query is decoded as Label Studio's server decodes it (``+`` is a space); the host, if any,
+    is not checked.
+
+    Raises
+    ------
+    ValueError
+        A local files URL without exactly one ``d``, or whose escapes are not UTF-8.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("", "http", "https") or parts.path not in _LOCAL_FILES_PATHS:
+        return None
+    try:
+        values = parse_qs(parts.query, keep_blank_values=True, errors="strict").get("d", [])
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"percent-escapes in the d parameter are not UTF-8 ({exc.reason})") from None
+    if len(values) != 1:
+        raise ValueError(f"a Label Studio local files URL names one file in its d parameter, but got {len(values)}")
+    return values[0]

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlci.redact import redact_text
@@ -26,6 +26,7 @@ __all__ = [
     "TrainingSettings",
     "ScheduleSettings",
     "DEFAULT_CLIP_BASE_URL",
+    "DEFAULT_LABELING_QUESTION",
     "default_class_catalog",
     "usable_cores",
     "apply_mlflow_environment",
@@ -34,6 +35,12 @@ __all__ = [
 #: Base of the clip URLs the demo corpus writes into its label files. ``.invalid`` is a reserved
 #: top-level domain: the URL names a clip, it is never fetched.
 DEFAULT_CLIP_BASE_URL = "https://clips.mlci.invalid/"
+
+#: The labeling question of the seed's ``question.html``; its concept list comes from the catalog.
+DEFAULT_LABELING_QUESTION = (
+    "Please pick all of the labels that correspond to at least two seconds of video in this clip; "
+    "matching audio or music alone is not sufficient."
+)
 
 
 def default_class_catalog() -> Path:
@@ -144,6 +151,15 @@ class Settings(BaseSettings):
         default=DEFAULT_CLIP_BASE_URL,
         description="URL prefix that label files use for clips; maps to the store's clips/ prefix.",
     )
+    label_studio_files_root: Path | None = Field(
+        default=None,
+        description="Label Studio's LOCAL_FILES_DOCUMENT_ROOT as seen from mlci; maps /data/local-files/?d= "
+        "clip references to keys of a folder store under it. Default: such references are refused.",
+    )
+    labeling_question: str = Field(
+        default=DEFAULT_LABELING_QUESTION,
+        description="Question shown above the clip in the Label Studio labeling interface.",
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None,
         description="MLflow tracking URI. Default: sqlite:///<abs home>/mlflow.db.",
@@ -161,6 +177,17 @@ class Settings(BaseSettings):
     class_catalog: Path = Field(
         default_factory=default_class_catalog,
         description="JSON list of {class, definition, primary} records.",
+    )
+    label_studio_url: str | None = Field(
+        default=None, description="Address of the Label Studio server that batches are published to."
+    )
+    # SecretStr: shown as '**********' in the repr, in errors and in logs.
+    label_studio_token: SecretStr | None = Field(
+        default=None,
+        description="Label Studio personal access token (or legacy token) of the user mlci acts as.",
+    )
+    label_studio_project: str = Field(
+        default="mlci", description="Title of the Label Studio project of the class catalog (found or created)."
     )
     dask_address: str | None = Field(
         default=None, description="Address of a Dask scheduler to run tasks on."
@@ -208,6 +235,12 @@ class Settings(BaseSettings):
     def _absolute_home(cls, value: Path) -> Path:
         # Resolved once so that every default derived from it is absolute and does not move with cwd.
         return value.expanduser().resolve()
+
+    @field_validator("label_studio_files_root", mode="after")
+    @classmethod
+    def _absolute_files_root(cls, value: Path | None) -> Path | None:
+        # Compared with the store's resolved folder, so resolved the same way.
+        return value.expanduser().resolve() if value is not None else None
 
     @field_validator("clip_base_url", mode="after")
     @classmethod

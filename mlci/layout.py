@@ -11,7 +11,7 @@ holds the two together)::
     consensus/<snapshot>/           consensus labels, annotator quality, agreement per label snapshot
     features/<extractor>-v<version>-<params hash>/   schema.json, clips/ and windows/ shards, active/ index
     quarantine/<extractor>-v<version>-<params hash>/ clips that could not be processed, with the reason
-    batches/<round_id>/             published labeling batches (tasks.json, batch.csv, manifest.json)
+    batches/<round_id>/             published labeling batches (tasks.json, batch.csv, labeling_config.xml, manifest.json)
     reports/                        label ingestion reports (reports/labels/), analyses (reports/analysis/<id>/)
     locks/<name>/                   run locks of flows running without a Prefect server
 
@@ -239,7 +239,7 @@ def _part(run_id: str, chunk: int | str) -> str:
 # -- batches --------------------------------------------------------------------------------------
 
 #: The objects of one published batch; ``manifest.json`` is written last.
-BATCH_FILES = ("tasks.json", "batch.csv", _MANIFEST)
+BATCH_FILES = ("tasks.json", "batch.csv", "labeling_config.xml", _MANIFEST)
 
 
 def batch_prefix(round_id: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["BatchStep", "ConsensusStep", "FeaturesStep", "LabelsStep", "ModelStep", "NightlySummary"]
+__all__ = ["BatchStep", "ConsensusStep", "FeaturesStep", "LabelStudioStep", "LabelsStep", "ModelStep", "NightlySummary"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,29 @@ class BatchStep:
                    reason=result.reason, n_clips=len(result.batch), strategy=strategy)
 
 
+@dataclass(frozen=True)
+class LabelStudioStep:
+    """What the Label Studio steps did: annotations pulled, batches published, or the problem that stopped them.
+
+    ``published`` maps each batch published this run to the tasks imported for it.
+    """
+
+    project_id: int | None = None
+    pulled_new: int = 0
+    pulled_changed: int = 0
+    pull_file: str | None = None
+    published: dict[str, int] = field(default_factory=dict)
+    problem: str = ""
+
+    def line(self) -> str:
+        """The summary table's cell."""
+        if self.problem:
+            return f"FAILED: {self.problem}"
+        pulled = f"{self.pulled_new} new and {self.pulled_changed} changed answers pulled"
+        published = (", ".join(f"{rid}: {n} tasks" for rid, n in self.published.items()) or "nothing new")
+        return f"project {self.project_id}: {pulled}; published {published}"
+
+
 @dataclass
 class NightlySummary:
     """What one nightly run did, step by step.
@@ -125,6 +148,7 @@ class NightlySummary:
     consensus: ConsensusStep = field(default_factory=ConsensusStep)
     model: ModelStep = field(default_factory=ModelStep)
     batch: BatchStep = field(default_factory=BatchStep)
+    label_studio: LabelStudioStep | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data (for JSON)."""
@@ -150,6 +174,7 @@ class NightlySummary:
             f"| consensus | snapshot `{cs.snapshot}`, {cs.n_clips} labeled clips, method {cs.method} |",
             f"| model | {md.name} version {md.version}{' (reused: nothing new to train on)' if md.reused else ''} |",
             f"| batch | {_batch_line(bt)} |",
+            *([f"| label studio | {self.label_studio.line()} |"] if self.label_studio else []),
             "",
         ]
         if md.classes:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
-from mlci.clipref import decode_clip_path, is_literal_url
+from mlci.clipref import decode_clip_path, is_literal_url, label_studio_local_path
 from mlci.layout import CLIP_PREFIX
 from mlci.redact import redact_text, redact_url
 
@@ -287,7 +287,9 @@ class Store(ABC):
         with tempfile.TemporaryDirectory(prefix="mlci-") as tmp:
             yield self.download(key, Path(tmp) / Path(key).name)
 
-    def resolve_clip_ref(self, ref: str, *, base_url: str | None = None) -> str:
+    def resolve_clip_ref(
+        self, ref: str, *, base_url: str | None = None, files_root: str | os.PathLike | None = None
+    ) -> str:
         """Turn a clip reference from a label file into a key under ``clips/``.
 
         Accepted forms, each mapped to one key:
@@ -295,7 +297,11 @@ class Store(ABC):
         - a URL starting with ``base_url``: ``clips/`` + its remainder, cut at ``?``/``#`` and
           percent-decoded once (:func:`mlci.clipref.decode_clip_path`); under an ``s3://`` base
           the remainder is a literal key, as S3 tools read it;
-        - this store's own URI: ``s3://bucket/prefix/<key>`` (literal) or ``file://...`` (decoded);
+        - this store's own URI: ``s3://bucket/prefix/<key>`` (literal, as Label Studio's S3 storage
+          writes it) or ``file://...`` (decoded);
+        - a Label Studio local files URL, ``[host]/data/local-files/?d=<path>``, for a folder store
+          under ``files_root`` (Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT`` as seen from here):
+          ``<path>`` is relative to ``files_root``, a leading ``/`` included, as Label Studio reads it;
         - a relative reference, percent-decoded once and taken under ``clips/`` unless it already
           starts with ``clips/``.
 
@@ -303,9 +309,10 @@ class Store(ABC):
         ------
         InvalidKeyError
             The reference is malformed or points outside the store: ``..`` (also percent-encoded,
-            once or twice), another bucket or prefix, a ``file://`` path outside the root.
+            once or twice), another bucket or prefix, a ``file://`` or local files path outside the root.
         UnresolvableReferenceError
-            Empty, or a URL whose base is not ``base_url`` and not this store.
+            Empty, a URL whose base is not ``base_url`` and not this store, or a local files URL
+            without ``files_root`` or for an S3 store.
         """
         if not isinstance(ref, str) or not ref.strip():
             raise UnresolvableReferenceError(f"empty or non-string clip reference: {ref!r}")
@@ -317,6 +324,12 @@ class Store(ABC):
                 rest = _decoded(ref, rest.split("?", 1)[0].split("#", 1)[0])
             # Always clips/<rest>, even when rest starts with 'clips/': mlci.clipref.clip_url inverts this.
             return _clip_key(ref, rest, under="always")
+        try:
+            local = label_studio_local_path(ref)
+        except ValueError as exc:
+            raise InvalidKeyError(ref, str(exc)) from None
+        if local is not None:
+            return _clip_key(ref, self._relative_to_files_root(ref, local, files_root), under="already")
         if "://" in ref:
             return _clip_key(ref, self._relative_to_store(ref), under="already")
         return _clip_key(ref, _decoded(ref, ref), under="unless_prefixed")
@@ -324,6 +337,10 @@ class Store(ABC):
     @abstractmethod
     def _relative_to_store(self, uri: str) -> str:
         """Key of a URI naming an object of this store; raise if it names something else."""
+
+    @abstractmethod
+    def _relative_to_files_root(self, ref: str, path: str, files_root: str | os.PathLike | None) -> str:
+        """Key of the file ``files_root/path`` (from a local files URL ``ref``); raise if outside the store."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact_url(self.uri)!r})"
@@ -481,6 +498,33 @@ class LocalStore(Store):
         except ValueError:
             raise InvalidKeyError(uri, f"outside the store root {self.root}") from None
         return rel
+
+    def _relative_to_files_root(self, ref: str, path: str, files_root: str | os.PathLike | None) -> str:
+        if files_root is None:
+            raise UnresolvableReferenceError(
+                f"clip reference {redact_url(ref)!r} is a Label Studio local files URL: set "
+                "MLCI_LABEL_STUDIO_FILES_ROOT to Label Studio's LOCAL_FILES_DOCUMENT_ROOT as seen from mlci"
+            )
+        # Label Studio strips a leading '/' and reads the rest under its document root.
+        rel = path.lstrip("/")
+        if not rel:
+            return rel
+        for candidate, how in ((rel, "names"), (unquote(rel), "decodes again to")):
+            try:
+                validate_key(candidate)
+            except InvalidKeyError as exc:
+                raise InvalidKeyError(ref, f"{how} {candidate!r}: {exc.reason}") from None
+        root = Path(files_root).expanduser().resolve()
+        try:
+            folder = self.root.relative_to(root).as_posix()
+        except ValueError:
+            raise InvalidKeyError(ref, f"outside the store root {self.root}, which is not under the Label Studio "
+                                       f"files root {root}") from None
+        if folder == ".":
+            return rel
+        if not rel.startswith(folder + "/"):
+            raise InvalidKeyError(ref, f"names {root / rel}, outside the store root {self.root}")
+        return rel[len(folder) + 1 :]
 
 
 class S3Store(Store):
@@ -696,6 +740,12 @@ class S3Store(Store):
                 raise InvalidKeyError(uri, f"outside the store prefix {self.prefix!r}")
             return full[len(self.prefix) + 1 :]
         return full
+
+    def _relative_to_files_root(self, ref: str, path: str, files_root: str | os.PathLike | None) -> str:
+        raise UnresolvableReferenceError(
+            f"clip reference {redact_url(ref)!r} is a file on the Label Studio server (local files URL), not in "
+            f"store {self.uri}: connect the bucket as S3 storage in Label Studio so that tasks carry s3:// URIs"
+        )
 
 
 def open_store(

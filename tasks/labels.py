@@ -30,7 +30,8 @@ def ingest_labels_task(settings: Settings, *, reingest: list[str] | None = None)
     """
     store = settings.open_store()
     catalog = ClassCatalog.from_json(settings.class_catalog)
-    report = ingest_labels(store, catalog, base_url=settings.clip_base_url, reingest=reingest or ())
+    report = ingest_labels(store, catalog, base_url=settings.clip_base_url,
+                           files_root=settings.label_studio_files_root, reingest=reingest or ())
     logger = get_run_logger()
     s = report.summary()
     logger.info(

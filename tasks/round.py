@@ -11,6 +11,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from mlci.batches import RoundResult, run_round
+from mlci.catalog import ClassCatalog
 from mlci.config import Settings
 from mlci.consensus import ConsensusResult
 from mlci.features import FeatureSchema
@@ -60,7 +61,8 @@ def run_round_task(
 ) -> RoundResult:
     """Score the pool with the champion and publish the batch once (:func:`mlci.batches.run_round`).
 
-    The round's choices come from ``settings.round`` and ``settings.random_state``.
+    The round's choices come from ``settings.round`` and ``settings.random_state``; the labeling
+    interface written with the batch from ``settings.class_catalog`` and ``settings.labeling_question``.
     """
     config = settings.round
     result = run_round(
@@ -75,6 +77,8 @@ def run_round_task(
         relabel=consensus.relabel,
         label_snapshot=consensus.snapshot,
         annotations_history=annotations_history,
+        catalog=ClassCatalog.from_json(settings.class_catalog),
+        question=settings.labeling_question,
         quarantined=quarantined,
         strategy=config.strategy,
         strategy_params=config.strategy_params,

@@ -176,3 +176,28 @@ def cutting_proxy(s3_endpoint):
     proxy = CuttingProxy(s3_endpoint)
     yield proxy
     proxy.close()
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A real Label Studio on 127.0.0.1 for the session (see tests/labelstudio_server.py).
+
+    Gives a :class:`labelstudio_server.LabelStudioServer`: ``url``; ``admin`` (a ``LabelStudioUser``
+    with ``email``, ``password``, ``id`` and a personal access ``token``); ``legacy_token`` (the
+    admin's, enabled for the organisation); ``annotators`` (two more users with their own tokens);
+    ``secret_key`` (signs the server's JWTs). The first use on a clean clone installs Label Studio
+    into .venv-labelstudio (~2 min); later sessions start it in ~10 s.
+    """
+    from labelstudio_server import start_label_studio
+
+    server = start_label_studio(tmp_path_factory.mktemp("label-studio") / "data")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def label_studio_client(label_studio):
+    """A :class:`mlci.labelstudio.LabelStudioClient` acting as the admin, by personal access token."""
+    from mlci.labelstudio import LabelStudioClient
+
+    return LabelStudioClient(label_studio.url, label_studio.admin.token, timeout=30.0)

@@ -18,13 +18,19 @@ from mlci.batches import (
     list_batches,
     open_batch_keys,
     plan_round,
+    prefill_confidence,
     publish_batch,
     round_id,
 )
+from mlci.catalog import ClassCatalog, Concept
 from mlci.consensus import relabel_candidates
+from mlci.labelstudio import labeling_config
 from mlci.strategies import get_strategy
 
 CLASSES = ["holiday", "halloween", "gift giving"]
+CATALOG = ClassCatalog(tuple(Concept(c, f"scenes of {c} & \"friends\"") for c in CLASSES))
+QUESTION = "Which concepts appear?"
+CONFIG = labeling_config(CATALOG, QUESTION)
 
 
 def _inputs(n=60, n_labeled=10, unavailable=(), seed=0):
@@ -102,14 +108,18 @@ def test_round_id_is_stable_and_sensitive():
 def test_publish_once_and_list(store):
     plan = plan_round(_inputs(), get_strategy("margin"), batch_size=6, relabel_share=0)
     tasks = label_studio_tasks(plan.batch, CLASSES, model_version="mlci-concepts/1", uri_for=store.url_for)
-    assert tasks[0]["predictions"][0]["score"] == 0.0
-    assert tasks[-1]["predictions"][0]["score"] > tasks[0]["predictions"][0]["score"]
     assert tasks[0]["data"]["key"] == plan.batch["key"][0]
     t0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
-    first = publish_batch(store, "r-1", plan.batch, tasks, {"model_version": "1", "strategy": "margin"}, now=t0)
+    first = publish_batch(store, "r-1", plan.batch, tasks, {"model_version": "1", "strategy": "margin"},
+                          labeling_config=CONFIG, now=t0)
     assert first.published and first.n_clips == 6
+    assert store.list("batches/r-1/") == sorted(f"batches/r-1/{n}" for n in
+                                                ("tasks.json", "batch.csv", "labeling_config.xml", "manifest.json"))
+    assert store.read_text("batches/r-1/labeling_config.xml") == CONFIG
+    assert json.loads(store.read_text("batches/r-1/tasks.json")) == tasks
     before = {k: store.stat(k).identity for k in store.list("batches/")}
-    second = publish_batch(store, "r-1", plan.batch, tasks, {"model_version": "1"}, now=t0 + timedelta(hours=1))
+    second = publish_batch(store, "r-1", plan.batch, tasks, {"model_version": "1"}, labeling_config=CONFIG + "<!-- -->",
+                           now=t0 + timedelta(hours=1))
     assert not second.published
     assert {k: store.stat(k).identity for k in store.list("batches/")} == before
     manifest = json.loads(store.read_text("batches/r-1/manifest.json"))
@@ -128,9 +138,55 @@ def test_half_published_batch_with_other_content_is_not_overwritten(store):
     plan = plan_round(_inputs(), get_strategy("margin"), batch_size=4, relabel_share=0)
     store.write_bytes("batches/r-2/tasks.json", b"[]")
     with pytest.raises(BatchConflictError, match="tasks.json"):
-        publish_batch(store, "r-2", plan.batch, [{"data": {}}], {})
+        publish_batch(store, "r-2", plan.batch, [{"data": {}}], {}, labeling_config=CONFIG)
     assert store.read_bytes("batches/r-2/tasks.json") == b"[]"
     assert not store.exists("batches/r-2/manifest.json")
+
+
+def test_a_crashed_publish_is_completed_with_the_labeling_config(store):
+    plan = plan_round(_inputs(), get_strategy("margin"), batch_size=4, relabel_share=0)
+    tasks = label_studio_tasks(plan.batch, CLASSES, model_version="m/1")
+    store.write_bytes("batches/r-3/tasks.json", json.dumps(tasks, indent=1).encode())  # the crash left only this
+    assert publish_batch(store, "r-3", plan.batch, tasks, {}, labeling_config=CONFIG).published
+    assert store.read_text("batches/r-3/labeling_config.xml") == CONFIG
+    with pytest.raises(BatchConflictError, match="labeling_config.xml"):
+        store.delete("batches/r-3/manifest.json")
+        publish_batch(store, "r-3", plan.batch, tasks, {}, labeling_config=labeling_config(CATALOG, "Other?"))
+
+
+def test_prefill_confidence_is_the_chance_that_no_tick_needs_changing():
+    assert prefill_confidence([0.9, 0.2, 0.5]) == pytest.approx(0.9 * 0.8 * 0.5)
+    assert prefill_confidence([0.9, 0.2], threshold=0.95) == pytest.approx(0.1 * 0.8)
+    assert prefill_confidence([0.99, float("nan")]) == pytest.approx(0.99)  # an untrained concept is left out
+    assert prefill_confidence([float("nan"), None]) is None
+
+
+def test_tasks_rank_utility_and_reason_are_columns_and_the_score_is_the_confidence():
+    batch = pd.DataFrame({
+        "rank": [1, 2, 3], "key": ["clips/a.mp4", "clips/b.mp4", "clips/c.mp4"],
+        "url": ["https://m.example/a.mp4", "https://m.example/b.mp4", "https://m.example/c.mp4"],
+        "utility": [0.97, 0.5, float("nan")], "reason": ["margin", "margin", "relabel"],
+        "score_holiday": [0.6, 0.1, 0.9], "score_halloween": [0.4, 0.05, float("nan")],
+        "score_gift_giving": [0.5, 0.2, float("nan")],
+    })
+    tasks = label_studio_tasks(batch, CLASSES, model_version="mlci-concepts/7", uri_for=lambda k: "s3://b/p/" + k)
+    assert tasks[0] == {
+        "data": {"video": "https://m.example/a.mp4", "key": "clips/a.mp4", "rank": 1, "utility": 0.97,
+                 "reason": "margin", "uri": "s3://b/p/clips/a.mp4"},
+        "predictions": [{
+            "model_version": "mlci-concepts/7",
+            "score": pytest.approx(0.6 * 0.6 * 0.5),
+            "result": [{"from_name": "concepts", "to_name": "video", "type": "choices",
+                        "value": {"choices": ["holiday", "gift giving"]}}],
+        }],
+    }
+    # The clip most worth labeling is the least sure one: its confidence is the lowest, not "0.00 %" by rank.
+    assert tasks[1]["predictions"][0]["score"] == pytest.approx(0.9 * 0.95 * 0.8)
+    assert tasks[1]["predictions"][0]["result"][0]["value"]["choices"] == ["none of the above"]
+    assert tasks[2]["data"]["utility"] is None and tasks[2]["predictions"][0]["score"] == pytest.approx(0.9)
+    json.dumps(tasks, allow_nan=False)  # valid JSON for Label Studio
+    labels = set(CATALOG.names) | {"none of the above"}
+    assert all(set(t["predictions"][0]["result"][0]["value"]["choices"]) <= labels for t in tasks)
 
 
 def test_a_round_with_nothing_to_label_publishes_nothing_and_says_why(store):
@@ -145,12 +201,31 @@ def test_a_round_with_nothing_to_label_publishes_nothing_and_says_why(store):
     empty_history = pd.DataFrame({"asset": pd.Series(dtype=str), "ingested_at": pd.Series(dtype="datetime64[ns, UTC]")})
     result = run_round(store, model=model, model_name="m", model_version="1", keys=inputs.keys, X=inputs.X,
                        feature_schema=schema, consensus=consensus, relabel=inputs.relabel,
-                       label_snapshot="s", annotations_history=empty_history, quarantined=["clips/c000.mp4"],
+                       label_snapshot="s", annotations_history=empty_history, catalog=CATALOG, question=QUESTION,
+                       quarantined=["clips/c000.mp4"],
                        strategy="margin", batch_size=50, relabel_share=0.0, open_batch_expiry=timedelta(days=7))
     assert not result.published and result.batch.empty
     assert result.reason == "no clip to label: pool of 0 clips (30 labeled, 1 quarantined, 0 in batches still out)"
     assert result.summary() == f"round {result.round_id}: nothing published: {result.reason}"
     assert store.list("batches/") == []
+
+
+def test_a_round_refuses_a_model_with_concepts_the_interface_lacks(local_store):
+    from mlci.batches import run_round
+    from mlci.models import MultiLabelModel
+
+    inputs, consensus = _round_data(n=20, n_labeled=10)
+    Y = inputs.labeled_y.astype(int).clip(0, 1)
+    Y[0], Y[1] = 1, 0
+    model = MultiLabelModel(CLASSES, feature_schema={"extractor": "basic", "version": "1"}).fit(inputs.X[:10], Y)
+    history = pd.DataFrame({"asset": pd.Series(dtype=str), "ingested_at": pd.Series(dtype="datetime64[ns, UTC]")})
+    with pytest.raises(ValueError, match=r"concepts \['gift giving'\] are not in the class catalog"):
+        run_round(local_store, model=model, model_name="m", model_version="1", keys=inputs.keys, X=inputs.X,
+                  feature_schema={"extractor": "basic", "version": "1"}, consensus=consensus, relabel=inputs.relabel,
+                  label_snapshot="s", annotations_history=history, catalog=ClassCatalog(CATALOG.concepts[:2]),
+                  question=QUESTION, strategy="margin", batch_size=5, relabel_share=0.0,
+                  open_batch_expiry=timedelta(days=7))
+    assert local_store.list("batches/") == []
 
 
 def test_run_round_publishes_new_clips_and_the_consensus_relabel_candidates_once(store):
@@ -167,7 +242,8 @@ def test_run_round_publishes_new_clips_and_the_consensus_relabel_candidates_once
     def run(quarantined=(), batch_size=10):
         return run_round(store, model=model, model_name="m", model_version="1", keys=inputs.keys, X=inputs.X,
                          feature_schema=schema, consensus=consensus, relabel=inputs.relabel, label_snapshot="s",
-                         annotations_history=history, quarantined=list(quarantined), strategy="margin",
+                         annotations_history=history, catalog=CATALOG, question=QUESTION,
+                         quarantined=list(quarantined), strategy="margin",
                          batch_size=batch_size, relabel_share=0.2, open_batch_expiry=timedelta(days=7),
                          now=datetime(2026, 3, 1, tzinfo=timezone.utc))
 
@@ -184,6 +260,7 @@ def test_run_round_publishes_new_clips_and_the_consensus_relabel_candidates_once
     assert not set(result.batch["key"]) - {"clips/c000.mp4"} & set(inputs.labeled_keys)
     manifest = json.loads(store.read_text(f"batches/{result.round_id}/manifest.json"))
     assert manifest["counts"] == {"pool": 19, "new": 9, "relabel": 1, "quarantined": 0, "still_out": 11}
+    assert store.read_text(f"batches/{result.round_id}/labeling_config.xml") == CONFIG
     assert not set(result.batch["key"]) & set(other.batch["key"])
     published = {k: store.stat(k).identity for k in store.list("batches/")}
 
@@ -216,7 +293,8 @@ def _round_with_odd_keys(store, tmp_path, base_url):
     history = pd.DataFrame({"asset": pd.Series(dtype="string"), "ingested_at": pd.Series(dtype="datetime64[us, UTC]")})
     return run_round(store, model=model, model_name="m", model_version="1", keys=np.array(ODD_KEYS, dtype=object),
                      X=rng.normal(size=(len(ODD_KEYS), 4)), feature_schema=schema, consensus=pd.DataFrame(),
-                     relabel=pd.DataFrame({"asset": [], "posterior": []}), label_snapshot="s", annotations_history=history, strategy="random",
+                     relabel=pd.DataFrame({"asset": [], "posterior": []}), label_snapshot="s", annotations_history=history,
+                     catalog=CATALOG, question=QUESTION, strategy="random",
                      batch_size=len(ODD_KEYS), relabel_share=0, open_batch_expiry=timedelta(days=7), base_url=base_url, now=datetime(2026, 3, 1, tzinfo=timezone.utc))
 
 

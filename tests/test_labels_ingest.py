@@ -154,3 +154,53 @@ def test_empty_store_has_empty_annotations(local_store, catalog):
     assert report.n_files == 0
     df = load_annotations(local_store)
     assert len(df) == 0 and "ingested_at" in df.columns
+
+
+def _label_studio_export(refs: list[str]) -> bytes:
+    """A Label Studio JSON export: one task per clip reference, one annotation each."""
+    return json.dumps([
+        {"id": i, "data": {"video": ref, "rank": i + 1},
+         "annotations": [{"completed_by": {"id": 1, "email": "ann@example.com"}, "created_at": "2025-01-02T00:00:00Z",
+                          "result": [{"from_name": "concepts", "to_name": "video", "type": "choices",
+                                      "value": {"choices": ["holiday"]}}]}]}
+        for i, ref in enumerate(refs)
+    ]).encode()
+
+
+KEYS = ["clips/real/my clip #1?.mp4", "clips/a+b 100%.mp4", "clips/plain.mp4"]
+
+
+def test_label_studio_export_with_s3_storage_uris_ingests_into_the_clip_keys(s3_store, catalog):
+    for key in KEYS:
+        s3_store.write_bytes(key, b"\x00")
+    # Label Studio's S3 storage names each object s3://bucket/<object key>, the key written literally.
+    refs = [f"s3://{s3_store.bucket}/{s3_store.prefix}/{key}" for key in KEYS]
+    s3_store.write_bytes("labels/ls-export.json", _label_studio_export(refs))
+    report = ingest_labels(s3_store, catalog, base_url=BASE, now=T1)
+    (f,) = report.files
+    assert (f.n_accepted, f.n_rejected, f.notes_by_reason) == (3, 0, {})
+    annotations = load_annotations(s3_store)
+    assert sorted(set(annotations["asset"])) == sorted(KEYS)
+    assert set(annotations.loc[annotations["value"] == 1, "class"]) == {"holiday"}
+
+
+def test_label_studio_export_with_local_files_urls_ingests_under_the_files_root(local_store, catalog, tmp_path):
+    from urllib.parse import quote
+
+    for key in KEYS:
+        local_store.write_bytes(key, b"\x00")
+    # Label Studio's local files storage: [host]/data/local-files/?d=<path under its document root>, quoted.
+    refs = [f"http://localhost:8080/data/local-files/?d={quote('store/' + key)}" for key in KEYS]
+    local_store.write_bytes("labels/ls-export.json", _label_studio_export(refs))
+
+    refused = ingest_labels(local_store, catalog, base_url=BASE, now=T1)
+    assert refused.files[0].n_accepted == 0 and refused.files[0].rejected_by_reason == {"unresolvable_clip_ref": 3}
+    assert "MLCI_LABEL_STUDIO_FILES_ROOT" in refused.files[0].rejected[0]["message"]
+
+    # Configuring the root reads the file again (new settings) and stores each answer under its clip.
+    report = ingest_labels(local_store, catalog, base_url=BASE, files_root=tmp_path, now=T2)
+    (f,) = report.files
+    assert (f.status, f.n_accepted, f.n_rejected, f.notes_by_reason) == ("retried", 3, 0, {})
+    assert sorted(set(load_annotations(local_store)["asset"])) == sorted(KEYS)
+    stored = json.loads(local_store.read_text(report.report_key))
+    assert stored["params"]["files_root"] == str(tmp_path.resolve())

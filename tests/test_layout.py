@@ -67,7 +67,8 @@ def test_feature_keys():
 def test_batch_keys():
     assert layout.batch_prefix("r-1") == "batches/r-1/"
     assert [layout.batch_key("r-1", n) for n in layout.BATCH_FILES] == [
-        "batches/r-1/tasks.json", "batches/r-1/batch.csv", "batches/r-1/manifest.json",
+        "batches/r-1/tasks.json", "batches/r-1/batch.csv", "batches/r-1/labeling_config.xml",
+        "batches/r-1/manifest.json",
     ]
     with pytest.raises(ValueError, match="but got 'report.md'"):
         layout.batch_key("r-1", "report.md")

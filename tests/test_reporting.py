@@ -85,3 +85,15 @@ def test_steps_are_built_from_the_steps_own_results():
     assert ModelStep(version="2", champion_version="2").is_champion and ModelStep(promoted=True).is_champion
     assert not ModelStep(version="3", champion_version="2").is_champion
     assert _summary().as_dict()["model"]["classes"] == [("holiday", "holiday"), ("halloween", "halloween")]
+
+
+def test_the_label_studio_row_shows_what_moved_or_why_nothing_did():
+    from mlci.reporting import LabelStudioStep
+
+    done = LabelStudioStep(project_id=3, pulled_new=4, pulled_changed=1, published={"r-9": 6})
+    assert "| label studio | project 3: 4 new and 1 changed answers pulled; published r-9: 6 tasks |" in \
+        _summary(label_studio=done).to_markdown()
+    failed = LabelStudioStep(problem="could not pull answers from Label Studio: did not answer")
+    assert "| label studio | FAILED: could not pull answers from Label Studio: did not answer |" in \
+        _summary(label_studio=failed).to_markdown()
+    assert "label studio" not in _summary().to_markdown()  # not configured: no row

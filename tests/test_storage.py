@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import boto3
 import pytest
@@ -374,3 +375,92 @@ def test_s3_max_attempts_counts_every_request_the_first_included(cutting_proxy, 
     with pytest.raises(EndpointUnreachableError, match="after 3 attempts"):
         store.read_bytes("a.txt")
     assert cutting_proxy.cut_requests == 3
+
+
+# --- clip references as Label Studio writes them ------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["/store", "/store/", "", "/", "/a/b"])
+def test_s3_uris_from_label_studio_storage_resolve_to_keys(s3_endpoint, s3_bucket, suffix):
+    """Label Studio's S3 storage writes ``s3://bucket/<object key>`` with the key literal."""
+    store = open_store(f"s3://{s3_bucket}{suffix}", endpoint_url=s3_endpoint)
+    root = f"s3://{s3_bucket}/" + (f"{store.prefix}/" if store.prefix else "")
+    for path in [p for p in ODD_PATHS if "%2e%2e" not in p] + ["plain.mp4"]:
+        assert store.resolve_clip_ref(root + "clips/" + path) == "clips/" + path
+    assert store.resolve_clip_ref(root.replace("s3://", "S3://") + "clips/x.mp4") == "clips/x.mp4"
+    # Literal: '%20' is part of the key, as the AWS CLI and Label Studio read it.
+    assert store.resolve_clip_ref(root + "clips/a%20b.mp4") == "clips/a%20b.mp4"
+    with pytest.raises(InvalidKeyError, match="outside"):
+        store.resolve_clip_ref(f"s3://other-{s3_bucket}/" + root.split("/", 3)[3] + "clips/x.mp4")
+    with pytest.raises(UnresolvableReferenceError, match="not a clip under 'clips/'"):
+        store.resolve_clip_ref(root + "labels/export.json")
+
+
+def test_a_prefix_less_s3_store_does_not_take_keys_of_a_prefixed_one(s3_endpoint, s3_bucket):
+    store = open_store(f"s3://{s3_bucket}", endpoint_url=s3_endpoint)
+    with pytest.raises(UnresolvableReferenceError, match="names 'store/clips/x.mp4', which is not a clip"):
+        store.resolve_clip_ref(f"s3://{s3_bucket}/store/clips/x.mp4")
+
+
+def local_files_url(path: str, host: str = "") -> str:
+    """The URL Label Studio's local files storage writes for ``path`` under its document root."""
+    return f"{host}/data/local-files/?d={quote(path)}"
+
+
+@pytest.mark.parametrize("host", ["", "http://localhost:8080", "https://ls.example"])
+@pytest.mark.parametrize("path", [p for p in ODD_PATHS if "%2e%2e" not in p] + ["plain.mp4"])
+def test_label_studio_local_files_urls_resolve_under_the_files_root(local_store, tmp_path, host, path):
+    key = "clips/" + path
+    ref = local_files_url(f"store/{key}", host)
+    assert local_store.resolve_clip_ref(ref, base_url=BASE, files_root=tmp_path) == key
+    # The store folder itself as the document root; a leading '/' is read under the root too.
+    assert local_store.resolve_clip_ref(local_files_url(key, host), files_root=local_store.root) == key
+    assert local_store.resolve_clip_ref(local_files_url(f"/store/{key}", host), files_root=tmp_path) == key
+
+
+def test_local_files_query_is_decoded_as_label_studio_serves_it(local_store, tmp_path):
+    # Older Label Studio versions wrote the path unencoded; '+' is then a space, as Django reads it.
+    ref = "/data/local-files/?d=store/clips/a+b c.mp4"
+    assert local_store.resolve_clip_ref(ref, files_root=tmp_path) == "clips/a b c.mp4"
+    assert local_store.resolve_clip_ref("/data/local-files?d=store%2Fclips%2Fx%2By.mp4", files_root=tmp_path) == "clips/x+y.mp4"
+
+
+@pytest.mark.parametrize(
+    "ref, error, match",
+    [
+        ("/data/local-files/?d=elsewhere/clips/a.mp4", InvalidKeyError, "outside the store root"),
+        ("/data/local-files/?d=store/../secret/clips/a.mp4", InvalidKeyError, "'..'"),
+        ("/data/local-files/?d=store/clips/%2e%2e/%2e%2e/x.mp4", InvalidKeyError, "'..'"),
+        ("/data/local-files/?d=store/clips/%252e%252e/%252e%252e/x.mp4", InvalidKeyError, "decodes again"),
+        ("/data/local-files/?d=store/labels/export.json", UnresolvableReferenceError, "not a clip"),
+        ("/data/local-files/?d=", UnresolvableReferenceError, "names no clip"),
+        ("/data/local-files/?d=a&d=b", InvalidKeyError, "one file in its d parameter, but got 2"),
+        ("/data/local-files/?d=store/clips/%ff.mp4", InvalidKeyError, "not UTF-8"),
+    ],
+)
+def test_local_files_urls_outside_the_store_are_refused(local_store, tmp_path, ref, error, match):
+    with pytest.raises(error, match=match):
+        local_store.resolve_clip_ref(ref, files_root=tmp_path)
+
+
+def test_local_files_urls_need_the_files_root_and_a_folder_store(local_store, s3_store, tmp_path):
+    ref = local_files_url("store/clips/a.mp4", "http://localhost:8080")
+    with pytest.raises(UnresolvableReferenceError, match="set MLCI_LABEL_STUDIO_FILES_ROOT"):
+        local_store.resolve_clip_ref(ref)
+    with pytest.raises(InvalidKeyError, match="not under the Label Studio files root"):
+        local_store.resolve_clip_ref(ref, files_root=tmp_path / "other")
+    with pytest.raises(UnresolvableReferenceError, match="connect the bucket as S3 storage"):
+        s3_store.resolve_clip_ref(ref, files_root=tmp_path)
+    # Only Label Studio's local files path is read this way; another path on the host is not the store.
+    with pytest.raises(UnresolvableReferenceError):
+        local_store.resolve_clip_ref("http://localhost:8080/data/upload/?d=store/clips/a.mp4", files_root=tmp_path)
+
+
+@pytest.mark.parametrize("path", [p for p in ODD_PATHS if "%2e%2e" not in p])
+def test_a_local_files_base_url_publishes_what_label_studio_serves_and_reads_back(local_store, tmp_path, path):
+    """MLCI_CLIP_BASE_URL=/data/local-files/?d=store/clips/ gives the URL Label Studio writes for the file."""
+    key, base = "clips/" + path, "/data/local-files/?d=store/clips/"
+    published = clip_url(key, base)
+    assert published == local_files_url(f"store/{key}")
+    assert local_store.resolve_clip_ref(published, base_url=base) == key
+    assert local_store.resolve_clip_ref(published, files_root=tmp_path) == key

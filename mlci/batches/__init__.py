@@ -14,7 +14,9 @@ from mlci.batches.publish import (
     label_studio_tasks,
     list_batches,
     open_batch_keys,
+    prefill_confidence,
     publish_batch,
+    published_rounds,
 )
 from mlci.batches.round import RoundResult, run_round
 
@@ -27,10 +29,12 @@ __all__ = [
     "consensus_matrix",
     "PublishResult",
     "BatchConflictError",
+    "prefill_confidence",
     "label_studio_tasks",
     "publish_batch",
     "list_batches",
     "open_batch_keys",
+    "published_rounds",
     "RoundResult",
     "run_round",
 ]

@@ -1,9 +1,10 @@
 """Publish a planned batch to ``batches/<round_id>/`` exactly once, and read published batches back.
 
-A batch is three objects: ``tasks.json`` (Label Studio import format), ``batch.csv`` (one row per
-clip) and ``manifest.json``, written last with write-if-absent. A batch exists once its manifest
-does; a crashed publish that left the first two files is completed by the next run with the same
-round id, and a re-run after a complete publish writes nothing.
+A batch is four objects: ``tasks.json`` (Label Studio import format), ``batch.csv`` (one row per
+clip), ``labeling_config.xml`` (the Label Studio interface the tasks are answered in) and
+``manifest.json``, written last with write-if-absent. A batch exists once its manifest does; a
+crashed publish that left some files is completed by the next run with the same round id, and a
+re-run after a complete publish writes nothing.
 """
 
 from __future__ import annotations
@@ -15,18 +16,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlci.batches.plan import score_column
+from mlci.catalog import NONE_OF_THE_ABOVE
+from mlci.labelstudio.interface import CHOICES_NAME, VIDEO_NAME
 from mlci.layout import BATCHES_PREFIX, batch_key, batch_manifest_round_id, batch_prefix
 from mlci.storage import Store
 
 __all__ = [
     "PublishResult",
+    "prefill_confidence",
     "label_studio_tasks",
     "publish_batch",
     "list_batches",
     "open_batch_keys",
+    "published_rounds",
     "BatchConflictError",
 ]
 
@@ -45,6 +51,21 @@ class PublishResult:
     n_clips: int
 
 
+def prefill_confidence(scores: Sequence[float], *, threshold: float = 0.5) -> float | None:
+    """Probability that a pre-ticked answer is exactly right: the product over concepts of p or 1 - p.
+
+    Each concept contributes the model's probability of the state it was pre-ticked in (``p`` when
+    ``p >= threshold``, else ``1 - p``). The product, not the mean, because an annotator accepts or
+    corrects the answer as a whole: it is the chance that no tick needs changing, when the scores
+    are calibrated and independent. NaN scores (concepts the model could not train) are left out;
+    None when no score is left.
+    """
+    probs = [float(p) for p in scores if p is not None and np.isfinite(p)]
+    if not probs:
+        return None
+    return float(np.prod([p if p >= threshold else 1.0 - p for p in probs]))
+
+
 def label_studio_tasks(
     batch: pd.DataFrame,
     classes: Sequence[str],
@@ -53,40 +74,59 @@ def label_studio_tasks(
     uri_for: Any = None,
     threshold: float = 0.5,
 ) -> list[dict[str, Any]]:
-    """Label Studio tasks for a batch, with the model's predictions pre-filled.
+    """Label Studio tasks for a batch, with the model's answer pre-ticked.
 
-    Each task's ``data`` holds the clip URL (``video``), the store key and, when ``uri_for`` is
-    given, the store URI. ``predictions[0].score`` is the clip's rank scaled to [0, 1): lower
-    means more worth labeling, because Label Studio sorts by prediction score ascending.
+    Parameters
+    ----------
+    batch : DataFrame
+        Follows :data:`mlci.tables.BATCH`.
+    classes : sequence of str
+        Concepts whose ``score_<concept>`` columns are read; choice values of the labeling config.
+    model_version : str
+        ``predictions[0].model_version``.
+    uri_for : callable, default=None
+        ``key -> store URI`` written as ``data.uri``; no ``uri`` when None.
+    threshold : float, default=0.5
+        A concept is pre-ticked when its score is at least this.
+
+    Returns
+    -------
+    list of dict
+        One task per row. ``data``: ``video`` (the clip URL), ``key``, ``rank`` (1 = most worth
+        labeling), ``utility`` (the strategy's value; null when not finite), ``reason`` and
+        ``uri``; Label Studio shows each as a sortable data manager column. ``predictions[0]``:
+        ``model_version``, ``score`` (:func:`prefill_confidence` of the ticks; absent when no
+        concept has a score) and ``result``, the ticked choices or "none of the above".
     """
-    n = max(len(batch), 1)
     tasks = []
     for row in batch.itertuples(index=False):
         row = row._asdict()
         scores = {c: row.get(score_column(c)) for c in classes}
         choices = [c for c, s in scores.items() if s is not None and pd.notna(s) and s >= threshold]
-        data = {"video": row["url"], "key": row["key"], "rank": int(row["rank"]), "reason": row["reason"]}
+        utility = float(row["utility"])
+        data = {
+            "video": row["url"],
+            "key": row["key"],
+            "rank": int(row["rank"]),
+            # Label Studio rejects NaN in task data (it is not JSON).
+            "utility": utility if np.isfinite(utility) else None,
+            "reason": row["reason"],
+        }
         if uri_for is not None:
             data["uri"] = uri_for(row["key"])
-        tasks.append(
+        prediction: dict[str, Any] = {"model_version": model_version}
+        score = prefill_confidence(list(scores.values()), threshold=threshold)
+        if score is not None:
+            prediction["score"] = score
+        prediction["result"] = [
             {
-                "data": data,
-                "predictions": [
-                    {
-                        "model_version": model_version,
-                        "score": (int(row["rank"]) - 1) / n,
-                        "result": [
-                            {
-                                "from_name": "concepts",
-                                "to_name": "video",
-                                "type": "choices",
-                                "value": {"choices": choices or ["none of the above"]},
-                            }
-                        ],
-                    }
-                ],
+                "from_name": CHOICES_NAME,
+                "to_name": VIDEO_NAME,
+                "type": "choices",
+                "value": {"choices": choices or [NONE_OF_THE_ABOVE]},
             }
-        )
+        ]
+        tasks.append({"data": data, "predictions": [prediction]})
     return tasks
 
 
@@ -103,19 +143,24 @@ def publish_batch(
     tasks: list[dict[str, Any]],
     manifest: dict[str, Any],
     *,
+    labeling_config: str,
     now: datetime | None = None,
 ) -> PublishResult:
-    """Write ``tasks.json``, ``batch.csv`` and finally ``manifest.json`` under ``batches/<round_id>/``.
+    """Write ``tasks.json``, ``batch.csv``, ``labeling_config.xml`` and last ``manifest.json`` under ``batches/<round_id>/``.
 
-    Returns ``published=False`` (and writes nothing) when the manifest already exists.
+    ``labeling_config`` is the Label Studio interface of the tasks
+    (:func:`mlci.labelstudio.labeling_config`). Returns ``published=False`` (and writes nothing)
+    when the manifest already exists.
     """
     location = store.url_for(batch_prefix(round_id))
     if store.exists(batch_key(round_id, "manifest.json")):
         return PublishResult(round_id, location, False, len(batch))
     csv = io.StringIO()
     batch.to_csv(csv, index=False)
-    _put_same(store, batch_key(round_id, "tasks.json"), json.dumps(tasks, indent=1).encode())
+    # allow_nan=False: a NaN would make tasks.json invalid JSON, which Label Studio refuses to import.
+    _put_same(store, batch_key(round_id, "tasks.json"), json.dumps(tasks, indent=1, allow_nan=False).encode())
     _put_same(store, batch_key(round_id, "batch.csv"), csv.getvalue().encode())
+    _put_same(store, batch_key(round_id, "labeling_config.xml"), labeling_config.encode())
     record = {
         **manifest,
         "round_id": round_id,
@@ -165,6 +210,12 @@ def list_batches(store: Store, annotations: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["round_id", "created_at", "model_version", "strategy", "n_clips", "n_returned"]
     )
+
+
+def published_rounds(store: Store) -> list[tuple[str, datetime]]:
+    """``(round_id, published at)`` of every published batch, oldest first."""
+    return [(manifest["round_id"], pd.Timestamp(manifest["created_at"]).to_pydatetime())
+            for manifest, _ in _read_batches(store)]
 
 
 def open_batch_keys(

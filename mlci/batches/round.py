@@ -19,7 +19,9 @@ from mlci.batches.publish import (
     open_batch_keys,
     publish_batch,
 )
+from mlci.catalog import ClassCatalog
 from mlci.clipref import clip_url
+from mlci.labelstudio.interface import labeling_config
 from mlci.layout import batch_key, batch_prefix
 from mlci.storage import Store
 from mlci.strategies import get_strategy
@@ -61,6 +63,8 @@ def run_round(
     relabel: pd.DataFrame,
     label_snapshot: str,
     annotations_history: pd.DataFrame,
+    catalog: ClassCatalog,
+    question: str,
     quarantined: Sequence[str] = (),
     strategy: str,
     strategy_params: dict[str, Any] | None = None,
@@ -80,12 +84,18 @@ def run_round(
     parameters, so running the same round again publishes nothing. Batches still out are not part
     of the id on purpose: with nothing new, the next night must not publish another batch.
 
+    ``catalog`` and ``question`` make the batch's Label Studio interface (``labeling_config.xml``);
+    every concept of the model must be in the catalog, so that each pre-ticked choice exists there.
     ``incomplete_pool`` says which clips could not be in the pool (e.g. their features failed);
     it is recorded in the manifest as ``incomplete_pool`` and in the summary.
     """
     now = now or datetime.now(timezone.utc)
     strategy_params = dict(strategy_params or {})
     classes = list(model.classes_)
+    unknown = [c for c in classes if c not in catalog.names]
+    if unknown:
+        raise ValueError(f"the model's concepts {unknown} are not in the class catalog {catalog.names}; "
+                         "its predictions would tick choices the labeling interface does not have")
     feature_snapshot = _feature_snapshot(keys)
     determinants = {
         "model": f"{model_name}/{model_version}",
@@ -155,7 +165,8 @@ def run_round(
     }
     if incomplete_pool:
         manifest["incomplete_pool"] = incomplete_pool
-    result: PublishResult = publish_batch(store, rid, plan.batch, tasks, manifest, now=now)
+    result: PublishResult = publish_batch(store, rid, plan.batch, tasks, manifest,
+                                          labeling_config=labeling_config(catalog, question), now=now)
     return RoundResult(rid, result.location, result.published, plan.batch, manifest)
 
 

@@ -84,10 +84,15 @@ class IngestSettings:
     empty: str = "skip"
     fmt: str | None = None
     choice_name: str | None = None
+    files_root: str | None = None
 
     def fingerprint(self) -> str:
         """16 hex digits of a sha256 over the settings."""
-        return hashlib.sha256(json_bytes(dataclasses.asdict(self))).hexdigest()[:16]
+        fields = dataclasses.asdict(self)
+        # Unset, files_root is left out: passes recorded before it existed keep their fingerprint.
+        if fields["files_root"] is None:
+            del fields["files_root"]
+        return hashlib.sha256(json_bytes(fields)).hexdigest()[:16]
 
 
 @dataclass
@@ -403,7 +408,9 @@ def _ingest_one(
     # A pass: validate the answers no earlier pass stored, store the accepted ones.
     default_annotator = origin.default_annotator if origin is not None else raw.default_annotator
     result = normalize_label_file(dataclasses.replace(raw, records=pending), catalog, store=store,
-                                  base_url=settings.base_url, empty=settings.empty,
+                                  base_url=settings.base_url,
+                                  files_root=Path(settings.files_root) if settings.files_root else None,
+                                  empty=settings.empty,
                                   default_annotator=default_annotator, clip_keys=clips)
     new = sorted(result.accepted)
     report = _merged(passes[-1].report if passes else None, result.report, stored, catalog.names)
@@ -491,6 +498,7 @@ def ingest_labels(
     catalog: ClassCatalog,
     *,
     base_url: str | None,
+    files_root: str | Path | None = None,
     paths: Sequence[str | Path] | None = None,
     fmt: str | None = None,
     empty: Literal["skip", "negative"] = "skip",
@@ -502,8 +510,8 @@ def ingest_labels(
 
     Each file is read (format detected unless ``fmt`` is given) and validated; its accepted
     answers are stored once, in a history shard of the pass that accepted them. A file is read
-    again when some of its answers are not stored yet and the settings (base URL, store, class
-    catalog, ``empty``, ``fmt``, ``choice_name``) differ from every earlier pass, or when it is
+    again when some of its answers are not stored yet and the settings (base URL, files root, store,
+    class catalog, ``empty``, ``fmt``, ``choice_name``) differ from every earlier pass, or when it is
     listed in ``reingest``; answers stored before are never stored again. A file with the same
     answers as an earlier one (a copy, or a re-export under a new name) adds nothing. A file that
     cannot be read at all is reported and the other files are still ingested. The run's
@@ -518,6 +526,9 @@ def ingest_labels(
         The classes labelers may tick.
     base_url : str or None
         URL prefix that label files use for clips (``Settings.clip_base_url``).
+    files_root : str or Path or None, default=None
+        Label Studio's local files root as seen from here (``Settings.label_studio_files_root``):
+        ``/data/local-files/?d=`` references resolve under it; None refuses them.
     paths : sequence of str or Path, default=None
         Extra local files or folders (read recursively) to ingest.
     fmt : {"flat", "label_studio", "label_studio_min", "csv"} or None, default=None
@@ -541,7 +552,8 @@ def ingest_labels(
         raise ValueError(f"fmt must be one of {FORMATS} or None, but got {fmt!r}")
     now = (now or datetime.now(UTC)).astimezone(UTC)
     settings = IngestSettings(base_url=base_url, store=store.uri, classes=tuple(catalog.names), empty=empty,
-                              fmt=fmt, choice_name=choice_name)
+                              fmt=fmt, choice_name=choice_name,
+                              files_root=str(Path(files_root).expanduser().resolve()) if files_root else None)
     report = IngestReport()
     clips, ledger = _ClipIndex(store), _Ledger(store)
     sources, force, missing = _sources(store, list(paths or []), list(reingest))
@@ -558,7 +570,9 @@ def ingest_labels(
                         ledger=ledger)
         )
     report.report_key = _write_run_report(store, report, params={"fmt": fmt, "empty": empty, "choice_name": choice_name,
-                                                                 "base_url": base_url, "classes": catalog.names})
+                                                                 "base_url": base_url, "classes": catalog.names,
+                                                                 **({"files_root": settings.files_root}
+                                                                    if settings.files_root else {})})
     return report
 
 

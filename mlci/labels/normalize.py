@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
@@ -89,23 +90,22 @@ def _escapes(exc: InvalidKeyError) -> bool:
     return "'..'" in reason or "absolute path" in reason or "outside" in reason
 
 
-def _resolve(ref: Any, store: Store, base_url: str | None) -> tuple[str | None, str, str]:
+def _resolve(ref: Any, store: Store, base_url: str | None, files_root: Path | None) -> tuple[str | None, str, str]:
     """(store key, "", "") of a clip reference, or (None, reason, message)."""
     if ref is MISSING or ref is None or (isinstance(ref, str) and not ref.strip()):
         return None, MISSING_CLIP_REF, "no clip reference ('data' / task data field missing or empty)"
     if not isinstance(ref, str):
         return None, WRONG_TYPE, f"clip reference is a {type(ref).__name__}, expected a string"
     try:
-        return store.resolve_clip_ref(ref, base_url=base_url), "", ""
+        return store.resolve_clip_ref(ref, base_url=base_url, files_root=files_root), "", ""
     except InvalidKeyError as exc:
         # A signed URL's signature must not reach the stored report: references are shown redacted.
         if _escapes(exc):
             return None, CLIP_REF_ESCAPES_STORE, f"clip reference {redact_url(ref)!r} points outside the store ({exc.reason})"
         return None, UNRESOLVABLE_CLIP_REF, f"clip reference {redact_url(ref)!r} is malformed ({exc.reason})"
     except UnresolvableReferenceError as exc:
-        return None, UNRESOLVABLE_CLIP_REF, redact_text(
-            f"clip reference {ref!r} is not under the clip base URL {base_url!r} nor in the store ({exc})"
-        )
+        # The storage error names the reference and why; the message is cut at 300 characters.
+        return None, UNRESOLVABLE_CLIP_REF, redact_text(f"{exc} (clip base URL {base_url!r})")
 
 
 def _parse_time(value: Any) -> tuple[pd.Timestamp | None, bool]:
@@ -124,10 +124,11 @@ def _parse_time(value: Any) -> tuple[pd.Timestamp | None, bool]:
 
 
 def _check(
-    rec: RawRecord, catalog: ClassCatalog, store: Store, base_url: str | None, default_annotator: str
+    rec: RawRecord, catalog: ClassCatalog, store: Store, base_url: str | None, files_root: Path | None,
+    default_annotator: str,
 ) -> tuple[dict[str, Any] | None, str, str]:
     """Validate one record: (clean values, "", "") or (None, reason, message)."""
-    key, reason, message = _resolve(rec.ref, store, base_url)
+    key, reason, message = _resolve(rec.ref, store, base_url, files_root)
     if key is None:
         return None, reason, message[:300]
     labels = rec.labels
@@ -163,6 +164,7 @@ def normalize_label_file(
     *,
     store: Store,
     base_url: str | None,
+    files_root: Path | None = None,
     empty: Literal["skip", "negative"] = "skip",
     default_annotator: str | None = None,
     clip_keys: Callable[[], Collection[str]] | None = None,
@@ -179,6 +181,9 @@ def normalize_label_file(
         Resolves clip references to keys under ``clips/`` (:meth:`Store.resolve_clip_ref`).
     base_url : str or None
         URL prefix that label files use for clips (``Settings.clip_base_url``).
+    files_root : Path or None, default=None
+        Label Studio's local files root as seen from here (``Settings.label_studio_files_root``);
+        None refuses ``/data/local-files/?d=`` references.
     empty : {"skip", "negative"}, default="skip"
         An empty label list is no answer under ``"skip"`` (the question asks for an explicit
         "none of the above"); ``"negative"`` reads it as "none of the above", as the seed notebook
@@ -208,7 +213,7 @@ def normalize_label_file(
     accepted: list[str] = []
     known_clips: Collection[str] | None = None
     for rec in raw.records:
-        clean, reason, message = _check(rec, catalog, store, base_url, default_annotator)
+        clean, reason, message = _check(rec, catalog, store, base_url, files_root, default_annotator)
         if clean is None:
             rejected.append(RecordIssue(rec.index, reason, message, rec.location, rec.answer))
             continue

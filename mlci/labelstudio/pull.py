@@ -32,8 +32,8 @@ __all__ = ["PullResult", "PullState", "load_pull_state", "pull_annotations"]
 class PullState:
     """What the connector has pulled from one project.
 
-    ``annotations`` maps an annotation id to the ``updated_at`` it was pulled at; ``tasks`` maps a
-    task id to ``[round_id, annotations pulled]`` for the batch listing.
+    ``annotations`` maps an annotation id to the ``updated_at`` it was pulled at; ``tasks`` maps the
+    id of each answered task to ``[round_id, answers]`` for the batch listing.
     """
 
     project_id: int
@@ -123,7 +123,8 @@ def pull_annotations(store: Store, client: Any, project_id: int) -> PullResult:
             n_new += ann_id not in pulled
             pulled[ann_id] = stamp
             fresh.append(_annotation(ann))
-        task_counts[str(task["id"])] = [task.get("data", {}).get("mlci_round"), n_labels]
+        if n_labels:  # tasks nobody answered yet are not recorded: new tasks alone change no state
+            task_counts[str(task["id"])] = [task.get("data", {}).get("mlci_round"), n_labels]
         if fresh:
             tasks_out.append({"id": task["id"], "data": _clip_data(task.get("data", {})), "annotations": fresh})
 

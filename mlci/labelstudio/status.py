@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from mlci.labelstudio.publish import load_publish_record
+from mlci.labelstudio.importing import load_import_record
 from mlci.labelstudio.pull import PullState, load_pull_state
 from mlci.storage import Store
 
@@ -24,7 +24,7 @@ def batch_status(store: Store, round_ids: Iterable[str]) -> pd.DataFrame:
     states: dict[int, PullState] = {}
     rows = []
     for round_id in round_ids:
-        record = load_publish_record(store, round_id)
+        record = load_import_record(store, round_id)
         if record is None:
             rows.append((round_id, 0, 0, 0, 0))
             continue

@@ -17,14 +17,14 @@ from mlci.labelstudio.exceptions import LabelStudioError
 from mlci.layout import batch_key, labelstudio_record_key
 from mlci.storage import ObjectNotFoundError, Store
 
-__all__ = ["PublishRecord", "PublishResult", "load_publish_record", "publish_batch"]
+__all__ = ["ImportRecord", "ImportResult", "load_import_record", "import_batch", "rounds_to_import"]
 
 #: Tasks per import request: Label Studio imports synchronously; keep each request short.
 IMPORT_CHUNK = 200
 
 
 @dataclass(frozen=True)
-class PublishRecord:
+class ImportRecord:
     """Where a batch's tasks are in Label Studio: ``task_ids`` maps each clip key to its task id."""
 
     round_id: str
@@ -36,14 +36,14 @@ class PublishRecord:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> PublishRecord:
+    def from_json(cls, data: bytes | str) -> ImportRecord:
         doc = json.loads(data)
         return cls(str(doc["round_id"]), int(doc["project_id"]),
                    {str(k): int(v) for k, v in doc["task_ids"].items()}, str(doc["published_at"]))
 
 
 @dataclass(frozen=True)
-class PublishResult:
+class ImportResult:
     """What one publish did: ``n_imported`` new tasks, ``n_found`` already in the project."""
 
     round_id: str
@@ -63,17 +63,29 @@ class PublishResult:
         return f"batch {self.round_id}: {done} into Label Studio project {self.project_id}"
 
 
-def load_publish_record(store: Store, round_id: str) -> PublishRecord | None:
+def load_import_record(store: Store, round_id: str) -> ImportRecord | None:
     """The batch's Label Studio record, or None when it has not been published there."""
     try:
-        return PublishRecord.from_json(store.read_bytes(labelstudio_record_key(round_id)))
+        return ImportRecord.from_json(store.read_bytes(labelstudio_record_key(round_id)))
     except ObjectNotFoundError:
         return None
 
 
-def publish_batch(
+def rounds_to_import(store: Store, *, since: datetime) -> list[str]:
+    """Batches published at or after ``since`` that are not in Label Studio yet, oldest first.
+
+    A batch published while Label Studio was unreachable reaches it with the next run, as long as
+    its clips are still out for labeling.
+    """
+    from mlci.batches.publish import published_rounds
+
+    return [rid for rid, created in published_rounds(store) if created >= since
+            and load_import_record(store, rid) is None]
+
+
+def import_batch(
     store: Store, client: Any, project_id: int, round_id: str, *, now: datetime | None = None
-) -> PublishResult:
+) -> ImportResult:
     """Import the tasks of ``batches/<round_id>/tasks.json`` into project ``project_id`` once.
 
     Parameters
@@ -88,7 +100,7 @@ def publish_batch(
 
     Returns
     -------
-    PublishResult
+    ImportResult
 
     Raises
     ------
@@ -99,14 +111,14 @@ def publish_batch(
         No batch ``round_id`` in the store.
     """
     record_key = labelstudio_record_key(round_id)
-    record = load_publish_record(store, round_id)
+    record = load_import_record(store, round_id)
     if record is not None:
         if record.project_id != int(project_id):
             raise LabelStudioError(
                 f"batch {round_id} is already in Label Studio project {record.project_id}, not {project_id}: "
                 f"set MLCI_LABEL_STUDIO_PROJECT back, or publish new batches only"
             )
-        return PublishResult(round_id, record.project_id, 0, len(record.task_ids), record_key)
+        return ImportResult(round_id, record.project_id, 0, len(record.task_ids), record_key)
 
     tasks = json.loads(store.read_text(batch_key(round_id, "tasks.json")))
     # A publish that died half way imported some tasks: find them by their round, import the rest.
@@ -124,10 +136,10 @@ def publish_batch(
             raise LabelStudioError(f"Label Studio created {len(ids)} tasks for {len(chunk)} sent; publish again")
         imported.update(zip((str(t["data"]["key"]) for t in chunk), map(int, ids)))
     stamp = (now or datetime.now(UTC)).astimezone(UTC).isoformat()
-    record = PublishRecord(round_id, int(project_id), {**found, **imported}, stamp)
+    record = ImportRecord(round_id, int(project_id), {**found, **imported}, stamp)
     # Written once, after every task is in: its absence is what makes the next run complete the import.
     store.write_if_absent(record_key, record.to_json())
-    return PublishResult(round_id, int(project_id), len(imported), len(found), record_key)
+    return ImportResult(round_id, int(project_id), len(imported), len(found), record_key)
 
 
 def _with_round(task: dict[str, Any], round_id: str) -> dict[str, Any]:
