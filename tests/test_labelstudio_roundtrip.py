@@ -33,7 +33,7 @@ def _snapshot(store) -> dict[str, str]:
 def env(prefect_harness, label_studio, tmp_path, monkeypatch, request):
     store = open_store(str(tmp_path / "store"))
     generate_demo_corpus(store, CORPUS, n_jobs=2)
-    title = f"mlci-{request.node.name}"[:50]
+    title = f"mlci-{request.node.name}"[:40]
     for name, value in {
         "MLCI_HOME": str(tmp_path / "home"),
         "MLCI_STORE": str(tmp_path / "store"),
@@ -137,3 +137,34 @@ def test_a_project_whose_interface_differs_is_refused_naming_the_difference(env,
     line = result.output.strip()
     assert line.startswith("error: ") and len(line.splitlines()) == 1
     assert "does not match the class catalog" in line and "halloween" in line and "easter" in line
+
+
+def test_a_publish_that_died_half_way_is_completed_not_duplicated(env, label_studio):
+    from flows.nightly import nightly
+    from mlci.catalog import ClassCatalog
+    from mlci.config import Settings
+    from mlci.labelstudio import ensure_project, import_batch, load_import_record
+
+    store, title = env
+    settings = Settings()
+    summary = nightly()  # publishes the first batch, into Label Studio too
+    round_id, project_id = summary.batch.round_id, summary.label_studio.project_id
+    admin = LabelStudioClient(label_studio.url, label_studio.admin.token)
+    assert ensure_project(admin, ClassCatalog.from_json(settings.class_catalog), title=title,
+                          question=settings.labeling_question)["id"] == project_id
+
+    # The same batch in a second project, as a publish that died after importing half its tasks.
+    other = admin.create_project(f"{title}-2", admin.get_project(project_id)["label_config"])
+    tasks = json.loads(store.read_text(f"batches/{round_id}/tasks.json"))
+    half = [{**t, "data": {**t["data"], "mlci_round": round_id}} for t in tasks[: BATCH // 2]]
+    early_ids = admin.import_tasks(other["id"], half)
+    store.delete(f"batches/{round_id}/labelstudio.json")  # the record is written last: it never was
+
+    result = import_batch(store, admin, other["id"], round_id)
+    assert (result.n_found, result.n_imported) == (BATCH // 2, BATCH - BATCH // 2)
+    in_project = list(admin.iter_tasks(other["id"]))
+    assert len(in_project) == BATCH and len({t["data"]["key"] for t in in_project}) == BATCH  # none twice
+    record = load_import_record(store, round_id)
+    assert record.project_id == other["id"] and set(early_ids) <= set(record.task_ids.values())
+    again = import_batch(store, admin, other["id"], round_id)
+    assert (again.n_imported, len(list(admin.iter_tasks(other["id"])))) == (0, BATCH)
