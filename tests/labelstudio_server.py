@@ -136,7 +136,7 @@ def start_label_studio(data_dir: Path, *, venv: Path = DEFAULT_VENV, annotators:
     log_path = data_dir / "label-studio.log"
     started = time.monotonic()
     with open(log_path, "wb") as log:
-        # --internal-host is the address bound; --host is only the public URL (the default binds 0.0.0.0).
+        # --internal-host is the address bound (its default is every interface); --host is only the public URL.
         process = subprocess.Popen(
             [str(executable), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
              "--host", url],
