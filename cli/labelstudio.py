@@ -18,7 +18,7 @@ app = typer.Typer(help="Label Studio: the project, publishing batches, pulling a
                   no_args_is_help=True)
 
 
-def _connect(store: str | None):
+def _connect(store: str | None, *, create: bool = True):
     settings = settings_for(store)
     target = open_store_for(settings)
     from mlci.catalog import ClassCatalog
@@ -27,7 +27,8 @@ def _connect(store: str | None):
     with command_errors():
         client = LabelStudioClient.from_settings(settings)
         project = ensure_project(client, ClassCatalog.from_json(settings.class_catalog),
-                                 title=settings.label_studio_project, question=settings.labeling_question)
+                                 title=settings.label_studio_project, question=settings.labeling_question,
+                                 create=create)
     return settings, target, client, project
 
 
@@ -46,15 +47,14 @@ def publish_command(
     store: StoreOption = None,
 ) -> None:
     """Import batches' tasks, with the model's predictions, into the project (each batch once)."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from mlci.labelstudio import import_batch, rounds_to_import
 
     settings, target, client, project = _connect(store)
     with command_errors():
         if not round_ids:
-            since = datetime.now(UTC) - timedelta(days=settings.round.open_batch_days)
-            round_ids = rounds_to_import(target, since=since)
+            round_ids = rounds_to_import(target, open_for=timedelta(days=settings.round.open_batch_days))
         if not round_ids:
             typer.echo("nothing to publish: every batch still out is in Label Studio")
         for round_id in round_ids:
@@ -66,7 +66,7 @@ def pull_command(store: StoreOption = None) -> None:
     """Write the project's new and changed answers under labels/ (ingested by `mlci labels ingest` or the nightly)."""
     from mlci.labelstudio import pull_annotations
 
-    _, target, client, project = _connect(store)
+    _, target, client, project = _connect(store, create=False)
     with command_errors():
         typer.echo(pull_annotations(target, client, int(project["id"])).summary())
 
@@ -77,7 +77,7 @@ def status_command(store: StoreOption = None) -> None:
     from mlci.batches import published_rounds
     from mlci.labelstudio import batch_status
 
-    settings, target, client, project = _connect(store)
+    settings, target, client, project = _connect(store, create=False)
     with command_errors():
         user = client.whoami()
         table = batch_status(target, [rid for rid, _ in published_rounds(target)])

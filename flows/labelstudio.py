@@ -8,7 +8,7 @@ goes into the summary (status ``incomplete``) and the other steps run.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from mlci.config import Settings
 from mlci.labelstudio import LabelStudioError, rounds_to_import
@@ -36,8 +36,7 @@ def publish_step(settings: Settings, step: LabelStudioStep) -> LabelStudioStep:
     """Publish every batch still out that is not in Label Studio yet (this night's included)."""
     if step.problem or step.project_id is None:
         return step
-    since = datetime.now(UTC) - timedelta(days=settings.round.open_batch_days)
-    round_ids = rounds_to_import(settings.open_store(), since=since)
+    round_ids = rounds_to_import(settings.open_store(), open_for=timedelta(days=settings.round.open_batch_days))
     if not round_ids:
         return step
     published = labelstudio_publish_task(settings, step.project_id, round_ids, return_state=True)

@@ -131,6 +131,11 @@ def test_a_project_whose_interface_differs_is_refused_naming_the_difference(env,
     settings = Settings()
     catalog = ClassCatalog.from_json(settings.class_catalog)
     config = labeling_config(catalog, settings.labeling_question).replace('value="halloween"', 'value="easter"')
+    # Looking never creates: status and pull ask for setup first.
+    for command in ("status", "pull"):
+        looked = CliRunner().invoke(app, ["labelstudio", command])
+        assert looked.exit_code == 1 and "run `mlci labelstudio setup` first" in looked.output, looked.output
+    assert admin.find_project(title) is None
     admin.create_project(title, config)
     result = CliRunner().invoke(app, ["labelstudio", "setup"])
     assert result.exit_code == 1

@@ -172,6 +172,12 @@ def publish_batch(
     return PublishResult(round_id, location, wrote, len(batch))
 
 
+def _read_manifests(store: Store) -> list[dict[str, Any]]:
+    manifests = [json.loads(store.read_text(key)) for key in store.list(BATCHES_PREFIX)
+                 if batch_manifest_round_id(key) is not None]
+    return sorted(manifests, key=lambda m: m["created_at"])
+
+
 def _read_batches(store: Store) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     out = []
     for key in store.list(BATCHES_PREFIX):
@@ -213,9 +219,8 @@ def list_batches(store: Store, annotations: pd.DataFrame) -> pd.DataFrame:
 
 
 def published_rounds(store: Store) -> list[tuple[str, datetime]]:
-    """``(round_id, published at)`` of every published batch, oldest first."""
-    return [(manifest["round_id"], pd.Timestamp(manifest["created_at"]).to_pydatetime())
-            for manifest, _ in _read_batches(store)]
+    """``(round_id, published at)`` of every published batch, oldest first (manifests only)."""
+    return [(m["round_id"], pd.Timestamp(m["created_at"]).to_pydatetime()) for m in _read_manifests(store)]
 
 
 def open_batch_keys(

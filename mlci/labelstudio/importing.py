@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mlci.labelstudio.exceptions import LabelStudioError
@@ -71,14 +71,15 @@ def load_import_record(store: Store, round_id: str) -> ImportRecord | None:
         return None
 
 
-def rounds_to_import(store: Store, *, since: datetime) -> list[str]:
-    """Batches published at or after ``since`` that are not in Label Studio yet, oldest first.
+def rounds_to_import(store: Store, *, open_for: timedelta, now: datetime | None = None) -> list[str]:
+    """Batches still out (published less than ``open_for`` ago) that are not in Label Studio yet, oldest first.
 
     A batch published while Label Studio was unreachable reaches it with the next run, as long as
     its clips are still out for labeling.
     """
     from mlci.batches.publish import published_rounds
 
+    since = (now or datetime.now(UTC)) - open_for
     return [rid for rid, created in published_rounds(store) if created >= since
             and load_import_record(store, rid) is None]
 

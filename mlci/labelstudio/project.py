@@ -19,15 +19,21 @@ class ProjectMismatchError(LabelStudioError):
     """The project's labeling interface does not match the class catalog."""
 
 
-def ensure_project(client: Any, catalog: ClassCatalog, *, title: str, question: str) -> dict[str, Any]:
-    """The project titled ``title``, created with :func:`labeling_config` when there is none.
+def ensure_project(
+    client: Any, catalog: ClassCatalog, *, title: str, question: str, create: bool = True
+) -> dict[str, Any]:
+    """The project titled ``title``, created with :func:`labeling_config` when there is none and ``create``.
 
     Raises
     ------
+    LabelStudioError
+        No such project and not ``create``.
     ProjectMismatchError
         The project exists and its interface differs from the catalog's (each difference named).
     """
     project = client.find_project(title)
+    if project is None and not create:
+        raise LabelStudioError(f"no Label Studio project titled {title!r}: run `mlci labelstudio setup` first")
     if project is None:
         return client.create_project(
             title, labeling_config(catalog, question),
