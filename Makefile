@@ -3,8 +3,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+STACK_STAMP := $(VENV)/.installed-stack
+STACK := $(BIN)/python infra/local/stack.py
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean test-stack stack-up stack-down stack-env
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -14,6 +16,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(STACK_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,stack]'
+	touch $(STACK_STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -22,5 +28,22 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
+# The production topology on this machine (infra/local, docs/operations.md): PostgreSQL, S3,
+# MLflow server, Prefect server and worker, Dask; state in .stack/.
+stack-up: $(STACK_STAMP)
+	infra/local/install-postgres
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+stack-env:
+	@$(STACK) env
+
+# Starts its own stack in a temporary folder, runs the nightly and four faults on it, stops it.
+test-stack: $(STACK_STAMP)
+	infra/local/install-postgres
+	$(BIN)/python -m pytest tests/stack --stack -s -v
+
 clean:
-	rm -rf $(VENV) .mlci
+	rm -rf $(VENV) .mlci .stack

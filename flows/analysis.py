@@ -32,7 +32,7 @@ from mlci.analysis.data import data_fingerprint
 from mlci.analysis.outputs import answers_markdown
 from mlci.analysis.report import answers
 from mlci.analysis.stopping import make_rules
-from mlci.config import Settings
+from mlci.config import Settings, apply_mlflow_environment
 from mlci.layout import analysis_key
 from mlci.models.tracking import git_commit
 from tasks.analysis import (
@@ -130,6 +130,7 @@ def analysis(
     started = time.perf_counter()
     logger = get_run_logger()
     settings = Settings.for_store(store).with_overrides(extractor=extractor, modality=modality)
+    apply_mlflow_environment(settings)  # on a worker too: bounded waits on a dead server
     extractor, modality = settings.training.extractor, settings.training.modality
     tracking_uri = tracking_uri or settings.tracking_uri
     experiment_name = experiment_name or f"{settings.experiment_name}-analysis"

@@ -30,6 +30,7 @@ from flows.training import training_step
 from mlci.catalog import ClassCatalog
 from mlci.models import TrainingConfig
 from mlci.models.tracking import class_keys
+from mlci.config import apply_mlflow_environment
 from mlci.params import settings_for_run
 from mlci.reporting import (
     BatchStep,
@@ -83,6 +84,7 @@ def nightly(
         extractor=extractor, extractor_params=extractor_params, tolerance=tolerance, lock_ttl_hours=lock_ttl_hours,
         random_state=random_state,
     )
+    apply_mlflow_environment(settings)  # on a worker too: bounded waits on a dead server
     fit = settings.training
     logger = get_run_logger()
     lock, held_by = acquire_lock_task(settings, "nightly", settings.schedule.lock_ttl_hours)

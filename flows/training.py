@@ -29,6 +29,7 @@ from mlci.models import (
     check_run_params,
     run_fingerprint,
 )
+from mlci.config import apply_mlflow_environment
 from mlci.params import settings_for_run
 from tasks.consensus import load_consensus_task
 from tasks.features import load_features_task
@@ -112,6 +113,7 @@ def train_flow(
     settings = settings_for_run(store, extractor=extractor, extractor_params=extractor_params, modality=modality,
                                 estimator=estimator, tolerance=tolerance, min_new_labels=min_new_labels,
                                 random_state=random_state)
+    apply_mlflow_environment(settings)  # on a worker too: bounded waits on a dead server
     fit = settings.training
     keys, X, schema = load_features_task(settings, modality=fit.modality, extractor=fit.extractor,
                                          params=fit.extractor_params)

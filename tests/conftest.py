@@ -20,6 +20,18 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--stack", action="store_true",
+                     help="run tests/stack: the production topology started for real (make test-stack)")
+
+
+def pytest_ignore_collect(collection_path, config):
+    # The stack test installs PostgreSQL and starts seven services: only on request.
+    if collection_path.name == "stack" and collection_path.parent == Path(__file__).parent:
+        return not config.getoption("--stack")
+    return None
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """URL of a real S3 HTTP endpoint (moto's threaded server) on 127.0.0.1, random port."""

@@ -20,12 +20,11 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import boto3
-import numpy as np
 import pandas as pd
 import pytest
 
-from mlci.catalog import NONE_OF_THE_ABOVE
-from mlci.demo import CONCEPTS, DemoCorpusSpec, generate_demo_corpus, load_truth
+from annotators import answer_batch
+from mlci.demo import DemoCorpusSpec, generate_demo_corpus
 from mlci.reporting import ModelStep
 from mlci.storage import open_store
 
@@ -63,21 +62,6 @@ def _run(**params):
     from flows.nightly import nightly
 
     return nightly(batch_size=BATCH_SIZE, relabel_share=0.0, **params)
-
-
-def _answer(store, round_id: str, name: str, seed: int) -> None:
-    """Answer a published batch as a careful annotator would, via a label file in labels/."""
-    batch = pd.read_csv(io.BytesIO(store.read_bytes(f"batches/{round_id}/batch.csv")))
-    truth = load_truth(store).set_index("key")
-    rng = np.random.default_rng(seed)
-    records = []
-    for key in batch["key"]:
-        said = [c for c in CONCEPTS if (rng.random() < 0.95 if truth.loc[key, c] else rng.random() > 0.97)]
-        records.append({
-            "etag": f"{seed}{len(records)}", "labels": said or [NONE_OF_THE_ABOVE],
-            "data": "https://clips.mlci.invalid/" + key[len("clips/"):], "annotator": "careful",
-        })
-    store.write_bytes(f"labels/answers/{name}.json", json.dumps(records).encode())
 
 
 def _versions(env_values):
@@ -132,7 +116,7 @@ def test_three_nights(env):
     )
 
     # Night 2: batch 1 comes back; two runs start together and exactly one publishes.
-    _answer(store, first.batch.round_id, "batch-1", seed=1)
+    answer_batch(store, first.batch.round_id, "batch-1", seed=1)
     results: list = []
     barrier = threading.Barrier(2)
 
