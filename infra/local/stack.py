@@ -149,9 +149,18 @@ def alive(pid: int) -> bool:
         return False
 
 
+def ours(stack: Stack, pid: int) -> bool:
+    """Alive and started by this stack: a recorded pid that the system reused is not ours."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return alive(pid) and f"{MARKER}={stack.dir}".encode() in environ
+
+
 def running(stack: Stack, name: str) -> bool:
     pids = stack.pids(name)
-    return bool(pids) and all(alive(p) for p in pids)
+    return bool(pids) and all(ours(stack, p) for p in pids)
 
 
 def spawn(stack: Stack, name: str, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> int:
@@ -339,7 +348,7 @@ def start_dask(stack: Stack) -> None:
         stack.save()
         wait_until("the Dask scheduler", lambda: tcp_open(stack.port("dask-scheduler")), 60, stack, "dask-scheduler")
     if not running(stack, "dask-workers"):
-        kill_group(stack.pids("dask-workers"))
+        kill_group(stack, stack.pids("dask-workers"))
         address = stack.client_env()["MLCI_DASK_ADDRESS"]
         pids = []
         for i in range(DASK_WORKERS):
@@ -419,7 +428,7 @@ def up(stack: Stack) -> None:
 
     def start(name, starter):
         if not running(stack, name):
-            kill_group(stack.pids(name))
+            kill_group(stack, stack.pids(name))
             starter(stack)
             started.append(name)
 
@@ -441,8 +450,10 @@ def up(stack: Stack) -> None:
           f"  client env  {shlex.quote(sys.executable)} {Path(__file__).relative_to(ROOT)} env --dir {stack.dir}")
 
 
-def kill_group(pids: list[int], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-    """Signal each process's session (its children with it); SIGKILL what outlives ``timeout``."""
+def kill_group(stack: Stack, pids: list[int], sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    """Signal each recorded process's session (its children with it); SIGKILL what outlives
+    ``timeout``. A recorded pid that is no longer ours is left alone."""
+    pids = [p for p in pids if ours(stack, p)]
     for pid in pids:
         try:
             os.killpg(pid, sig)
@@ -461,25 +472,17 @@ def kill_group(pids: list[int], sig: int = signal.SIGTERM, timeout: float = 20) 
 
 def strays(stack: Stack) -> list[int]:
     """Processes that still carry this stack's marker (a child that left its session)."""
-    found = []
-    needle = f"{MARKER}={stack.dir}".encode()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+    return [int(e.name) for e in Path("/proc").iterdir()
+            if e.name.isdigit() and int(e.name) != os.getpid() and ours(stack, int(e.name))]
 
 
 def down(stack: Stack, purge: bool) -> None:
     for name in reversed(SERVICES):
         pids = stack.pids(name)
         if name == "postgres":
-            kill_group(pids, signal.SIGINT, timeout=30)  # PostgreSQL's "fast" shutdown
+            kill_group(stack, pids, signal.SIGINT, timeout=30)  # PostgreSQL's "fast" shutdown
         else:
-            kill_group(pids)
+            kill_group(stack, pids)
     left = strays(stack)
     for pid in left:
         try:

@@ -184,19 +184,18 @@ class Stack:
         return new
 
 
-def _no_process_of(stack_dir: Path) -> list[int]:
-    needle = f"MLCI_STACK_DIR={stack_dir}".encode()
-    left = []
+def _processes_with(variable: str) -> list[int]:
+    """Live processes (zombies aside) whose environment holds ``variable``, written ``NAME=value``."""
+    needle, found = variable.encode(), []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                environ = (entry / "environ").read_bytes().split(b"\0")
-                state = (entry / "stat").read_text().split()[2]
+                if needle in (entry / "environ").read_bytes().split(b"\0") and \
+                        (entry / "stat").read_text().split()[2] != "Z":
+                    found.append(int(entry.name))
             except OSError:
                 continue
-            if needle in environ and state != "Z":
-                left.append(int(entry.name))
-    return left
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +217,7 @@ def stack(tmp_path_factory):
         yield stack
     finally:
         stack.command("down", check=False)
-        assert _no_process_of(stack.dir.resolve()) == [], "processes of the stack outlived `down`"
+        assert _processes_with(f"MLCI_STACK_DIR={stack.dir.resolve()}") == [], "processes of the stack outlived `down`"
         ports = json.loads((stack.dir / "stack.json").read_text())["ports"] if (stack.dir / "stack.json").exists() else {}
         for name, port in ports.items():
             with pytest.raises(OSError):
@@ -403,26 +402,13 @@ def test_mlflow_down_when_the_flow_logs(stack, tmp_path):
     stack.published(rounds)
 
 
-def _processes_of_flow_run(run_id: str) -> list[int]:
-    needle = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 def test_the_worker_killed_mid_run(stack, tmp_path):
     new = stack.new_night(tmp_path)
     rounds, objects = stack.rounds(), stack.objects()
     run_id = stack.trigger()
     stack.running_task("compute-feature-chunk%", run_id)
     # The machine running the worker dies: the worker and the flow run's process with it.
-    victims = _processes_of_flow_run(run_id)
+    victims = _processes_with(f"PREFECT__FLOW_RUN_ID={run_id}")
     assert victims, "the flow run's process was not found"
     [worker] = stack.pids("worker")
     for pid in victims:
