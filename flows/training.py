@@ -63,7 +63,8 @@ def training_step(
     """Train on ``training_set``, gate the challenger, log and register it (steps 0-6 above).
 
     Called by flows; its tasks also run outside a flow (tests do). ``reuse_existing=False`` trains
-    and registers again even when a finished run has the same inputs.
+    and registers again even when a finished run has the same inputs (but a registration of those
+    inputs that MLflow failing left unfinished is completed, not repeated: see ``log_and_register``).
     """
     check_run_params(model_name=model_name, trigger=trigger)
     check_promotion_params(tolerance=tolerance, min_new_labels=min_new_labels)

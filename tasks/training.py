@@ -130,8 +130,11 @@ def log_and_register_task(
 ) -> TrainingResult:
     """Log the run, register the version, move the aliases (:func:`mlci.models.log_and_register`).
 
-    The Prefect flow run id is recorded on the MLflow run. A failure fails the MLflow run, so a
-    retry logs a new run and never reuses a half-registered one.
+    The Prefect flow run id is recorded on the MLflow run. If MLflow fails before the run has
+    finished, the run is left RUNNING (or FAILED) and a retry logs a new one, marking the RUNNING one
+    FAILED (tag ``mlci.abandoned``). If it fails after, a retry logs no second run: it registers the
+    finished run's model, or sets the aliases of its version still tagged ``mlci.registration=pending``,
+    and returns that run (``reused=True``). A half-registered version is never left as it is.
     """
     result = log_and_register(
         training_set, trained, comparison, decision,

@@ -88,6 +88,20 @@ def tracking_uri(tmp_path):
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real ``mlflow server`` on 127.0.0.1 (see tests/mlflow_server.py), stopped after the test.
+
+    Gives a :class:`mlflow_server.MlflowServer`: ``url``, ``port``, ``root`` (database, artifacts,
+    log), ``kill()`` (SIGKILL, a crash), ``start()`` (again, same port and database), ``stop()``.
+    """
+    from mlflow_server import MlflowServer
+
+    server = MlflowServer(tmp_path / "mlflow-server").start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def prefect_harness(tmp_path_factory):
     """One Prefect test server for the whole session (it takes ~10 s to start), in a temporary home."""

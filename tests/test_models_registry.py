@@ -102,6 +102,35 @@ def test_log_register_reuse_and_read_back_the_champion(tracking_uri):
     assert resolve_version(tracking_uri, MODEL, alias=CHAMPION).version == expected_champion
 
 
+def test_a_retry_in_the_same_flow_run_returns_the_run_it_logged(tracking_uri):
+    keys, X, consensus, _ = make_corpus(60, seed=5)
+    ts = build_training_set(keys, X, consensus, CLASSES)
+    _, fingerprint, first = log(ts, tracking_uri, flow_run_id="flow-1")
+    _, _, retried = log(ts, tracking_uri, flow_run_id="flow-1")  # e.g. the answer to the last call was lost
+    assert retried.reused and (retried.run_id, retried.model_version) == (first.run_id, "1")
+    _, _, deliberate = log(ts, tracking_uri, flow_run_id="flow-2")  # same inputs, another flow run: a new run
+    assert not deliberate.reused and deliberate.model_version == "2" and deliberate.run_id != first.run_id
+    assert [v.version for v in list_versions(tracking_uri, MODEL)] == ["2", "1"]
+
+
+def test_a_version_created_twice_is_registered_once(tracking_uri, monkeypatch):
+    """MLflow's client re-sends a create whose answer was lost: the copy is deleted, never left pending."""
+    keys, X, consensus, _ = make_corpus(60, seed=5)
+    ts = build_training_set(keys, X, consensus, CLASSES)
+    create = MlflowClient.create_model_version
+
+    def sent_twice(self, *args, **kwargs):
+        lost = create(self, *args, **kwargs)
+        assert lost.tags["mlci.registration"] == "pending"
+        return create(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "create_model_version", sent_twice)
+    _, _, result = log(ts, tracking_uri)
+    versions = list_versions(tracking_uri, MODEL)
+    assert result.model_version == "2" and [(v.version, v.aliases) for v in versions] == [("2", (CHALLENGER, CHAMPION))]
+    assert versions[0].tags["mlci.registration"] == "complete"
+
+
 def test_champion_snapshot_says_what_it_could_not_read(tracking_uri):
     keys, X, consensus, _ = make_corpus(60)
     ts = build_training_set(keys, X, consensus, CLASSES)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -22,7 +21,6 @@ import uuid
 from pathlib import Path
 
 import boto3
-import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -108,51 +106,6 @@ SECRET = f"Pw{uuid.uuid4().hex}"  # only letters and digits: the same in every e
 S3_SECRET = f"S3pw{uuid.uuid4().hex}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real ``mlflow server`` on 127.0.0.1 (SQLite backend, served artifacts); yields (port, root, stop)."""
-    root = tmp_path / "mlflow-server"
-    root.mkdir()
-    port = _free_port()
-    log = open(root / "server.log", "w")
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root,
-    )
-
-    def stop() -> None:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(10)
-
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None and time.monotonic() < deadline, (root / "server.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        yield port, root, stop
-    finally:
-        stop()
-        log.close()
-
-
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "mlci"), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
@@ -184,7 +137,7 @@ def test_a_planted_secret_appears_nowhere(prefect_harness, s3_endpoint, mlflow_s
     from mlci.demo import DemoCorpusSpec, generate_demo_corpus
     from mlci.storage import open_store
 
-    port, server_root, stop_server = mlflow_server
+    port, server_root, stop_server = mlflow_server.port, mlflow_server.root, mlflow_server.stop
     bucket = f"mlci-secret-{uuid.uuid4().hex[:8]}"
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket=bucket)

@@ -5,6 +5,12 @@ Training itself is :mod:`mlci.models.training`, the champion comparison
 composes them with the functions here. A run with the fingerprint of an earlier finished run is
 found by :func:`find_reusable_run`, so a re-run with the same inputs changes nothing.
 
+Registration survives the tracking server dying at any point: the run is logged and finished first,
+the version is then created in one call carrying all its tags (``mlci.registration=pending``), and
+the aliases move only after that, the tag becoming ``complete`` last. A registration left
+unfinished is completed by the next call with the same inputs, never repeated (see
+:func:`log_and_register`).
+
 Models are only ever loaded through the registry (an alias or a version of a registered model),
 from the skops file of the logged model, trusting exactly :data:`SKOPS_TRUSTED_TYPES`. The public
 functions translate MLflow errors (:func:`~mlci.models.tracking.mlflow_errors`): no message carries
@@ -71,6 +77,8 @@ __all__ = [
     "TRIGGERS",
     "TRAINING_LABELS_ARTIFACT",
     "OOF_SCORES_ARTIFACT",
+    "REGISTRATION_TAG",
+    "ABANDONED_TAG",
 ]
 
 CHAMPION = "champion"
@@ -80,6 +88,12 @@ MODEL_ARTIFACT = "model"
 TRAINING_LABELS_ARTIFACT = "training/labels.parquet"
 OOF_SCORES_ARTIFACT = "evaluation/oof_scores.parquet"
 _TAG = "mlci."
+#: Version tag: "pending" from the version's creation until its aliases are set, then "complete".
+#: A version without it was registered by older code, all in one go, and counts as complete.
+REGISTRATION_TAG = f"{_TAG}registration"
+PENDING, COMPLETE = "pending", "complete"
+#: Run tag: why a run left RUNNING by a process that died was marked FAILED.
+ABANDONED_TAG = f"{_TAG}abandoned"
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,8 @@ class TrainingResult:
     promoted : bool
     decision : PromotionDecision
     reused : bool
-        True when an earlier finished run with identical inputs was returned instead of training.
+        True when an earlier finished run with identical inputs was returned instead of training
+        (or, by :func:`log_and_register`, instead of logging a second run).
     """
 
     run_id: str
@@ -345,41 +360,94 @@ def find_reusable_run(
     fingerprint: str,
     artifact_location: str | None = None,
 ) -> TrainingResult | None:
-    """The latest finished run of ``experiment_name`` with ``fingerprint`` and a registered version, or None.
+    """The latest finished run of ``experiment_name`` with ``fingerprint``, its registration completed, or None.
 
     Returning it instead of training again makes a re-run with the same inputs change nothing.
-    The experiment is created (with ``artifact_location``) if it does not exist yet.
+    A registration that an earlier process left unfinished (the tracking server died) is completed
+    first, with the decision recorded on the run:
+
+    * the run's version is still ``mlci.registration=pending``: its aliases are set, then the tag
+      becomes ``complete``. An alias only moves forward: a version newer than this one keeps it;
+    * the run has no version (the server died between the run and the registration): the run's
+      logged model is registered, with the version tags rebuilt from the run's tags and metrics,
+      and then completed the same way. A run without a logged model gives None (train again).
+
+    Versions without the ``mlci.registration`` tag (registered by older code) count as complete.
+    Runs with ``fingerprint`` still RUNNING (left by a process that died) are marked FAILED, with
+    the tag ``mlci.abandoned`` naming the run returned. The experiment is created (with
+    ``artifact_location``) if it does not exist yet.
     """
     _check_model_name(model_name)
     client = client_for(tracking_uri)
     experiment_id = _experiment_id(client, tracking_uri, experiment_name, artifact_location)
+    run = _latest_finished_run(client, experiment_id, fingerprint)
+    return None if run is None else _resume(client, experiment_id, model_name, fingerprint, run)
+
+
+def _latest_finished_run(client: MlflowClient, experiment_id: str, fingerprint: str):
     runs = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{_TAG}fingerprint` = '{fingerprint}' and attributes.status = 'FINISHED'",
         max_results=1,
         order_by=["attributes.start_time DESC"],
     )
-    if not runs:
-        return None
-    run = runs[0]
-    versions = client.search_model_versions(f"name = '{model_name}' and run_id = '{run.info.run_id}'")
-    if not versions:
-        return None
-    version = max(versions, key=lambda v: int(v.version))
-    decision = PromotionDecision.from_tags(run.data.tags)
+    return runs[0] if runs else None
+
+
+def _run_version(client: MlflowClient, model_name: str, run_id: str):
+    """The newest version registered from ``run_id``, or None."""
+    versions = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    return max(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def _registration_done(client: MlflowClient, model_name: str, run) -> bool:
+    mv = _run_version(client, model_name, run.info.run_id)
+    return mv is not None and (mv.tags or {}).get(REGISTRATION_TAG) != PENDING
+
+
+def _resume(client: MlflowClient, experiment_id: str, model_name: str, fingerprint: str, run) -> TrainingResult | None:
+    """``run`` (finished) as a reused result, its registration completed first; None if it logged no model."""
+    run_id = run.info.run_id
+    # The comparison's note shares the decision's tag prefix but is no part of the decision.
+    decision = PromotionDecision.from_tags({k: v for k, v in run.data.tags.items() if k != f"{_TAG}promotion.note"})
+    mv = _run_version(client, model_name, run_id)
+    if mv is None:
+        model_id = _logged_model_id(client, run)
+        if model_id is None:
+            return None
+        tags = _version_tags(decision, run.data.tags, run.data.metrics.get("macro_ap"))
+        version = _create_version(client, model_name, run_id, model_id, tags, decision)
+        _complete_registration(client, model_name, run_id, version, decision)
+    else:
+        version = str(mv.version)
+        if (mv.tags or {}).get(REGISTRATION_TAG) == PENDING:
+            _complete_registration(client, model_name, run_id, version, decision)
+    _close_abandoned_runs(client, experiment_id, fingerprint, successor=run_id)
     classes = json.loads(run.data.params.get("classes", "[]"))
     keys = class_keys(classes)
     status = {cls: run.data.tags.get(f"{_TAG}status.{keys[cls]}", "") for cls in classes}
     return TrainingResult(
-        run_id=run.info.run_id,
+        run_id=run_id,
         model_name=model_name,
-        model_version=str(version.version),
+        model_version=version,
         metrics=dict(run.data.metrics),
         class_status=status,
         promoted=decision.promote,
         decision=decision,
         reused=True,
     )
+
+
+def _logged_model_id(client: MlflowClient, run) -> str | None:
+    """Id of the model ``run`` logged under :data:`MODEL_ARTIFACT` (the newest finalized one), or None."""
+    from mlflow.entities import LoggedModelStatus
+
+    models = client.search_logged_models(
+        [run.info.experiment_id],
+        filter_string=f"name = '{MODEL_ARTIFACT}' and source_run_id = '{run.info.run_id}'",
+    )
+    ready = [m for m in models if m.status == LoggedModelStatus.READY]
+    return max(ready, key=lambda m: m.creation_timestamp).model_id if ready else None
 
 
 @translates_mlflow_errors
@@ -437,6 +505,25 @@ def log_and_register(
 ) -> TrainingResult:
     """Log one MLflow run of a trained model, register it as ``challenger``, and ``champion`` if promoted.
 
+    The steps, each safe against the tracking server dying before or after it:
+
+    1. inside the run: params, metrics, artifacts and the model (not yet registered); runs with
+       ``fingerprint`` still RUNNING, left by a process that died, are marked FAILED with the tag
+       ``mlci.abandoned`` naming this run. The run ends FINISHED;
+    2. one call creates the version with all its tags, ``mlci.registration=pending`` among them,
+       and the decision's reason as its description;
+    3. the aliases move (``challenger``; ``champion`` if promoted), then the tag becomes ``complete``.
+
+    If the server dies in 1, the run is left RUNNING (closed by the next call) and no version
+    exists. If it dies after 1, the next call with the same inputs (this function, e.g. a retry of
+    the task, or :func:`find_reusable_run`) does not log a second run: it registers the finished
+    run's model or completes its pending version, with the decision recorded on the run, and
+    returns that run (``reused=True``). So the ``champion`` alias only ever moves to a version
+    created whole, and no version is left pending once a later call has returned. A call with the
+    ``flow_run_id`` and ``fingerprint`` of an earlier finished run (a retry of the task in the same
+    flow run) returns that run even when its registration completed, e.g. when only the answer to
+    the last call was lost.
+
     Parameters
     ----------
     training_set : TrainingSet
@@ -477,6 +564,13 @@ def log_and_register(
     model, evaluation, config = trained.model, trained.evaluation, trained.config
     client = client_for(tracking_uri)
     experiment_id = _experiment_id(client, tracking_uri, experiment_name, artifact_location)
+    earlier = _latest_finished_run(client, experiment_id, fingerprint)
+    retried = flow_run_id is not None and earlier is not None and (
+        earlier.data.tags.get(f"{_TAG}prefect_flow_run_id") == str(flow_run_id))
+    if earlier is not None and (retried or not _registration_done(client, model_name, earlier)):
+        resumed = _resume(client, experiment_id, model_name, fingerprint, earlier)
+        if resumed is not None:
+            return resumed
 
     keys = class_keys(training_set.classes)
     params = _run_params(training_set, model, spec, label_snapshot_id, trained.weighted, keys,
@@ -489,14 +583,17 @@ def log_and_register(
         "promotion_challenger": decision.numbers.get("challenger", math.nan),
         "promotion_champion": decision.numbers.get("champion", math.nan),
     })
-    run_tags = {
+    described = {  # on the run and on the version
         f"{_TAG}trigger": trigger,
-        f"{_TAG}fingerprint": fingerprint,
-        f"{_TAG}training_set_sha256": training_set.fingerprint(),
         f"{_TAG}label_snapshot_id": label_snapshot_id or "none",
         f"{_TAG}feature_extractor": spec.extractor,
         f"{_TAG}feature_version": spec.version,
         f"{_TAG}modality": config.modality,
+    }
+    run_tags = {
+        **described,
+        f"{_TAG}fingerprint": fingerprint,
+        f"{_TAG}training_set_sha256": training_set.fingerprint(),
         f"{_TAG}champion_before": comparison.champion_version if comparison.has_champion else "none",
         **{f"{_TAG}status.{keys[c]}": s for c, s in model.class_status_.items()},
         **decision.as_tags(),
@@ -509,15 +606,7 @@ def log_and_register(
         run_tags[f"{_TAG}git_commit"] = commit
     if flow_run_id:
         run_tags[f"{_TAG}prefect_flow_run_id"] = str(flow_run_id)
-    version_tags = {
-        **decision.as_tags(),
-        f"{_TAG}trigger": trigger,
-        f"{_TAG}label_snapshot_id": label_snapshot_id or "none",
-        f"{_TAG}feature_extractor": spec.extractor,
-        f"{_TAG}feature_version": spec.version,
-        f"{_TAG}modality": config.modality,
-        f"{_TAG}macro_ap": _fmt(evaluation.macro.get("macro_ap")),
-    }
+    version_tags = _version_tags(decision, described, evaluation.macro.get("macro_ap"))
 
     import mlflow
     import mlflow.sklearn
@@ -530,6 +619,7 @@ def log_and_register(
         with tracking_context(tracking_uri):
             run_name = f"{trigger}-{config.estimator}-{config.modality}"
             with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags) as run:
+                _close_abandoned_runs(client, experiment_id, fingerprint, successor=run.info.run_id)
                 mlflow.log_params(clean_params(params))
                 mlflow.log_metrics(finite_metrics(metrics))
                 mlflow.log_artifacts(tmp)
@@ -542,10 +632,9 @@ def log_and_register(
                     skops_trusted_types=SKOPS_TRUSTED_TYPES,
                     pyfunc_predict_fn="predict_proba",
                     pip_requirements=_pip_requirements(),
-                    registered_model_name=model_name,
                 )
-                version = str(info.registered_model_version)
-                _describe_version(client, model_name, version, version_tags, decision)
+    version = _create_version(client, model_name, run.info.run_id, info.model_id, version_tags, decision)
+    _complete_registration(client, model_name, run.info.run_id, version, decision)
     return TrainingResult(
         run_id=run.info.run_id,
         model_name=model_name,
@@ -564,15 +653,66 @@ def _experiment_id(client: MlflowClient, tracking_uri: str, experiment_name: str
         )
 
 
-def _describe_version(client: MlflowClient, model_name: str, version: str, tags: dict[str, str],
-                      decision: PromotionDecision) -> None:
-    # Inside the run: a failure here fails the run, so a retry never reuses a half-registered version.
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, version, key, value)
-    client.update_model_version(model_name, version, description=decision.reason)
-    client.set_registered_model_alias(model_name, CHALLENGER, version)
-    if decision.promote:
-        client.set_registered_model_alias(model_name, CHAMPION, version)
+def _version_tags(decision: PromotionDecision, described: Mapping[str, str], macro_ap) -> dict[str, str]:
+    """A version's tags: the decision, what ``described`` (run tags) says of the inputs, the macro AP."""
+    keys = ("trigger", "label_snapshot_id", "feature_extractor", "feature_version", "modality")
+    return {
+        **decision.as_tags(),
+        **{f"{_TAG}{k}": described.get(f"{_TAG}{k}", "none") for k in keys},
+        f"{_TAG}macro_ap": _fmt(macro_ap),
+    }
+
+
+def _create_version(client: MlflowClient, model_name: str, run_id: str, model_id: str, tags: dict[str, str],
+                    decision: PromotionDecision) -> str:
+    """Register the logged model ``model_id`` of ``run_id`` in one call, tagged pending; its version."""
+    try:
+        client.create_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    # The source and model id mlflow.register_model gives a model logged by MLflow 3. A SQLite
+    # registry looks the logged model up through the process-wide tracking URI.
+    with tracking_context(client.tracking_uri):
+        mv = client.create_model_version(
+            model_name, source=f"models:/{model_id}", run_id=run_id, tags={**tags, REGISTRATION_TAG: PENDING},
+            description=decision.reason, model_id=model_id,
+        )
+    return str(mv.version)
+
+
+def _complete_registration(client: MlflowClient, model_name: str, run_id: str, version: str,
+                           decision: PromotionDecision) -> None:
+    """Step 3: ``challenger`` (and ``champion`` if promoted) to ``version``, then its tag to complete.
+
+    First the run's other pending versions without an alias are deleted: copies of this one, left
+    when MLflow's client re-sent a create whose answer was lost. An alias only moves forward: it
+    stays on a version newer than ``version`` (registered while this registration was unfinished).
+    """
+    current = client.get_registered_model(model_name).aliases or {}
+    aliased = {str(v) for v in current.values()}
+    for mv in client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'"):
+        copy = str(mv.version)
+        if copy != version and copy not in aliased and (mv.tags or {}).get(REGISTRATION_TAG) == PENDING:
+            client.delete_model_version(model_name, copy)
+    moves = [CHALLENGER, CHAMPION] if decision.promote else [CHALLENGER]
+    for alias in moves:
+        if alias not in current or int(current[alias]) <= int(version):
+            client.set_registered_model_alias(model_name, alias, version)
+    client.set_model_version_tag(model_name, version, REGISTRATION_TAG, COMPLETE)
+
+
+def _close_abandoned_runs(client: MlflowClient, experiment_id: str, fingerprint: str, *, successor: str) -> None:
+    """Mark FAILED the runs with ``fingerprint`` still RUNNING (their process died), except ``successor``."""
+    stale = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{_TAG}fingerprint` = '{fingerprint}' and attributes.status = 'RUNNING'",
+    )
+    for run in stale:
+        if run.info.run_id != successor:
+            client.set_tag(run.info.run_id, ABANDONED_TAG,
+                           f"left RUNNING by a process that stopped; superseded by run {successor}")
+            client.set_terminated(run.info.run_id, "FAILED")
 
 
 def _pip_requirements() -> list[str]:
