@@ -507,14 +507,12 @@ def status(stack: Stack) -> int:
         print(f"no stack in {stack.dir}: run `up` first")
         return 1
     ports = stack.state["ports"]
-    where = {"postgres": ports["postgres"], "s3": ports["s3"], "mlflow": ports["mlflow"],
-             "prefect": ports["prefect"], "dask-scheduler": ports["dask-scheduler"]}
     ok = True
     for name in SERVICES:
         pids = stack.pids(name)
         up_ = running(stack, name)
         ok &= up_
-        port = f"{HOST}:{where[name]}" if name in where else ""
+        port = f"{HOST}:{ports[name]}" if name in ports else ""
         print(f"{name:15} {'up  ' if up_ else 'DOWN'} {port:22} pid {','.join(map(str, pids)) or '-'}")
     return 0 if ok else 1
 
