@@ -1,7 +1,9 @@
 """The extractor interface, the per-window result it returns, and the pooling of windows into clip vectors.
 
 An extractor turns one media file into per-window audio and video vectors
-(:class:`WindowFeatures`). Everything after that is shared: :func:`pool_windows` makes the clip
+(:class:`WindowFeatures`); :meth:`FeatureExtractor.stream` hands the same windows out as they are
+completed (:class:`WindowBlock`), on one or more grids shifted by an offset, which the detection
+flow uses to score a long video in bounded memory. Everything after that is shared: :func:`pool_windows` makes the clip
 vectors (mean and standard deviation over windows, L2-normalised per modality, ``combined`` the
 two renormalised), so a learned embedding plugged in later is pooled and cached the same way.
 """
@@ -12,13 +14,25 @@ import inspect
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
+from mlci.features.exceptions import MediaError
 from mlci.features.schema import FeatureSchema
 
-__all__ = ["ClipFeatures", "FeatureExtractor", "WindowFeatures", "featurize", "l2_normalize", "pool_windows"]
+__all__ = [
+    "ClipFeatures",
+    "FeatureExtractor",
+    "StreamEnd",
+    "WindowBlock",
+    "WindowFeatures",
+    "check_offsets",
+    "featurize",
+    "l2_normalize",
+    "pool_windows",
+]
 
 
 @dataclass
@@ -57,6 +71,57 @@ class WindowFeatures:
     @property
     def n_windows(self) -> int:
         return int(self.start.size)
+
+
+@dataclass
+class WindowBlock:
+    """Consecutive completed windows of one grid, as :meth:`FeatureExtractor.stream` hands them out.
+
+    Grid ``grid`` has windows ``[offset + k * window, offset + (k + 1) * window)`` for
+    ``k = 0, 1, ...`` (``offset = offsets[grid]``); this block holds windows ``first``,
+    ``first + 1``, ... of it. Arrays are as in :class:`WindowFeatures`.
+    """
+
+    grid: int
+    first: int
+    start: np.ndarray
+    end: np.ndarray
+    audio: np.ndarray
+    video: np.ndarray
+    window_has_audio: np.ndarray
+    window_has_video: np.ndarray
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.start.size)
+
+
+@dataclass
+class StreamEnd:
+    """How a :meth:`FeatureExtractor.stream` ended.
+
+    Attributes
+    ----------
+    duration, has_audio, has_video, info :
+        As in :class:`WindowFeatures`, for what was decoded.
+    error : MediaError or None
+        Set when the file broke off or failed part way: the windows before the damage were handed
+        out, and ``duration`` is where decoding stopped.
+    """
+
+    duration: float
+    has_audio: bool
+    has_video: bool
+    info: dict[str, Any]
+    error: MediaError | None = None
+
+
+def check_offsets(offsets: Sequence[float], window: float) -> tuple[float, ...]:
+    """``offsets`` as floats, checked: the first is 0 and each is in [0, ``window``)."""
+    out = tuple(float(o) for o in offsets)
+    if not out or out[0] != 0.0 or any(not 0.0 <= o < window for o in out) or len(set(out)) != len(out):
+        raise ValueError(f"offsets must start with 0 and be distinct values in [0, {window:g}), got {list(offsets)}")
+    return out
 
 
 @dataclass
@@ -166,6 +231,33 @@ class FeatureExtractor(ABC):
     @abstractmethod
     def extract(self, path: str | os.PathLike, *, threads: int = 1) -> WindowFeatures:
         """Per-window features of the file at ``path``; ``threads`` is a decode hint only."""
+
+    def stream(
+        self,
+        path: str | os.PathLike,
+        on_windows: Callable[[WindowBlock], None],
+        *,
+        offsets: Sequence[float] = (0.0,),
+        threads: int = 1,
+    ) -> StreamEnd:
+        """Hand out the file's windows as they are completed, on one grid per offset.
+
+        Grid 0 (offset 0) is the grid of :meth:`extract`; a grid with offset ``o`` starts its
+        first window at ``o`` seconds and ends the same way (a trailing remainder shorter than half
+        a window joins its last window). Each grid's windows arrive in order, each exactly once.
+
+        A file that breaks off part way is not an error here: the windows before the damage are
+        handed out and :attr:`StreamEnd.error` says what happened. A file with nothing decodable
+        raises :class:`~mlci.features.MediaError`.
+
+        This default extracts the whole file first and supports offset 0 only; extractors that
+        can, override it to stream in bounded memory.
+        """
+        if check_offsets(offsets, self.get_params().get("window", 1.0)) != (0.0,):
+            raise ValueError(f"the {self.name!r} extractor cannot shift its windows; give offsets=(0.0,)")
+        win = self.extract(path, threads=threads)
+        on_windows(WindowBlock(0, 0, win.start, win.end, win.audio, win.video, win.window_has_audio, win.window_has_video))
+        return StreamEnd(win.duration, win.has_audio, win.has_video, win.info)
 
     @property
     def schema(self) -> FeatureSchema:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -14,19 +15,20 @@ from mlci.features.audio import (
     hann_window,
     mel_filterbank,
 )
-from mlci.features.base import FeatureExtractor, WindowFeatures
-from mlci.features.decode import DecodeOptions, decode_file
+from mlci.features.base import FeatureExtractor, StreamEnd, WindowBlock, WindowFeatures, check_offsets
+from mlci.features.decode import DecodeOptions, DecodeStats, decode_file
+from mlci.features.exceptions import MediaError
 from mlci.features.registry import register_extractor
 from mlci.features.video import video_frame_descriptors, video_frame_names
-from mlci.features.windows import WindowAccumulator, window_layout
+from mlci.features.windows import WindowAccumulator, window_count
 
 __all__ = ["BasicExtractor"]
 
 
 class _AudioAnalyzer:
-    """Frames a mono stream as it arrives and adds each frame's descriptors to its window."""
+    """Frames a mono stream as it arrives and adds each frame's descriptors to its window of each grid."""
 
-    def __init__(self, ex: BasicExtractor):
+    def __init__(self, ex: BasicExtractor, offsets: tuple[float, ...]):
         self.rate = ex.audio_rate
         self.win = round(ex.win_ms * self.rate / 1000)
         self.hop = round(ex.hop_ms * self.rate / 1000)
@@ -34,7 +36,8 @@ class _AudioAnalyzer:
         self.window_s = ex.window
         self.fb = mel_filterbank(sample_rate=self.rate, n_fft=self.n_fft, n_mels=ex.n_mels, fmin=ex.fmin, fmax=ex.fmax)
         self.taper = hann_window(self.win)
-        self.acc = WindowAccumulator(ex.n_mels + 4)
+        self.offsets = offsets
+        self.accs = [WindowAccumulator(ex.n_mels + 4) for _ in offsets]
         # About four seconds at a time: fewer, larger numpy calls, which hold the GIL for less of
         # the time (two worker threads: 108 ms a clip with one-second blocks, 101 ms with these).
         self.block = max(4 * self.rate, self.win)
@@ -43,9 +46,15 @@ class _AudioAnalyzer:
         self.buffered = 0
         self.next_frame = 0
         self.offset = 0.0
+        self.started = False
+
+    @property
+    def done_until(self) -> float:
+        """Every frame still to come starts at or after this time (seconds)."""
+        return self.offset + self.next_frame * (self.hop / self.rate) if self.started else 0.0
 
     def push(self, samples: np.ndarray, offset: float) -> None:
-        self.offset = offset
+        self.offset, self.started = offset, True
         self.pending.append(samples)
         self.buffered += samples.shape[0]
         if self.buffered >= self.block + self.win:
@@ -72,8 +81,9 @@ class _AudioAnalyzer:
         frames = frame_signal(buf, win_length=self.win, hop_length=self.hop)
         desc = audio_frame_descriptors(frames, window=self.taper, n_fft=self.n_fft, filterbank=self.fb, sample_rate=self.rate)
         idx = self.next_frame + np.arange(len(frames))
-        windows = np.floor((self.offset + idx * (self.hop / self.rate)) / self.window_s).astype(np.int64)
-        self.acc.add(windows, desc)
+        times = self.offset + idx * (self.hop / self.rate)
+        for acc, grid_offset in zip(self.accs, self.offsets):
+            acc.add(np.floor((times - grid_offset) / self.window_s).astype(np.int64), desc)
         self.next_frame += len(frames)
         self.rest = buf[len(frames) * self.hop :]
         self.buffered = self.rest.size
@@ -84,14 +94,69 @@ class _AudioAnalyzer:
 
 
 class _VideoAnalyzer:
-    def __init__(self, ex: BasicExtractor):
+    def __init__(self, ex: BasicExtractor, offsets: tuple[float, ...]):
         self.window_s = ex.window
-        self.acc = WindowAccumulator(len(video_frame_names()))
+        self.offsets = offsets
+        self.accs = [WindowAccumulator(len(video_frame_names())) for _ in offsets]
         self.prev_luma = None
+        #: Every sampled frame still to come is later than this time (seconds).
+        self.done_until = 0.0
 
     def push(self, times: np.ndarray, rgb: np.ndarray) -> None:
         desc, self.prev_luma = video_frame_descriptors(rgb, self.prev_luma)
-        self.acc.add(np.floor(times / self.window_s).astype(np.int64), desc)
+        for acc, grid_offset in zip(self.accs, self.offsets):
+            acc.add(np.floor((times - grid_offset) / self.window_s).astype(np.int64), desc)
+        self.done_until = float(times[-1])
+
+
+class _Release:
+    """Hands out each grid's windows once both streams are past them.
+
+    A window is final once the streams are half a window past its end: only then is it sure not
+    to be the file's last window, which absorbs a trailing remainder shorter than half a window.
+    """
+
+    def __init__(self, ex: BasicExtractor, audio: _AudioAnalyzer, video: _VideoAnalyzer, offsets: tuple[float, ...],
+                 sink: Callable[[WindowBlock], None]):
+        self.window, self.audio, self.video, self.offsets, self.sink = float(ex.window), audio, video, offsets, sink
+        self.streams: list = []
+
+    def open(self, stats: DecodeStats) -> None:
+        self.streams = [a for a, present in ((self.audio, stats.has_audio), (self.video, stats.has_video)) if present]
+
+    def check(self, *_: object) -> None:
+        if self.streams:
+            reached = min(s.done_until for s in self.streams)
+            for grid, offset in enumerate(self.offsets):
+                self._emit(grid, int(np.floor((reached - offset) / self.window - 1.5)) + 1)
+
+    def finish(self, duration: float) -> None:
+        for grid, offset in enumerate(self.offsets):
+            self._emit(grid, window_count(duration - offset, self.window, at_least_one=offset == 0), duration)
+
+    def _emit(self, grid: int, stop: int, duration: float | None = None) -> None:
+        a_acc, v_acc = self.audio.accs[grid], self.video.accs[grid]
+        first = a_acc.first
+        if stop <= first:
+            return
+        final = duration is not None
+        a_mean, a_std, a_has = a_acc.pop(stop, final=final)
+        v_mean, _, v_has = v_acc.pop(stop, final=final)
+        start = self.offsets[grid] + np.arange(first, stop) * self.window
+        end = start + self.window
+        if final:
+            end = np.minimum(end, duration)
+            end[-1] = max(duration, start[-1])
+        self.sink(WindowBlock(
+            grid=grid,
+            first=first,
+            start=start,
+            end=end,
+            audio=np.where(a_has[:, None], np.hstack([a_mean, a_std]), 0.0).astype(np.float32),
+            video=np.where(v_has[:, None], v_mean, 0.0).astype(np.float32),
+            window_has_audio=a_has,
+            window_has_video=v_has,
+        ))
 
 
 @register_extractor
@@ -183,7 +248,37 @@ class BasicExtractor(FeatureExtractor):
         return tuple(f"{n}_mean" for n in frame) + tuple(f"{n}_std" for n in frame), video_frame_names()
 
     def extract(self, path: str | os.PathLike, *, threads: int = 1) -> WindowFeatures:
-        audio, video = _AudioAnalyzer(self), _VideoAnalyzer(self)
+        blocks: list[WindowBlock] = []
+        end = self.stream(path, blocks.append, threads=threads)
+        if end.error is not None:
+            raise end.error
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(b, name) for b in blocks])
+
+        return WindowFeatures(
+            start=joined("start"),
+            end=joined("end"),
+            audio=joined("audio"),
+            video=joined("video"),
+            window_has_audio=joined("window_has_audio"),
+            window_has_video=joined("window_has_video"),
+            duration=end.duration,
+            has_audio=end.has_audio,
+            has_video=end.has_video,
+            info=end.info,
+        )
+
+    def stream(
+        self,
+        path: str | os.PathLike,
+        on_windows: Callable[[WindowBlock], None],
+        *,
+        offsets: Sequence[float] = (0.0,),
+        threads: int = 1,
+    ) -> StreamEnd:
+        offsets = check_offsets(offsets, float(self.window))
+        audio, video = _AudioAnalyzer(self, offsets), _VideoAnalyzer(self, offsets)
+        release = _Release(self, audio, video, offsets, on_windows)
         options = DecodeOptions(
             sample_fps=float(self.sample_fps),
             frame_height=self.frame_height,
@@ -192,17 +287,28 @@ class BasicExtractor(FeatureExtractor):
             skip_loop_filter=self.skip_loop_filter,
             threads=threads,
         )
+
+        def on_frames(times: np.ndarray, rgb: np.ndarray) -> None:
+            video.push(times, rgb)
+            release.check()
+
+        def on_audio(samples: np.ndarray, offset: float) -> None:
+            audio.push(samples, offset)
+            release.check()
+
+        stats = DecodeStats()
+        error = None
         # The matrix products here are small: BLAS threads would only spin, and the parallelism
         # comes from processing several clips at once.
         with threadpool_limits(limits=1, user_api="blas"):
-            stats = decode_file(path, options, on_frames=video.push, on_audio=audio.push)
+            try:
+                decode_file(path, options, on_frames=on_frames, on_audio=on_audio, on_open=release.open, stats=stats)
+            except MediaError as exc:
+                if stats.duration <= 0:  # nothing decoded before the damage
+                    raise
+                error = exc
             audio.finish()
-        start, end = window_layout(stats.duration, float(self.window))
-        n = start.size
-        a_mean, a_std, a_has = audio.acc.summarise(n)
-        v_mean, _, v_has = video.acc.summarise(n)
-        a_has &= stats.has_audio
-        v_has &= stats.has_video
+        release.finish(stats.duration)
         info = {
             "source_size": stats.source_size,
             "analysis_size": stats.analysis_size,
@@ -213,18 +319,7 @@ class BasicExtractor(FeatureExtractor):
             "declared_duration": stats.declared_duration,
             "notes": stats.notes,
         }
-        return WindowFeatures(
-            start=start,
-            end=end,
-            audio=np.where(a_has[:, None], np.hstack([a_mean, a_std]), 0.0).astype(np.float32),
-            video=np.where(v_has[:, None], v_mean, 0.0).astype(np.float32),
-            window_has_audio=a_has,
-            window_has_video=v_has,
-            duration=float(stats.duration),
-            has_audio=stats.has_audio,
-            has_video=stats.has_video,
-            info=info,
-        )
+        return StreamEnd(float(stats.duration), stats.has_audio, stats.has_video, info, error)
 
     def __reduce__(self):  # plain pickling by parameters (Dask ships extractors to workers)
         return (_rebuild, (type(self), self.get_params()))

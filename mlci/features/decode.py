@@ -25,6 +25,7 @@ import numpy as np
 from mlci.features.exceptions import (
     DecodeError,
     EmptyFileError,
+    MediaError,
     NoContentError,
     NoStreamsError,
     NotMediaError,
@@ -266,8 +267,13 @@ def decode_file(
     *,
     on_frames: Callable[[np.ndarray, np.ndarray], None],
     on_audio: Callable[[np.ndarray, float], None],
+    on_open: Callable[[DecodeStats], None] | None = None,
+    stats: DecodeStats | None = None,
 ) -> DecodeStats:
     """Decode ``path`` once, calling the sinks as data arrives.
+
+    When the file breaks off or fails part way, everything decoded before the damage still reaches
+    the sinks and ``stats`` (pass one in to read it after the error) before the error is raised.
 
     Parameters
     ----------
@@ -278,6 +284,11 @@ def decode_file(
     on_audio : callable(samples, offset)
         Consecutive float32 chunks of shape (n_samples, n_channels) at ``options.audio_rate``;
         ``offset`` is the time of the first sample of the stream (the same in every call).
+    on_open : callable(stats), default=None
+        Called once the streams are known (``stats.has_video`` / ``has_audio``: the file has such a
+        stream), before any data is sent.
+    stats : DecodeStats, default=None
+        Filled in as decoding goes (a new one when None).
 
     Returns
     -------
@@ -291,7 +302,7 @@ def decode_file(
     import av
 
     path = Path(path)
-    stats = DecodeStats()
+    stats = DecodeStats() if stats is None else stats
     container = _open(path)
     try:
         vstream = container.streams.video[0] if container.streams.video else None
@@ -326,6 +337,8 @@ def decode_file(
             # depend on the channel count).
             audio = _AudioStream(options.audio_rate, on_audio, stats)
             stats.has_audio = True
+        if on_open is not None:
+            on_open(stats)
 
         n_video_index = 0
         bad_packets = n_packets = 0
@@ -349,6 +362,7 @@ def decode_file(
                     raise DecodeError(f"{bad_packets} undecodable packets {where()}; last error: {_describe(exc)}") from exc
                 return ()
 
+        failure: MediaError | None = None
         try:
             for packet in container.demux(*streams):
                 n_packets += 1
@@ -364,12 +378,17 @@ def decode_file(
                 else:
                     for frame in decode(packet):
                         audio.push(frame, max(0.0, (frame.time - t0) if frame.time is not None else 0.0))
-            if audio is not None:
-                audio.flush(final=True)
+        except DecodeError as exc:
+            failure = exc
         except av.error.FFmpegError as exc:
             if isinstance(exc, (av.error.InvalidDataError, av.error.EOFError)):
-                raise TruncatedMediaError(f"the container breaks off {where()}: {_describe(exc)}") from exc
-            raise DecodeError(f"decoding failed {where()}: {_describe(exc)}") from exc
+                failure = TruncatedMediaError(f"the container breaks off {where()}: {_describe(exc)}")
+            else:
+                failure = DecodeError(f"decoding failed {where()}: {_describe(exc)}")
+            failure.__cause__ = exc
+        # What was decoded before any failure still reaches the sinks.
+        if audio is not None:
+            audio.flush(final=True)
         if bad_packets:
             stats.notes.append(f"{bad_packets} undecodable packets skipped")
 
@@ -377,7 +396,7 @@ def decode_file(
             rate = vstream.average_rate or vstream.guessed_rate
             nominal = 1.0 / float(rate) if rate else (sampler.frame_duration or 0.04)
             stats.video_end = sampler.last_time + nominal
-            if vstream.duration and vstream.time_base:
+            if vstream.duration and vstream.time_base and failure is None:
                 # Skipped non-reference frames may have followed the last decoded one: trust the
                 # stream's declared end when it is that close.
                 declared_end = float(vstream.duration * vstream.time_base) + (vstream.start_time or 0) * float(vstream.time_base) - t0
@@ -395,6 +414,8 @@ def decode_file(
             if astream is not None:
                 stats.notes.append("audio stream without decodable samples")
             stats.has_audio = False
+        if failure is not None:
+            raise failure
         if not stats.has_video and not stats.has_audio:
             raise NoContentError("the streams hold no decodable frame or sample")
         declared = stats.declared_duration
