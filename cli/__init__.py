@@ -36,6 +36,7 @@ from cli.common import (
     print_table,
     settings_for,
 )
+from cli.detect import detect_command
 from cli.features import features_command
 from cli.labels import app as labels_app
 from cli.labels import consensus_command
@@ -241,6 +242,7 @@ app.command("consensus")(consensus_command)
 app.command("train")(train_command)
 app.command("models")(models_command)
 app.command("analysis")(analysis_command)
+app.command("detect")(detect_command)
 app.command("serve")(serve_command)
 
 

@@ -27,7 +27,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -37,10 +37,18 @@ import pandas as pd
 
 from mlci.catalog import NONE_OF_THE_ABOVE
 from mlci.layout import CLIP_PREFIX, TRUTH_KEY, demo_clip_key, demo_label_key
-from mlci.media import encode_clip
+from mlci.media import ClipWriter, encode_clip
 from mlci.storage import Store
 
-__all__ = ["DemoCorpusSpec", "Annotator", "DEFAULT_ANNOTATORS", "generate_demo_corpus", "DemoSummary"]
+__all__ = [
+    "DemoCorpusSpec",
+    "Annotator",
+    "DEFAULT_ANNOTATORS",
+    "DemoScene",
+    "generate_demo_corpus",
+    "DemoSummary",
+    "write_demo_video",
+]
 
 HOLIDAY, HALLOWEEN, GIFT, FAMILY, SHOPPING = (
     "holiday",
@@ -162,9 +170,13 @@ def _cue_strengths(rng: np.random.Generator, labels: tuple[int, ...]) -> tuple[n
 
 
 def _render_video(rng: np.random.Generator, plan: _ClipPlan, vis: np.ndarray) -> list[np.ndarray]:
+    return list(_video_frames(rng, plan, vis))
+
+
+def _video_frames(rng: np.random.Generator, plan: _ClipPlan, vis: np.ndarray, n_frames: int | None = None) -> Iterator[np.ndarray]:
     spec = plan.spec
     w, h = spec.size
-    n = max(1, int(round(spec.duration * spec.fps)))
+    n = max(1, int(round(spec.duration * spec.fps))) if n_frames is None else n_frames
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     base = rng.uniform(60, 190, 3).astype(np.float32)
     grad = rng.uniform(-40, 40, 3).astype(np.float32)
@@ -184,7 +196,6 @@ def _render_video(rng: np.random.Generator, plan: _ClipPlan, vis: np.ndarray) ->
     distractor_color = rng.uniform(0, 255, 3).astype(np.float32)
     distractor_v = rng.uniform(-3, 3, 2)
 
-    frames = []
     for t in range(n):
         tf = t / spec.fps
         img = background.copy()
@@ -232,8 +243,7 @@ def _render_video(rng: np.random.Generator, plan: _ClipPlan, vis: np.ndarray) ->
                 img[y0:y1, max(x0, cx - 2) : max(x0, min(x1, cx + 2))] = ribbon_color
                 img[max(0, cy - 2) : cy + 2, x0:x1] = ribbon_color
         img += rng.normal(0, 6, img.shape).astype(np.float32)
-        frames.append(np.clip(img, 0, 255).astype(np.uint8))
-    return frames
+        yield np.clip(img, 0, 255).astype(np.uint8)
 
 
 def _render_audio(rng: np.random.Generator, plan: _ClipPlan, aud: np.ndarray) -> np.ndarray:
@@ -278,6 +288,57 @@ def _encode_planned(plan: _ClipPlan) -> bytes:
         encode_clip(path, frames=frames, fps=plan.spec.fps, audio=audio, sample_rate=plan.spec.sample_rate)
         with open(path, "rb") as fh:
             return fh.read()
+
+
+@dataclass(frozen=True)
+class DemoScene:
+    """A stretch of a demo video: ``duration`` seconds showing and sounding ``concepts`` (none: a plain scene)."""
+
+    duration: float
+    concepts: tuple[str, ...] = ()
+
+
+def write_demo_video(
+    path: str | os.PathLike,
+    scenes: Sequence[DemoScene],
+    *,
+    size: tuple[int, int] = (160, 120),
+    fps: int = 15,
+    sample_rate: int = 22050,
+    seed: int = 0,
+    strength: float = 0.9,
+    loop_seconds: float | None = None,
+) -> None:
+    """Write a long mp4 made of scenes in the demo corpus's look and sound, frames and sound interleaved.
+
+    Each scene draws its own background and cues (``strength`` for its concepts, no faint
+    distractors), so a concept is present exactly during its scenes. Memory holds one second of
+    frames at a time. ``loop_seconds`` renders only that much of each scene and plays it forwards
+    and backwards for the rest (much faster for long, large videos; the cues stay the same).
+    """
+    unknown = {c for s in scenes for c in s.concepts} - set(CONCEPTS)
+    if unknown:
+        raise ValueError(f"unknown concepts {sorted(unknown)}; the demo concepts are {list(CONCEPTS)}")
+    spec = DemoCorpusSpec(size=size, fps=fps, sample_rate=sample_rate)
+    spec.validate()
+    with ClipWriter(path, size=size, fps=fps, sample_rate=sample_rate) as writer:
+        for i, scene in enumerate(scenes):
+            labels = tuple(int(c in scene.concepts) for c in CONCEPTS)
+            plan = _ClipPlan(i, seed, labels, DemoCorpusSpec(duration=scene.duration, size=size, fps=fps, sample_rate=sample_rate))
+            cues = np.where(np.asarray(labels, bool), strength, 0.0)
+            video_rng, audio_rng = (np.random.default_rng([seed, i, stream]) for stream in (0, 1))
+            n = max(1, int(round(scene.duration * fps)))
+            if loop_seconds is None:
+                frames: Iterator[np.ndarray] = _video_frames(video_rng, plan, cues)
+            else:
+                rendered = list(_video_frames(video_rng, plan, cues, n_frames=min(n, max(1, int(loop_seconds * fps)))))
+                cycle = rendered + rendered[-2:0:-1] if len(rendered) > 2 else rendered
+                frames = (cycle[k % len(cycle)] for k in range(n))
+            audio = _render_audio(audio_rng, plan, cues)
+            per_second = sample_rate
+            for second in range(int(np.ceil(n / fps))):
+                writer.add_frames(f for _, f in zip(range(fps), frames))
+                writer.add_audio(audio[second * per_second : (second + 1) * per_second])
 
 
 def _annotate(

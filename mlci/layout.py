@@ -12,6 +12,7 @@ holds the two together)::
     features/<extractor>-v<version>-<params hash>/   schema.json, clips/ and windows/ shards, active/ index
     quarantine/<extractor>-v<version>-<params hash>/ clips that could not be processed, with the reason
     batches/<round_id>/             published labeling batches (tasks.json, batch.csv, labeling_config.xml, manifest.json)
+    detections/<model>/<version>/<video key>/<detection id>/   windows.csv, segments.csv, detections.json, manifest.json
     reports/                        label ingestion reports (reports/labels/), analyses (reports/analysis/<id>/)
     locks/<name>/                   run locks of flows running without a Prefect server
 
@@ -31,6 +32,10 @@ __all__ = [
     "FEATURES_PREFIX",
     "QUARANTINE_PREFIX",
     "BATCHES_PREFIX",
+    "DETECTIONS_PREFIX",
+    "DETECTION_FILES",
+    "detection_prefix",
+    "detection_key",
     "REPORTS_PREFIX",
     "LOCKS_PREFIX",
     "CONNECTORS_PREFIX",
@@ -78,6 +83,7 @@ CONSENSUS_PREFIX = "consensus/"
 FEATURES_PREFIX = "features/"
 QUARANTINE_PREFIX = "quarantine/"
 BATCHES_PREFIX = "batches/"
+DETECTIONS_PREFIX = "detections/"
 REPORTS_PREFIX = "reports/"
 LOCKS_PREFIX = "locks/"
 CONNECTORS_PREFIX = "connectors/"
@@ -92,6 +98,7 @@ STORE_PREFIXES: tuple[str, ...] = (
     FEATURES_PREFIX,
     QUARANTINE_PREFIX,
     BATCHES_PREFIX,
+    DETECTIONS_PREFIX,
     REPORTS_PREFIX,
     LOCKS_PREFIX,
     CONNECTORS_PREFIX,
@@ -257,6 +264,25 @@ def batch_key(round_id: str, name: str) -> str:
 def batch_manifest_round_id(key: str) -> str | None:
     """The round id of a key ``batches/<round_id>/manifest.json``; None for any other key."""
     return _manifest_owner(key, BATCHES_PREFIX)
+
+
+# -- detections -----------------------------------------------------------------------------------
+
+#: The objects of one detection result; ``manifest.json`` is written last.
+DETECTION_FILES = ("windows.csv", "segments.csv", "detections.json", _MANIFEST)
+
+
+def detection_prefix(model_name: str, version: str, video_key: str, detection_id: str | None = None) -> str:
+    """``detections/<model>/<version>/<video key>/[<detection id>/]``: one video's detections by one model version."""
+    base = f"{DETECTIONS_PREFIX}{model_name}/{version}/{video_key}/"
+    return base if detection_id is None else f"{base}{detection_id}/"
+
+
+def detection_key(model_name: str, version: str, video_key: str, detection_id: str, name: str) -> str:
+    """One file of a detection result, ``name`` in :data:`DETECTION_FILES`."""
+    if name not in DETECTION_FILES:
+        raise ValueError(f"name must be one of {DETECTION_FILES}, but got {name!r}")
+    return detection_prefix(model_name, version, video_key, detection_id) + name
 
 
 # -- reports, locks -------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ __all__ = [
     "FEATURE_INDEX",
     "OOF_SCORES",
     "BATCH",
+    "DETECTION_WINDOWS",
+    "SEGMENTS",
     "TRUTH",
     "conform",
     "parquet_bytes",
@@ -213,6 +215,47 @@ BATCH = Table(
     key=("key",),
 )
 
+_DETECTION = ("<model>", "<version>", "<video key>", "<detection id>")
+
+DETECTION_WINDOWS = Table(
+    "detection_windows",
+    layout.detection_key(*_DETECTION, "windows.csv"),
+    {
+        "time_begin": "float64",  # window start, seconds
+        "time_end": "float64",
+        "time_event": "float64",  # window centre
+        "source_event": "string",  # the model's modality: audio | video | audiovisual
+        "tag_type": "string",  # always "tag" (a concept)
+        "tag": "string",  # the concept
+        "score": "float64",  # the model's probability, rounded to 4 decimals
+        "details": "string",  # JSON: model, version, window index, threshold, above (score >= threshold)
+        "extractor": "string",  # always "mlci_detect"
+    },
+    "Scored detection windows in the metadata flattener's CSV schema: one row per window and "
+    "concept scoring at least the floor, by time then concept.",
+    key=("time_begin", "tag"),
+)
+
+SEGMENTS = Table(
+    "segments",
+    layout.detection_key(*_DETECTION, "segments.csv"),
+    {
+        "tag": "string",
+        "time_begin": "float64",  # seconds
+        "time_end": "float64",
+        "duration": "float64",
+        "score_peak": "float64",
+        "time_peak": "float64",  # centre of the best window
+        "score_mean": "float64",  # over the segment's windows
+        "n_windows": "int64",
+        "threshold_enter": "float64",
+        "threshold_exit": "float64",
+    },
+    "Contiguous windows above a concept's threshold merged into segments (hysteresis, gaps "
+    "bridged, a minimum duration), by concept then time.",
+    key=("tag", "time_begin"),
+)
+
 TRUTH = Table(
     "truth",
     layout.TRUTH_KEY,
@@ -235,6 +278,8 @@ TABLES: dict[str, Table] = {
         FEATURE_INDEX,
         OOF_SCORES,
         BATCH,
+        DETECTION_WINDOWS,
+        SEGMENTS,
         TRUTH,
     )
 }

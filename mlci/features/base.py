@@ -253,11 +253,16 @@ class FeatureExtractor(ABC):
         This default extracts the whole file first and supports offset 0 only; extractors that
         can, override it to stream in bounded memory.
         """
-        if check_offsets(offsets, self.get_params().get("window", 1.0)) != (0.0,):
+        if check_offsets(offsets, self.window_length) != (0.0,):
             raise ValueError(f"the {self.name!r} extractor cannot shift its windows; give offsets=(0.0,)")
         win = self.extract(path, threads=threads)
         on_windows(WindowBlock(0, 0, win.start, win.end, win.audio, win.video, win.window_has_audio, win.window_has_video))
         return StreamEnd(win.duration, win.has_audio, win.has_video, win.info)
+
+    @property
+    def window_length(self) -> float:
+        """Seconds per window: the ``window`` parameter (1.0 for an extractor without one)."""
+        return float(self.get_params().get("window", 1.0))
 
     @property
     def schema(self) -> FeatureSchema:

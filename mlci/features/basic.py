@@ -276,7 +276,7 @@ class BasicExtractor(FeatureExtractor):
         offsets: Sequence[float] = (0.0,),
         threads: int = 1,
     ) -> StreamEnd:
-        offsets = check_offsets(offsets, float(self.window))
+        offsets = check_offsets(offsets, self.window_length)
         audio, video = _AudioAnalyzer(self, offsets), _VideoAnalyzer(self, offsets)
         release = _Release(self, audio, video, offsets, on_windows)
         options = DecodeOptions(

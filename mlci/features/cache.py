@@ -44,6 +44,7 @@ __all__ = [
     "list_quarantined",
     "load_features",
     "load_window_features",
+    "quarantine_records",
     "read_active_index",
     "window_matrix",
 ]
@@ -309,3 +310,11 @@ def clip_rows_known(store: Store, layout: CacheLayout) -> dict[tuple[str, str], 
             for k, i in zip(table.column("key").to_pylist(), table.column("identity").to_pylist()):
                 known[(k, i)] = (status, part)
     return known
+
+
+def quarantine_records(store: Store, layout: CacheLayout) -> pd.DataFrame:
+    """Every QUARANTINE row of this configuration, from every run (the latest row per (key, identity))."""
+    parts = sorted(k for k in store.list(layout.quarantine) if k.endswith(".parquet"))
+    frames = [t.to_pandas() for t in read_many(store, parts)]
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({c: [] for c in QUARANTINE.columns})
+    return conform(out.drop_duplicates(["key", "identity"], keep="last"), QUARANTINE)

@@ -9,6 +9,9 @@ Metric definitions (used everywhere in mlci, and in ``docs/models.md``):
   the precision-recall curve). ``roc_auc``: area under the ROC curve.
 - ``accuracy``, ``precision``, ``recall``, ``f1``: of the decision ``score >= threshold``
   (default 0.5); precision and F1 are 0 when nothing is predicted positive.
+- ``threshold``: the per-concept decision threshold chosen on the out-of-fold scores, the one with
+  the highest F1 (:func:`best_f1_threshold`); the detection flow uses it. Not a metric: the
+  metrics above stay at the fixed ``threshold`` of the evaluation, so runs compare.
 - ``macro_<metric>``: the unweighted mean of the per-concept values over the concepts that were
   evaluated (status ``"evaluated"``); concepts that could not be cross-validated do not count.
   NaN when no concept was evaluated.
@@ -44,6 +47,7 @@ __all__ = [
     "METRICS",
     "EVALUATION_STATUSES",
     "Evaluation",
+    "best_f1_threshold",
     "binary_metrics",
     "check_cv_params",
     "cross_validate",
@@ -76,6 +80,23 @@ def binary_metrics(y_true: np.ndarray, score: np.ndarray, *, threshold: float = 
     }
 
 
+def best_f1_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
+    """The decision threshold with the highest F1 on these scores (NaN without both labels).
+
+    The threshold sits halfway between the lowest score taken as positive and the next lower
+    score, so it does not rest on one clip's exact score; ties go to the higher threshold.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    score = np.asarray(score, dtype=np.float64)
+    if not 0 < y_true.sum() < y_true.size:
+        return math.nan
+    precision, recall, cuts = skm.precision_recall_curve(y_true, score)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision), where=precision + recall > 0)[:-1]
+    best = int(np.flatnonzero(f1 == f1.max())[-1])
+    below = score[score < cuts[best]]
+    return float((cuts[best] + below.max()) / 2 if below.size else cuts[best])
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """Out-of-fold scores of a model and the metrics computed from them.
@@ -90,8 +111,8 @@ class Evaluation:
     folds : ndarray of shape (n_samples, n_classes), int64
         Fold that scored each entry (-1 when not scored).
     per_class : DataFrame
-        One row per concept: ``class, status, n_positive, n_negative, n_scored, n_folds`` and
-        :data:`METRICS`.
+        One row per concept: ``class, status, n_positive, n_negative, n_scored, n_folds``,
+        :data:`METRICS` and ``threshold`` (:func:`best_f1_threshold` of its out-of-fold scores).
     macro : dict
         ``macro_<metric>`` over the evaluated concepts.
     threshold : float
@@ -224,11 +245,12 @@ def cross_validate(
         record["n_scored"] = int(scored.size)
         if record["status"] == "evaluated":
             record.update(binary_metrics(Y[scored, j], scores[scored, j], threshold=threshold))
+            record["threshold"] = best_f1_threshold(Y[scored, j], scores[scored, j])
         else:
-            record.update({m: math.nan for m in METRICS})
+            record.update({m: math.nan for m in METRICS}, threshold=math.nan)
         records.append(record)
     per_class = pd.DataFrame.from_records(
-        records, columns=["class", "status", "n_positive", "n_negative", "n_scored", "n_folds", *METRICS]
+        records, columns=["class", "status", "n_positive", "n_negative", "n_scored", "n_folds", *METRICS, "threshold"]
     )
     return Evaluation(classes, Y, scores, folds, per_class, macro_means(per_class), threshold)
 

@@ -795,6 +795,7 @@ def _write_artifacts(root: Path, training_set, evaluation, model, spec, keys, de
         "per_class": evaluation.per_class.to_dict(orient="records"),
         "macro": evaluation.macro,
         "threshold": evaluation.threshold,
+        "thresholds": {c: t for c, t in zip(evaluation.per_class["class"], evaluation.per_class["threshold"]) if np.isfinite(t)},
         "class_status": model.class_status_,
         "definitions": "binary per concept on known labels with out-of-fold scores; macro = unweighted "
                        "mean over concepts with status 'evaluated' (see docs/models.md)",
