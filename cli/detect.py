@@ -56,7 +56,7 @@ def detect_command(
         thresholds = parse_thresholds(threshold)
     except ValueError as exc:
         fail(str(exc))
-    settings = settings_for(store).with_overrides(extractor_params=params or None)
+    settings = settings_for(store)
     open_store_for(settings)  # a bad store ends here, before Prefect starts
 
     from flows.detect import detect, reporting_progress
@@ -79,7 +79,7 @@ def detect_command(
                 report = detect(
                     source=source, store=settings.store_uri, model_name=model, version=version, window=window, hop=hop,
                     thresholds=thresholds, hysteresis=hysteresis, min_duration=min_duration, max_gap=max_gap,
-                    floor=floor, threads=threads, n_workers=workers, dask_address=dask_address,
+                    floor=floor, extractor_params=params or None, threads=threads, n_workers=workers, dask_address=dask_address,
                 )
         finally:  # before an error line, so that it starts a line of its own
             for bar in bars:

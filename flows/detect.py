@@ -43,6 +43,8 @@ def detect(
     min_duration: float = 2.0,
     max_gap: float = 1.5,
     floor: float = 0.1,
+    extractor: str | None = None,
+    extractor_params: dict | None = None,
     threads: int | None = None,
     n_workers: int | None = None,
     dask_address: str | None = None,
@@ -69,6 +71,9 @@ def detect(
         ``min_duration`` seconds; join those at most ``max_gap`` seconds apart.
     floor : float, default=0.1
         Window rows scoring below this are left out of ``windows.csv``.
+    extractor, extractor_params : default=None
+        The feature extractor; ``MLCI_TRAINING__EXTRACTOR`` / ``..._PARAMS`` when None. It must be
+        the one the model was trained on.
     threads : int, default=None
         Decoder threads per video; None shares the workers among the videos.
     n_workers : int, default=None
@@ -77,7 +82,7 @@ def detect(
         Dask scheduler to run the videos on; ``MLCI_DASK_ADDRESS`` when None.
     """
     t0 = time.perf_counter()
-    settings = settings_for_run(store)
+    settings = settings_for_run(store, extractor=extractor, extractor_params=extractor_params)
     apply_mlflow_environment(settings)
     logger = get_run_logger()
     config = DetectionConfig(Windowing(window, hop), SegmentRule(hysteresis, min_duration, max_gap), floor)

@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_ANNOTATORS",
     "DemoScene",
     "generate_demo_corpus",
+    "generate_scene_clips",
     "DemoSummary",
     "write_demo_video",
 ]
@@ -307,21 +308,25 @@ def write_demo_video(
     sample_rate: int = 22050,
     seed: int = 0,
     strength: float = 0.9,
+    audio: bool = True,
     loop_seconds: float | None = None,
+    faststart: bool = False,
 ) -> None:
     """Write a long mp4 made of scenes in the demo corpus's look and sound, frames and sound interleaved.
 
     Each scene draws its own background and cues (``strength`` for its concepts, no faint
     distractors), so a concept is present exactly during its scenes. Memory holds one second of
-    frames at a time. ``loop_seconds`` renders only that much of each scene and plays it forwards
-    and backwards for the rest (much faster for long, large videos; the cues stay the same).
+    frames at a time. ``audio=False`` writes no sound track. ``loop_seconds`` renders only that
+    much of each scene and plays it forwards and backwards for the rest (much faster for long,
+    large videos; the cues stay the same). ``faststart`` puts the index first (see
+    :class:`~mlci.media.ClipWriter`).
     """
     unknown = {c for s in scenes for c in s.concepts} - set(CONCEPTS)
     if unknown:
         raise ValueError(f"unknown concepts {sorted(unknown)}; the demo concepts are {list(CONCEPTS)}")
     spec = DemoCorpusSpec(size=size, fps=fps, sample_rate=sample_rate)
     spec.validate()
-    with ClipWriter(path, size=size, fps=fps, sample_rate=sample_rate) as writer:
+    with ClipWriter(path, size=size, fps=fps, sample_rate=sample_rate if audio else None, faststart=faststart) as writer:
         for i, scene in enumerate(scenes):
             labels = tuple(int(c in scene.concepts) for c in CONCEPTS)
             plan = _ClipPlan(i, seed, labels, DemoCorpusSpec(duration=scene.duration, size=size, fps=fps, sample_rate=sample_rate))
@@ -334,11 +339,53 @@ def write_demo_video(
                 rendered = list(_video_frames(video_rng, plan, cues, n_frames=min(n, max(1, int(loop_seconds * fps)))))
                 cycle = rendered + rendered[-2:0:-1] if len(rendered) > 2 else rendered
                 frames = (cycle[k % len(cycle)] for k in range(n))
-            audio = _render_audio(audio_rng, plan, cues)
-            per_second = sample_rate
+            sound = _render_audio(audio_rng, plan, cues) if audio else None
             for second in range(int(np.ceil(n / fps))):
                 writer.add_frames(f for _, f in zip(range(fps), frames))
-                writer.add_audio(audio[second * per_second : (second + 1) * per_second])
+                if sound is not None:
+                    writer.add_audio(sound[second * sample_rate : (second + 1) * sample_rate])
+
+
+def generate_scene_clips(
+    store: Store,
+    *,
+    concepts: Sequence[str] = (HOLIDAY, HALLOWEEN),
+    n_clips: int = 48,
+    duration: float = 3.0,
+    cut_share: float = 0.5,
+    prefix: str = f"{CLIP_PREFIX}scenes/",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Short clips in the demo look for training a detector, and their true labels.
+
+    Half the clips show one of ``concepts`` (in turn), half a plain scene; ``cut_share`` of them
+    have a cut at a random point between that scene and a plain one, and are labelled by the
+    concept's majority of the clip, which teaches a model what a window straddling a scene change
+    is. Returns the labels as a :data:`~mlci.tables.CONSENSUS` table (one row per clip and concept,
+    ``method`` "truth"); clips already in the store are kept.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mlci-scenes-") as tmp:
+        path = os.path.join(tmp, "clip.mp4")
+        for i in range(n_clips):
+            concept = concepts[(i // 2) % len(concepts)] if i % 2 == 0 else None
+            cues = (concept,) if concept else ()
+            if rng.random() < cut_share:
+                share = float(rng.uniform(0.1, 0.9))
+                scenes = [DemoScene(round(duration * share, 2), cues), DemoScene(round(duration * (1 - share), 2))]
+                if rng.random() < 0.5:
+                    scenes.reverse()
+                concept = concept if share >= 0.5 else None
+            else:
+                scenes = [DemoScene(duration, cues)]
+            write_demo_video(path, scenes, seed=seed * 10_000 + i, strength=float(rng.uniform(0.6, 1.0)))
+            key = f"{prefix}clip-{i:04d}.mp4"
+            with open(path, "rb") as fh:
+                store.write_if_absent(key, fh.read())
+            rows += [{"asset": key, "class": c, "posterior": float(c == concept), "label": int(c == concept),
+                      "n_votes": 1, "method": "truth"} for c in concepts]
+    return pd.DataFrame(rows)
 
 
 def _annotate(

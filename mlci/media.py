@@ -59,6 +59,9 @@ class ClipWriter:
     channels : {1, 2}, default=1
     variable_timing : bool, default=False
         Frames come with their own presentation times (stream time base 1/1000 s).
+    faststart : bool, default=False
+        Put the index at the front of the file, as web videos do (a file cut short then still
+        opens and plays up to the cut).
     crf, preset :
         x264 quality and speed.
 
@@ -75,6 +78,7 @@ class ClipWriter:
         sample_rate: int | None = None,
         channels: int = 1,
         variable_timing: bool = False,
+        faststart: bool = False,
         crf: int = 28,
         preset: str = "veryfast",
     ):
@@ -87,7 +91,8 @@ class ClipWriter:
         if channels not in (1, 2):
             raise ValueError(f"channels must be 1 or 2, got {channels!r}")
         self.size, self.sample_rate, self.channels = size, sample_rate, channels
-        self._container = av.open(str(path), mode="w", format="mp4")
+        self._container = av.open(str(path), mode="w", format="mp4",
+                                  options={"movflags": "faststart"} if faststart else None)
         self._video = self._audio = None
         self._n_frames = self._n_samples = 0
         self._pending = np.zeros((channels, 0), np.float32)
