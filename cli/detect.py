@@ -44,8 +44,9 @@ def detect_command(
     max_gap: Annotated[float, typer.Option("--max-gap", min=0.0, help="Join segments at most this far apart (seconds).")] = 1.5,
     floor: Annotated[float, typer.Option("--floor", min=0.0, max=0.99, help="Leave window rows scoring below this out of windows.csv.")] = 0.1,
     param: Annotated[Optional[list[str]], typer.Option("--param", help="Extractor parameter name=value, as the model was trained with; repeatable.")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="Decoder threads per video (default: the workers shared among the videos).")] = None,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Decoder threads per video.")] = 1,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Videos detected at once (default: MLCI_WORKERS, else the usable cores).")] = None,
+    local_cluster: Annotated[bool, typer.Option("--local-cluster", help="Detect videos in a local Dask cluster's processes (faster than threads for several videos).")] = False,
     dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Dask scheduler to run on (default: MLCI_DASK_ADDRESS).")] = None,
 ) -> None:
     """Find where each concept appears in long videos: timed windows, merged segments, a JSON document per video."""
@@ -79,7 +80,8 @@ def detect_command(
                 report = detect(
                     source=source, store=settings.store_uri, model_name=model, version=version, window=window, hop=hop,
                     thresholds=thresholds, hysteresis=hysteresis, min_duration=min_duration, max_gap=max_gap,
-                    floor=floor, extractor_params=params or None, threads=threads, n_workers=workers, dask_address=dask_address,
+                    floor=floor, extractor_params=params or None, threads=threads, n_workers=workers,
+                    local_cluster=local_cluster, dask_address=dask_address,
                 )
         finally:  # before an error line, so that it starts a line of its own
             for bar in bars:

@@ -73,6 +73,7 @@ def test_architecture_storage_table_patterns_match_the_layout():
         layout.batch_prefix("<round_id>"),
         layout.FeatureLayout("<extractor>").root,
         layout.FeatureLayout("<extractor>").quarantine,
+        layout.detection_prefix("<model>", "<version>", "<video key>", "<id>"),
     }
     nested = {p for p in documented_store_prefixes() if p != top_level(p)}
     assert nested == built
@@ -154,6 +155,6 @@ def test_command_check_catches_unknown_commands_and_subcommands(tmp_path):
     doc = tmp_path / "x.md"
     doc.write_text(
         "Run `mlci labels ingest`, `mlci\nnightly` and `mlci labels`, then\n\n"
-        "```\n.venv/bin/mlci detect --store s\nmlci labels purge\nfrom mlci import x\n```\n"
+        "```\n.venv/bin/mlci predict --store s\nmlci labels purge\nfrom mlci import x\n```\n"
     )
-    assert unknown_commands(doc) == ["mlci detect", "mlci labels", "mlci labels purge"]
+    assert unknown_commands(doc) == ["mlci labels", "mlci labels purge", "mlci predict"]

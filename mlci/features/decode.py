@@ -426,3 +426,4 @@ def decode_file(
         return stats
     finally:
         container.close()
+
