@@ -25,7 +25,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mlci demo
 
+# Label Studio (its own venv, for the connector's tests; minutes on a clean clone) installs in the
+# background while the first tests run; its tests wait for it through the install's file lock.
 test: $(STAMP)
+	$(BIN)/python tests/labelstudio_server.py >/dev/null 2>&1 &
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The production topology on this machine (infra/local, docs/operations.md): PostgreSQL, S3,

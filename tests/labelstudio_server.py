@@ -248,3 +248,7 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+if __name__ == "__main__":  # `make test` installs Label Studio this way, beside the first tests
+    ensure_installed()

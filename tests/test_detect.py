@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 
 import boto3
 import numpy as np
@@ -62,8 +61,6 @@ def env(prefect_harness, s3_endpoint, tmp_path_factory):
         "MLCI_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
         "MLCI_REGISTERED_MODEL_NAME": MODEL,
     }
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
     store = open_store(values["MLCI_STORE"], endpoint_url=s3_endpoint)
     labels = generate_scene_clips(store, concepts=CONCEPTS, n_clips=48, seed=0)
     compute_features(store)
@@ -73,12 +70,10 @@ def env(prefect_harness, s3_endpoint, tmp_path_factory):
     log_and_register(ts, trained, compare_with_champion(ts, trained, None), decide_promotion(trained.evaluation.macro, None),
                      tracking_uri=values["MLCI_MLFLOW_TRACKING_URI"], experiment_name="mlci", model_name=MODEL,
                      feature_schema=schema, fingerprint="detect-test")
-    yield values, store
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in values.items():
+            mp.setenv(name, value)
+        yield values, store
 
 
 def put_video(store, key: str, tmp_path, scenes, **kwargs) -> bytes:

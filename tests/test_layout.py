@@ -13,7 +13,7 @@ from mlci import layout
 def test_top_level_prefixes():
     assert layout.STORE_PREFIXES == (
         "clips/", "labels/", "truth/", "annotations/", "consensus/",
-        "features/", "quarantine/", "batches/", "reports/", "locks/", "connectors/",
+        "features/", "quarantine/", "batches/", "detections/", "reports/", "locks/", "connectors/",
     )
 
 

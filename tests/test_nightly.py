@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import threading
 from datetime import datetime, timedelta, timezone
@@ -45,17 +44,13 @@ def env(prefect_harness, s3_endpoint, tmp_path_factory):
         "MLCI_HOME": str(home),
         "MLCI_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
     }
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
     store = open_store(values["MLCI_STORE"], endpoint_url=s3_endpoint)
     generate_demo_corpus(store, DemoCorpusSpec(n_clips=48, seed=11, duration=1.5, size=(64, 48)), n_jobs=2)
     store.write_bytes("clips/demo/broken.mp4", b"\x00\x00\x00\x18ftypmp42 truncated")
-    yield values, store
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in values.items():
+            mp.setenv(name, value)
+        yield values, store
 
 
 def _run(**params):

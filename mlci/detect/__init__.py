@@ -16,9 +16,9 @@ from mlci.detect.model import THRESHOLD_SOURCES, Detector, load_detector
 from mlci.detect.outputs import EXTRACTOR_NAME, SOURCE_EVENTS, DetectionOutput, window_table
 from mlci.detect.run import (
     DETECTED,
-    DONE,
     PARTIAL,
     QUARANTINED,
+    SKIPPED,
     DetectionConfig,
     DetectionPlan,
     DetectionReport,
@@ -34,11 +34,11 @@ from mlci.detect.windows import MAX_GRIDS, WindowAssembler, Windowing
 
 __all__ = [
     "DETECTED",
-    "DONE",
     "EXTRACTOR_NAME",
     "MAX_GRIDS",
     "PARTIAL",
     "QUARANTINED",
+    "SKIPPED",
     "SOURCE_EVENTS",
     "THRESHOLD_SOURCES",
     "DetectError",

@@ -39,9 +39,9 @@ from mlci.tables import QUARANTINE, SEGMENTS, conform
 
 __all__ = [
     "DETECTED",
-    "DONE",
     "PARTIAL",
     "QUARANTINED",
+    "SKIPPED",
     "DetectionConfig",
     "DetectionPlan",
     "DetectionReport",
@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: Outcomes of one video.
-DETECTED, PARTIAL, QUARANTINED, DONE = "detected", "partial", "quarantined", "done"
+DETECTED, PARTIAL, QUARANTINED, SKIPPED = "detected", "partial", "quarantined", "skipped"
 #: Windows scored per call to the model.
 _BATCH = 512
 _MESSAGE_LIMIT = 500
@@ -254,7 +254,7 @@ def detect_video(
 
             starts, ends, scores, end = _score_stream(path, detector, config, threads=threads, on_progress=on_progress)
     except ObjectNotFoundError:
-        result.status, result.error = "skipped", "vanished since the plan"
+        result.status, result.error = SKIPPED, "vanished since the plan"
         return result
     except StorageError:
         raise
@@ -363,7 +363,7 @@ class DetectionReport:
         statuses = [r.status for r in self.results]
         return {"detected": statuses.count(DETECTED), "partial": statuses.count(PARTIAL),
                 "quarantined": statuses.count(QUARANTINED) + len(self.quarantined),
-                "already_done": len(self.done), "skipped": statuses.count("skipped")}
+                "already_done": len(self.done), "skipped": statuses.count(SKIPPED)}
 
     def format(self, max_segments: int = 10) -> str:
         c = self.counts()
