@@ -77,8 +77,9 @@ def demo_data(
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same corpus.")] = 0,
     duration: Annotated[float, typer.Option("--duration", min=0.5, help="Clip length in seconds.")] = 4.0,
     size: Annotated[str, typer.Option("--size", help="Frame size WxH, both even.")] = "160x120",
+    video_minutes: Annotated[float, typer.Option("--video-minutes", min=0, max=120, help="Minutes of the long demo video for `mlci detect` (0: none).")] = 2.0,
 ) -> None:
-    """Write the demo corpus (clips, annotators' label files, ground truth) into the store."""
+    """Write the demo corpus (clips, annotators' label files, ground truth, a long video) into the store."""
     from tqdm import tqdm
 
     from mlci.demo import DemoCorpusSpec, generate_demo_corpus
@@ -89,7 +90,8 @@ def demo_data(
         fail(f"--size must look like 160x120, got {size!r}")
     settings = settings_for(store)
     spec = DemoCorpusSpec(
-        n_clips=clips, seed=seed, duration=duration, size=(width, height), base_url=settings.clip_base_url
+        n_clips=clips, seed=seed, duration=duration, size=(width, height), base_url=settings.clip_base_url,
+        video_minutes=video_minutes,
     )
     with command_errors():
         spec.validate()
@@ -219,8 +221,10 @@ def demo(store: StoreOption = None) -> None:
     for key, name in model.classes:
         typer.echo(f"  {name:<16} AP {model.metrics.get(f'ap_{key}', float('nan')):.3f}  "
                    f"[{model.class_status.get(name, '-')}]")
+    mlci_bin = Path(sys.executable).parent / "mlci"
+    typer.echo(f"\nwhere each concept appears in a 2-minute video: {mlci_bin} detect videos/demo/")
     mlflow_bin = Path(sys.executable).parent / "mlflow"
-    typer.echo(f"\nMLflow UI: {mlflow_bin} ui "
+    typer.echo(f"MLflow UI: {mlflow_bin} ui "
                f"--backend-store-uri {redact_url(settings.tracking_uri)} --host 127.0.0.1 --port 5000")
 
 

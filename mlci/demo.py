@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from mlci.catalog import NONE_OF_THE_ABOVE
-from mlci.layout import CLIP_PREFIX, TRUTH_KEY, demo_clip_key, demo_label_key
+from mlci.layout import CLIP_PREFIX, DEMO_VIDEO_KEY, DEMO_VIDEO_TRUTH_KEY, TRUTH_KEY, demo_clip_key, demo_label_key
 from mlci.media import ClipWriter, encode_clip
 from mlci.storage import Store
 
@@ -93,6 +93,8 @@ class DemoCorpusSpec:
     labeled_share: float = 0.6
     annotators: tuple[Annotator, ...] = DEFAULT_ANNOTATORS
     base_url: str = "https://clips.mlci.invalid/"
+    #: Minutes of the long demo video for the detection flow (0: none).
+    video_minutes: float = 0.0
 
     def validate(self) -> None:
         if self.n_clips < 1:
@@ -104,6 +106,8 @@ class DemoCorpusSpec:
             raise ValueError(f"size must be even and at least 16x16, got {w}x{h}")
         if not 0 < self.labeled_share <= 1:
             raise ValueError(f"labeled_share must be in (0, 1], got {self.labeled_share}")
+        if not 0 <= self.video_minutes <= 120:
+            raise ValueError(f"video_minutes must be in [0, 120], got {self.video_minutes}")
 
 
 @dataclass
@@ -118,6 +122,7 @@ class DemoSummary:
     label_files: dict[str, int]  # key -> number of records
     n_labeled_clips: int
     votes_per_clip: dict[int, int] = field(default_factory=dict)
+    video: str | None = None
 
     def format(self) -> str:
         lines = [
@@ -129,6 +134,8 @@ class DemoSummary:
             + "(" + ", ".join(f"{n} with {k} vote(s)" for k, n in sorted(self.votes_per_clip.items())) + ")",
         ]
         lines += [f"  {key}: {n} records" for key, n in self.label_files.items()]
+        if self.video:
+            lines.append(f"  long video for detection: {self.video} (where each concept is: {DEMO_VIDEO_TRUTH_KEY})")
         return "\n".join(lines)
 
 
@@ -484,6 +491,7 @@ def generate_demo_corpus(
     truth_df.to_csv(buf, index=False)
     _put_once(store, TRUTH_KEY, buf.getvalue().encode())
 
+    video = _write_demo_video(store, spec) if spec.video_minutes > 0 else None
     counts = np.bincount(votes, minlength=4)
     return DemoSummary(
         store=store.uri,
@@ -494,7 +502,33 @@ def generate_demo_corpus(
         label_files=label_files,
         n_labeled_clips=int((votes > 0).sum()),
         votes_per_clip={k: int(counts[k]) for k in range(1, len(counts)) if counts[k]},
+        video=video,
     )
+
+
+def _write_demo_video(store: Store, spec: DemoCorpusSpec) -> str:
+    """``videos/demo/scenes.mp4``: each concept in turn for 10-20 s, plain scenes between; its truth table."""
+    rng = np.random.default_rng([spec.seed, 1])
+    scenes, t, i = [], 0.0, 0
+    while t < spec.video_minutes * 60:
+        plain = DemoScene(float(rng.integers(8, 16)))
+        shown = DemoScene(float(rng.integers(10, 21)), (CONCEPTS[i % len(CONCEPTS)],))
+        scenes += [plain, shown]
+        t += plain.duration + shown.duration
+        i += 1
+    rows, start = [], 0.0
+    for scene in scenes:
+        rows += [{"concept": c, "time_begin": start, "time_end": start + scene.duration} for c in scene.concepts]
+        start += scene.duration
+    with tempfile.TemporaryDirectory(prefix="mlci-demo-") as tmp:
+        path = os.path.join(tmp, "scenes.mp4")
+        write_demo_video(path, scenes, size=spec.size, fps=spec.fps, sample_rate=spec.sample_rate, seed=spec.seed)
+        with open(path, "rb") as fh:
+            store.write_if_absent(DEMO_VIDEO_KEY, fh.read())
+    buf = io.StringIO()
+    pd.DataFrame(rows, columns=["concept", "time_begin", "time_end"]).to_csv(buf, index=False)
+    _put_once(store, DEMO_VIDEO_TRUTH_KEY, buf.getvalue().encode())
+    return DEMO_VIDEO_KEY
 
 
 def _put_once(store: Store, key: str, data: bytes) -> None:

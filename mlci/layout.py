@@ -5,6 +5,7 @@ drift apart. ``docs/architecture.md`` documents the same top-level prefixes (``t
 holds the two together)::
 
     clips/                          mp4 clips (input; never modified by mlci)
+    videos/                         long videos to run detection on (input; never modified by mlci)
     labels/                         label files as received (input)
     truth/                          demo corpus ground truth; read by evaluation code only
     annotations/                    ingested labels: append-only history shards + ingest pass markers
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "CLIP_PREFIX",
+    "VIDEOS_PREFIX",
     "LABELS_PREFIX",
     "TRUTH_PREFIX",
     "ANNOTATIONS_PREFIX",
@@ -49,6 +51,8 @@ __all__ = [
     "LABEL_REPORTS_PREFIX",
     "ANALYSIS_PREFIX",
     "DEMO_CLIPS_PREFIX",
+    "DEMO_VIDEO_KEY",
+    "DEMO_VIDEO_TRUTH_KEY",
     "DEMO_LABELS_PREFIX",
     "TRUTH_KEY",
     "CONSENSUS_FILES",
@@ -76,6 +80,7 @@ __all__ = [
 # -- top-level prefixes ---------------------------------------------------------------------------
 
 CLIP_PREFIX = "clips/"
+VIDEOS_PREFIX = "videos/"
 LABELS_PREFIX = "labels/"
 TRUTH_PREFIX = "truth/"
 ANNOTATIONS_PREFIX = "annotations/"
@@ -91,6 +96,7 @@ CONNECTORS_PREFIX = "connectors/"
 #: Every top-level prefix of a store, in the order the docs list them.
 STORE_PREFIXES: tuple[str, ...] = (
     CLIP_PREFIX,
+    VIDEOS_PREFIX,
     LABELS_PREFIX,
     TRUTH_PREFIX,
     ANNOTATIONS_PREFIX,
@@ -317,6 +323,9 @@ DEMO_CLIPS_PREFIX = f"{CLIP_PREFIX}demo/"
 DEMO_LABELS_PREFIX = f"{LABELS_PREFIX}demo/"
 #: The demo corpus's ground truth (TRUTH table).
 TRUTH_KEY = f"{TRUTH_PREFIX}labels.csv"
+#: A long video of demo scenes, for the detection flow, and where each concept is in it.
+DEMO_VIDEO_KEY = f"{VIDEOS_PREFIX}demo/scenes.mp4"
+DEMO_VIDEO_TRUTH_KEY = f"{TRUTH_PREFIX}videos/scenes.csv"
 
 
 def demo_clip_key(index: int) -> str:

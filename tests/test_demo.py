@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import av
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -196,8 +198,32 @@ def test_cli_rejects_bad_arguments(tmp_path, args, message):
 
 def test_cli_writes_corpus(tmp_path):
     result = CliRunner().invoke(
-        app, ["demo-data", "--store", str(tmp_path / "s"), "--clips", "3", "--duration", "1", "--size", "64x48"]
+        app, ["demo-data", "--store", str(tmp_path / "s"), "--clips", "3", "--duration", "1", "--size", "64x48",
+              "--video-minutes", "0"]
     )
     assert result.exit_code == 0, result.output
     assert "clips: 3 (3 written" in result.output
-    assert len(open_store(str(tmp_path / "s")).list("clips/")) == 3
+    store = open_store(str(tmp_path / "s"))
+    assert len(store.list("clips/")) == 3 and store.list("videos/") == []
+
+
+def test_demo_video_shows_each_concept_where_its_truth_says(tmp_path):
+    store = open_store(str(tmp_path / "s"))
+    spec = DemoCorpusSpec(n_clips=2, seed=4, duration=1.0, size=(64, 48), video_minutes=1.0)
+    summary = generate_demo_corpus(store, spec, n_jobs=1)
+    assert summary.video == "videos/demo/scenes.mp4" and "long video for detection" in summary.format()
+    truth = pd.read_csv(io.BytesIO(store.read_bytes("truth/videos/scenes.csv")))
+    assert truth["concept"].tolist() == list(CONCEPTS)[: len(truth)] and len(truth) >= 2
+    assert (truth["time_end"] - truth["time_begin"]).between(10, 20).all()
+    with store.local_copy("videos/demo/scenes.mp4") as path, av.open(str(path)) as container:
+        duration = container.duration / av.time_base
+        assert {s.type for s in container.streams} == {"video", "audio"}
+        # Sampled at the middle of each scene: halloween's scene is the darkest, as in the clips.
+        frames = {round(f.time): f.to_ndarray(format="rgb24").mean() for f in container.decode(video=0)}
+    assert duration >= 60 and truth["time_end"].max() <= duration + 0.1
+    middle = lambda r: frames[round((r.time_begin + r.time_end) / 2)]  # noqa: E731
+    rows = {r.concept: r for r in truth.itertuples()}
+    assert middle(rows["halloween"]) < 0.7 * middle(rows["holiday"])
+    before = {k: store.read_bytes(k) for k in store.list("")}
+    generate_demo_corpus(store, spec, n_jobs=1)  # again: nothing rewritten
+    assert {k: store.read_bytes(k) for k in store.list("")} == before
