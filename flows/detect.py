@@ -30,7 +30,7 @@ from tasks.detect import detect_video_task, load_detector_task, plan_detection_t
 __all__ = ["detect", "reporting_progress"]
 
 
-@flow(name="detect", description="Run a registered model over long videos in sliding windows; write timed detections and merged segments.")
+@flow(name="detect", flow_run_name="detect-{source}", description="Run a registered model over long videos in sliding windows; write timed detections and merged segments.")
 def detect(
     source: str = "videos/",
     store: str | None = None,

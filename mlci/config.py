@@ -295,10 +295,12 @@ class Settings(BaseSettings):
         )
 
     def mlflow_environment(self) -> dict[str, str]:
-        """MLflow's HTTP client limits as the environment variables MLflow reads on every request."""
+        """MLflow's HTTP client limits as the environment variables MLflow reads on every request,
+        and no "Downloading artifacts" progress bars on the console (mlci shows its own progress)."""
         return {
             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.mlflow_timeout),
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.mlflow_max_retries),
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }
 
 
