@@ -33,6 +33,7 @@ STORE_COMMANDS = [
     ["round"],
     ["nightly"],
     ["analysis"],
+    ["detect"],
     ["serve", "--port", "0"],
 ]
 
@@ -206,8 +207,9 @@ def test_user_set_mlflow_variables_win(home, silent_port):
         (["nightly"], "error: no annotations in file://"),
         (["round"], "error: no consensus stored in file://"),
         (["analysis"], "error: no feature run for basic-v1"),
+        (["detect", "videos/"], "error: no MLflow database at "),
     ],
-    ids=["features", "nightly", "round", "analysis"],
+    ids=["features", "nightly", "round", "analysis", "detect"],
 )
 def test_flow_commands_end_an_expected_error_in_one_line(prefect_harness, home, tmp_path, command, message):
     from prefect.settings import get_current_settings

@@ -33,7 +33,7 @@ from mlci.features import MediaError
 from mlci.features.cache import CacheLayout, quarantine_records, to_parquet_bytes
 from mlci.features.exceptions import EXTRACTOR_ERROR
 from mlci.features.run import MEDIA_SUFFIXES
-from mlci.layout import detection_key
+from mlci.layout import DETECTION_FILES, detection_key
 from mlci.storage import ObjectNotFoundError, StorageError, Store
 from mlci.tables import QUARANTINE, SEGMENTS, conform
 
@@ -264,6 +264,9 @@ def detect_video(
         result.status, result.error, result.seconds = QUARANTINED, f"[{kind}] {message}", time.perf_counter() - t0
         return result
 
+    if _changed(store, item):  # the result would be filed under content it was not computed from
+        result.status, result.error = SKIPPED, "changed or vanished during the run (detected next run)"
+        return result
     concepts = detector.concepts
     segments = [
         merge_segments(starts, ends, scores[:, c], threshold=detector.thresholds[concept], rule=config.rule, tag=concept)
@@ -287,7 +290,7 @@ def detect_video(
                            "source": detector.threshold_sources[c]} for c, t in detector.thresholds.items()},
         "error": error,
         "created_at": now_iso(),
-        "files": ["windows.csv", "segments.csv", "detections.json"],
+        "files": list(DETECTION_FILES[:-1]),
     }
     out = DetectionOutput(detector.model_name, detector.version, item.key, item.detection_id, windows_df, segments_df, manifest)
     write_outputs(store, out)
@@ -297,6 +300,13 @@ def detect_video(
     result.segments, result.seconds = segments_df, time.perf_counter() - t0
     result.error = None if error is None else f"[{error['kind']}] {error['message']}"
     return result
+
+
+def _changed(store: Store, item: VideoItem) -> bool:
+    try:
+        return store.stat(item.key).identity != item.identity
+    except ObjectNotFoundError:
+        return True
 
 
 def _declared_duration(path) -> float | None:
