@@ -334,3 +334,19 @@ def test_a_video_replaced_while_it_is_detected_is_left_for_the_next_run(env, tmp
     assert result.status == "skipped" and "changed" in result.error and result.folder is None
     assert store.list("detections/concepts/1/videos/d/") == []
     assert plan_detection(store, detector, "videos/d/", DetectionConfig()).todo[0].identity != item.identity
+
+
+def test_an_extractor_that_cannot_shift_its_windows_needs_a_whole_hop(env):
+    """Extractors that only implement ``extract`` stream on the grid at 0: a half-window hop is refused
+    when the run is planned, before any video is decoded (nothing is extracted here)."""
+    from mlci.features import FeatureExtractor
+
+    class NoShiftedGrids(BasicExtractor):
+        stream = FeatureExtractor.stream
+
+    values, store = env
+    detector = load_detector(values["MLCI_MLFLOW_TRACKING_URI"], MODEL, store=store)
+    detector.extractor = NoShiftedGrids()
+    with pytest.raises(ValueError, match=r"cannot shift its windows: use a hop that is a multiple of its window \(1 s\)"):
+        plan_detection(store, detector, "videos/", DetectionConfig())
+    assert plan_detection(store, detector, "videos/", DetectionConfig(windowing=Windowing(3.0, 1.0))).todo

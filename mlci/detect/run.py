@@ -29,7 +29,7 @@ from mlci.detect.model import Detector
 from mlci.detect.outputs import DetectionOutput, detection_id, now_iso, window_table, write_outputs
 from mlci.detect.segments import SegmentRule, merge_segments
 from mlci.detect.windows import WindowAssembler, Windowing
-from mlci.features import MediaError
+from mlci.features import FeatureExtractor, MediaError
 from mlci.features.cache import CacheLayout, quarantine_records, to_parquet_bytes
 from mlci.features.exceptions import EXTRACTOR_ERROR
 from mlci.features.run import MEDIA_SUFFIXES
@@ -164,6 +164,11 @@ def plan_detection(store: Store, detector: Detector, source: str, config: Detect
         Nothing with a video suffix at ``source``.
     """
     config.check(detector.window)
+    extractor = detector.extractor
+    if len(config.windowing.offsets(detector.window)) > 1 and type(extractor).stream is FeatureExtractor.stream:
+        # The default stream extracts whole files on the grid at 0 only.
+        raise ValueError(f"the {extractor.name!r} extractor cannot shift its windows: use a hop that is a "
+                         f"multiple of its window ({detector.window:g} s)")
     if source.lower().endswith(MEDIA_SUFFIXES) and store.exists(source):
         keys_all = [source]
     else:

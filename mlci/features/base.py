@@ -3,9 +3,10 @@
 An extractor turns one media file into per-window audio and video vectors
 (:class:`WindowFeatures`); :meth:`FeatureExtractor.stream` hands the same windows out as they are
 completed (:class:`WindowBlock`), on one or more grids shifted by an offset, which the detection
-flow uses to score a long video in bounded memory. Everything after that is shared: :func:`pool_windows` makes the clip
-vectors (mean and standard deviation over windows, L2-normalised per modality, ``combined`` the
-two renormalised), so a learned embedding plugged in later is pooled and cached the same way.
+flow uses to score a long video in bounded memory. Everything after that is shared:
+:func:`pool_windows` makes the clip vectors (mean and standard deviation over windows,
+L2-normalised per modality, ``combined`` the two renormalised), so a learned embedding plugged in
+later is pooled and cached the same way.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import inspect
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
