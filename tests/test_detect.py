@@ -350,3 +350,18 @@ def test_an_extractor_that_cannot_shift_its_windows_needs_a_whole_hop(env):
     with pytest.raises(ValueError, match=r"cannot shift its windows: use a hop that is a multiple of its window \(1 s\)"):
         plan_detection(store, detector, "videos/", DetectionConfig())
     assert plan_detection(store, detector, "videos/", DetectionConfig(windowing=Windowing(3.0, 1.0))).todo
+
+
+def test_a_window_over_a_whole_training_clip_is_that_clip_exactly(env):
+    """Windows are pooled as training clips are: a 3 s window over a 3 s clip is its stored clip vector."""
+    values, store = env
+    detector = load_detector(values["MLCI_MLFLOW_TRACKING_URI"], MODEL, store=store)
+    keys, X, _ = load_features(store, modality="combined", keys=["clips/scenes/clip-0000.mp4", "clips/scenes/clip-0003.mp4"])
+    for key, clip_vector in zip(keys, X):
+        assembler = WindowAssembler(Windowing(3.0, 3.0), detector.window, detector.modality)
+        with store.local_copy(key) as path:
+            detector.extractor.stream(path, assembler.add)
+        assembler.finish()
+        _, _, windows = assembler.take()
+        assert len(windows) == 1 and np.array_equal(windows[0], clip_vector)
+        assert np.array_equal(detector.score(windows), detector.score(clip_vector[None]))
