@@ -91,7 +91,10 @@ def test_run_contents_registry_aliases_and_loading(tracking_uri, tmp_path, monke
     assert m["macro_ap"] == pytest.approx(np.mean([m[f"ap_{c}"] for c in ("holiday", "gift_giving",
                                                   "family_moments", "shopping_scenes", "halloween")]))
     assert t["mlci.trigger"] == "nightly" and t["team"] == "media"
-    assert len(t["mlci.git_commit"]) == 40  # the project is a git checkout
+    assert len(t["mlflow.source.git.commit"]) == 40  # the project is a git checkout: MLflow's own tag
+    assert t["mlflow.note.content"].startswith("Nightly training of logistic_regression on 200 clips (")
+    assert "demo-av v1 combined features; cross-validated macro AP 0." in t["mlflow.note.content"]
+    assert "champion" in client.get_registered_model(MODEL).description
     assert t["mlci.promotion.promote"] == "true" and t["mlci.status.halloween"] == "trained"
 
     files = artifacts(client, result.run_id)

@@ -601,9 +601,11 @@ def log_and_register(
     }
     if comparison.note:
         run_tags[f"{_TAG}promotion.note"] = comparison.note
+    run_tags["mlflow.note.content"] = _run_description(training_set, config, spec, label_snapshot_id, trigger,
+                                                       evaluation.macro.get("macro_ap"), decision)
     commit = git_commit()
     if commit:
-        run_tags[f"{_TAG}git_commit"] = commit
+        run_tags["mlflow.source.git.commit"] = commit  # MLflow's own tag: the UI shows and links it
     if flow_run_id:
         run_tags[f"{_TAG}prefect_flow_run_id"] = str(flow_run_id)
     version_tags = _version_tags(decision, described, evaluation.macro.get("macro_ap"))
@@ -663,11 +665,31 @@ def _version_tags(decision: PromotionDecision, described: Mapping[str, str], mac
     }
 
 
+#: The registered model's description in the MLflow UI.
+_MODEL_DESCRIPTION = (
+    "One binary classifier per concept on mlci's clip features, trained by the train and nightly flows. "
+    "Alias `champion`: the version the nightly scores the pool with (moved only by the promotion gate); "
+    "`challenger`: the latest trained version. Each version's description is its gate decision."
+)
+
+
+def _run_description(training_set: TrainingSet, config, spec, label_snapshot_id, trigger: str, macro_ap,
+                     decision: PromotionDecision) -> str:
+    """What the run did, in a sentence or two (the run's description in the MLflow UI)."""
+    ap = "n/a" if macro_ap is None or not np.isfinite(macro_ap) else f"{macro_ap:.3f}"
+    return (
+        f"{trigger.capitalize()} training of {config.estimator} on {len(training_set)} clips "
+        f"({int(np.count_nonzero(training_set.Y >= 0))} labels, snapshot {label_snapshot_id or 'none'}) with "
+        f"{spec.extractor} v{spec.version} {config.modality} features; cross-validated macro AP {ap}. "
+        f"Gate: {decision.reason}"
+    )
+
+
 def _create_version(client: MlflowClient, model_name: str, run_id: str, model_id: str, tags: dict[str, str],
                     decision: PromotionDecision) -> str:
     """Register the logged model ``model_id`` of ``run_id`` in one call, tagged pending; its version."""
     try:
-        client.create_registered_model(model_name)
+        client.create_registered_model(model_name, description=_MODEL_DESCRIPTION)
     except MlflowException as exc:
         if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
             raise
