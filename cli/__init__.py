@@ -53,8 +53,19 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import mlci
+
+        typer.echo(f"mlci {mlci.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _environment() -> None:
+def _environment(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print mlci's version and exit.")] = False,
+) -> None:
     """Active learning for video clips: features, consensus labels, models, labeling batches."""
     from pydantic import ValidationError
 

@@ -280,3 +280,10 @@ def test_demo_data_creates_a_new_store(home, tmp_path):
 def test_bad_setting_names_its_variable(home):
     done, _ = run_mlci("batches", home=home, MLCI_S3_READ_TIMEOUT="soon")
     assert_one_error_line(done, "MLCI_S3_READ_TIMEOUT: Input should be a valid number")
+
+
+def test_version_needs_no_valid_configuration(home):
+    import mlci
+
+    done, _ = run_mlci("--version", home=home, MLCI_RANDOM_STATE="not a number")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"mlci {mlci.__version__}\n", "")
