@@ -23,7 +23,7 @@ from prefect.futures import as_completed
 
 from flows.runners import make_task_runner
 from mlci.config import apply_mlflow_environment
-from mlci.detect import DetectionConfig, DetectionReport, SegmentRule, Windowing, report_detection
+from mlci.detect import FAILED, DetectionConfig, DetectionReport, SegmentRule, VideoResult, Windowing, report_detection
 from mlci.params import settings_for_run
 from tasks.detect import detect_video_task, load_detector_task, plan_detection_task, reporting_progress
 
@@ -100,16 +100,18 @@ def detect(
         runner = make_task_runner(dask_address=dask_address or settings.dask_address, local_cluster=local_cluster,
                                   n_workers=min(workers, len(plan.todo)))
         with runner:
-            futures = [
+            futures = {
                 runner.submit(detect_video_task, parameters={"settings": settings, "item": item, "detector": detector,
-                                                             "config": config, "threads": threads})
+                                                             "config": config, "threads": threads}): item
                 for item in plan.todo
-            ]
-            for future in as_completed(futures):
+            }
+            for future in as_completed(list(futures)):
                 try:
                     results.append(future.result())
                 except Exception as exc:  # noqa: BLE001 - one video failing after its retries does not stop the rest
-                    logger.error("a detect-video task failed after its retries: %s: %s", type(exc).__name__, exc)
+                    key = futures[future].key
+                    logger.error("%s: failed after its retries (detected next run): %s: %s", key, type(exc).__name__, exc)
+                    results.append(VideoResult(key, FAILED, error=f"{type(exc).__name__}: {exc}"))
     report = report_detection(plan, detector, results, seconds=time.perf_counter() - t0)
     create_markdown_artifact(report.to_markdown(), key="detections",
                              description=f"detect: {detector.model_name} v{detector.version} on {source}")

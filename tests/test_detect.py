@@ -100,7 +100,8 @@ def test_long_video_gives_one_segment_where_the_concept_is(env, tmp_path):
     store.write_bytes("videos/a/notes.txt", b"not a video")
     state = detect(source="videos/a/", return_state=True)
     report = state.result()
-    assert report.counts() == {"detected": 1, "partial": 0, "quarantined": 0, "already_done": 0, "skipped": 0}
+    assert report.counts() == {"detected": 1, "partial": 0, "quarantined": 0, "already_done": 0, "skipped": 0,
+                               "failed": 0}
     (result,) = report.results
     assert result.status == "detected" and result.error is None and abs(result.duration - 60.0) < 0.1
     seg = result.segments
@@ -365,3 +366,25 @@ def test_a_window_over_a_whole_training_clip_is_that_clip_exactly(env):
         _, _, windows = assembler.take()
         assert len(windows) == 1 and np.array_equal(windows[0], clip_vector)
         assert np.array_equal(detector.score(windows), detector.score(clip_vector[None]))
+
+
+def test_a_video_whose_task_fails_is_reported_and_the_others_go_on(env, tmp_path, monkeypatch):
+    import tasks.detect
+    from flows.detect import detect
+    from mlci.detect import DetectError
+
+    _, store = env
+    put_video(store, "videos/e/good.mp4", tmp_path, [DemoScene(4)])
+    put_video(store, "videos/e/bad.mp4", tmp_path, [DemoScene(5)])
+    real = tasks.detect.detect_video
+
+    def failing(store_, item, *args, **kwargs):
+        if item.key.endswith("bad.mp4"):
+            raise DetectError("the task broke")  # an input error: not retried, so the test stays fast
+        return real(store_, item, *args, **kwargs)
+
+    monkeypatch.setattr(tasks.detect, "detect_video", failing)
+    report = detect(source="videos/e/")
+    assert {r.key: r.status for r in report.results} == {"videos/e/bad.mp4": "failed", "videos/e/good.mp4": "detected"}
+    assert not report.complete and "1 failed" in report.format() and "the task broke" in report.format()
+    assert store.list("detections/concepts/1/videos/e/bad.mp4/") == []

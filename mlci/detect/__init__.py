@@ -16,6 +16,7 @@ from mlci.detect.model import THRESHOLD_SOURCES, Detector, load_detector
 from mlci.detect.outputs import EXTRACTOR_NAME, SOURCE_EVENTS, DetectionOutput, window_table
 from mlci.detect.run import (
     DETECTED,
+    FAILED,
     PARTIAL,
     QUARANTINED,
     SKIPPED,
@@ -34,6 +35,7 @@ from mlci.detect.windows import MAX_GRIDS, WindowAssembler, Windowing
 
 __all__ = [
     "DETECTED",
+    "FAILED",
     "EXTRACTOR_NAME",
     "MAX_GRIDS",
     "PARTIAL",

@@ -39,6 +39,7 @@ from mlci.tables import QUARANTINE, SEGMENTS, conform
 
 __all__ = [
     "DETECTED",
+    "FAILED",
     "PARTIAL",
     "QUARANTINED",
     "SKIPPED",
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 #: Outcomes of one video.
-DETECTED, PARTIAL, QUARANTINED, SKIPPED = "detected", "partial", "quarantined", "skipped"
+DETECTED, PARTIAL, QUARANTINED, SKIPPED, FAILED = "detected", "partial", "quarantined", "skipped", "failed"
 #: Windows scored per call to the model.
 _BATCH = 512
 _MESSAGE_LIMIT = 500
@@ -378,13 +379,15 @@ class DetectionReport:
         statuses = [r.status for r in self.results]
         return {"detected": statuses.count(DETECTED), "partial": statuses.count(PARTIAL),
                 "quarantined": statuses.count(QUARANTINED) + len(self.quarantined),
-                "already_done": len(self.done), "skipped": statuses.count(SKIPPED)}
+                "already_done": len(self.done), "skipped": statuses.count(SKIPPED),
+                "failed": statuses.count(FAILED)}
 
     def format(self, max_segments: int = 10) -> str:
         c = self.counts()
         lines = [
             f"detect {self.source} with {self.model_name} v{self.version}: {c['detected']} detected, "
             f"{c['partial']} partial, {c['quarantined']} quarantined, {c['already_done']} already done"
+            + (f", {c['failed']} failed" if c["failed"] else "")
         ]
         for r in self.results:
             if r.status in (DETECTED, PARTIAL):
