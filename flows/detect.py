@@ -15,7 +15,6 @@ Run again with the same model version on the same videos, it changes nothing.
 from __future__ import annotations
 
 import os
-import time
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -86,7 +85,6 @@ def detect(
     dask_address : str, default=None
         Dask scheduler to run the videos on; ``MLCI_DASK_ADDRESS`` when None.
     """
-    t0 = time.perf_counter()
     settings = settings_for_run(store, extractor=extractor, extractor_params=extractor_params)
     apply_mlflow_environment(settings)
     logger = get_run_logger()
@@ -112,7 +110,7 @@ def detect(
                     key = futures[future].key
                     logger.error("%s: failed after its retries (detected next run): %s: %s", key, type(exc).__name__, exc)
                     results.append(VideoResult(key, FAILED, error=f"{type(exc).__name__}: {exc}"))
-    report = report_detection(plan, detector, results, seconds=time.perf_counter() - t0)
+    report = report_detection(plan, detector, results)
     create_markdown_artifact(report.to_markdown(), key="detections",
                              description=f"detect: {detector.model_name} v{detector.version} on {source}")
     return report

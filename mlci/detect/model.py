@@ -84,9 +84,13 @@ class Detector:
         return proba[:, columns]
 
 
+def _cache_id(schema: Mapping[str, str]) -> str:
+    """``<extractor>-v<version>-<params hash>`` of a recorded schema (as ``FeatureSchema.cache_id``)."""
+    return f"{schema.get('extractor')}-v{schema.get('version')}-{schema.get('params_hash')}"
+
+
 def _describe(schema: Mapping[str, str]) -> str:
-    cache = f"{schema.get('extractor')}-v{schema.get('version')}-{schema.get('params_hash')}"
-    return f"{cache} ({schema.get('modality')})" if schema.get("modality") else cache
+    return f"{_cache_id(schema)} ({schema['modality']})" if schema.get("modality") else _cache_id(schema)
 
 
 def _check_schema(model: MultiLabelModel, extractor: FeatureExtractor, label: str, store: Store | None) -> None:
@@ -114,9 +118,8 @@ def _trained_schema(store: Store | None, recorded: Mapping[str, str]) -> Feature
     """The training features' full schema, when this store holds it (to say which parameters differ)."""
     if store is None or recorded.get("params_hash") is None:
         return None
-    cache_id = f"{recorded['extractor']}-v{recorded['version']}-{recorded['params_hash']}"
     try:
-        return FeatureSchema.from_json(store.read_text(FeatureLayout(cache_id).schema_key))
+        return FeatureSchema.from_json(store.read_text(FeatureLayout(_cache_id(recorded)).schema_key))
     except (ObjectNotFoundError, ValueError, KeyError):
         return None
 

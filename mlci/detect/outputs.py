@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -129,7 +128,3 @@ def write_outputs(store: Store, out: DetectionOutput) -> bool:
     for name in DETECTION_FILES[:-1]:
         store.write_if_absent(out.key(name), files[name])
     return store.write_if_absent(out.key("manifest.json"), json_bytes(out.manifest))
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

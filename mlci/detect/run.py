@@ -26,7 +26,7 @@ import pandas as pd
 
 from mlci.detect.exceptions import NoVideosError
 from mlci.detect.model import Detector
-from mlci.detect.outputs import DetectionOutput, detection_id, now_iso, window_table, write_outputs
+from mlci.detect.outputs import DetectionOutput, detection_id, window_table, write_outputs
 from mlci.detect.segments import SegmentRule, merge_segments
 from mlci.detect.windows import WindowAssembler, Windowing
 from mlci.features import FeatureExtractor, MediaError
@@ -133,7 +133,6 @@ class VideoResult:
     folder: str | None = None
     duration: float = 0.0
     n_windows: int = 0
-    n_rows: int = 0
     segments: pd.DataFrame = field(default_factory=lambda: conform(pd.DataFrame(columns=list(SEGMENTS.columns)), SEGMENTS))
     error: str | None = None
     seconds: float = 0.0
@@ -295,14 +294,14 @@ def detect_video(
         "thresholds": {c: {"enter": round(t, 4), "exit": round(max(0.0, t - config.rule.hysteresis), 4),
                            "source": detector.threshold_sources[c]} for c, t in detector.thresholds.items()},
         "error": error,
-        "created_at": now_iso(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": list(DETECTION_FILES[:-1]),
     }
     out = DetectionOutput(detector.model_name, detector.version, item.key, item.detection_id, windows_df, segments_df, manifest)
     write_outputs(store, out)
     result.status = PARTIAL if error else DETECTED
     result.folder = out.key("manifest.json").rsplit("/", 1)[0] + "/"
-    result.duration, result.n_windows, result.n_rows = end.duration, int(len(starts)), int(len(windows_df))
+    result.duration, result.n_windows = end.duration, int(len(starts))
     result.segments, result.seconds = segments_df, time.perf_counter() - t0
     result.error = None if error is None else f"[{error['kind']}] {error['message']}"
     return result
@@ -344,17 +343,16 @@ def detect_videos(
     progress: Progress | None = None,
 ) -> DetectionReport:
     """Plan and detect every video at ``source`` that needs it, one after the other, in this process."""
-    t0 = time.perf_counter()
     config = config or DetectionConfig()
     plan = plan_detection(store, detector, source, config)
     results = [detect_video(store, item, detector, config, threads=threads, progress=progress) for item in plan.todo]
-    return report_detection(plan, detector, results, seconds=time.perf_counter() - t0)
+    return report_detection(plan, detector, results)
 
 
-def report_detection(plan: DetectionPlan, detector: Detector, results: list[VideoResult], *, seconds: float = 0.0) -> DetectionReport:
+def report_detection(plan: DetectionPlan, detector: Detector, results: list[VideoResult]) -> DetectionReport:
     """The run's report from its plan and the results of its videos."""
     return DetectionReport(plan.source, detector.model_name, detector.version, sorted(results, key=lambda r: r.key),
-                           plan.done, plan.quarantined, plan.n_ignored, seconds)
+                           plan.done, plan.quarantined, plan.n_ignored)
 
 
 @dataclass
@@ -368,7 +366,6 @@ class DetectionReport:
     done: dict[str, str]
     quarantined: dict[str, str]
     n_ignored: int = 0
-    seconds: float = 0.0
 
     @property
     def complete(self) -> bool:
@@ -388,6 +385,7 @@ class DetectionReport:
             f"detect {self.source} with {self.model_name} v{self.version}: {c['detected']} detected, "
             f"{c['partial']} partial, {c['quarantined']} quarantined, {c['already_done']} already done"
             + (f", {c['failed']} failed" if c["failed"] else "")
+            + (f" ({self.n_ignored} non-video objects ignored)" if self.n_ignored else "")
         ]
         for r in self.results:
             if r.status in (DETECTED, PARTIAL):

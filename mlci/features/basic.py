@@ -124,7 +124,7 @@ class _Release:
     def open(self, stats: DecodeStats) -> None:
         self.streams = [a for a, present in ((self.audio, stats.has_audio), (self.video, stats.has_video)) if present]
 
-    def check(self, *_: object) -> None:
+    def check(self) -> None:
         if self.streams:
             reached = min(s.done_until for s in self.streams)
             for grid, offset in enumerate(self.offsets):
