@@ -21,6 +21,7 @@ from cli.common import (
     BatchSizeOption,
     ConsensusMethodOption,
     EstimatorOption,
+    JsonOption,
     LockTtlOption,
     ModalityOption,
     RandomStateOption,
@@ -33,9 +34,11 @@ from cli.common import (
     describe,
     fail,
     open_store_for,
+    print_json,
     print_table,
     settings_for,
 )
+from cli.console import VerboseOption, flow_console
 from cli.detect import detect_command
 from cli.features import features_command
 from cli.labels import app as labels_app
@@ -124,6 +127,7 @@ def nightly_command(
     tolerance: ToleranceOption = None,
     lock_ttl_hours: LockTtlOption = None,
     random_state: RandomStateOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run the nightly flow once: labels, features, consensus, train and gate, publish a batch.
 
@@ -136,7 +140,7 @@ def nightly_command(
     checked_settings(store, **options)
     from flows.nightly import nightly
 
-    with command_errors(flow=True):
+    with flow_console(verbose=verbose):
         summary = nightly(store=store, **options, trigger="manual")
     typer.echo(summary.to_markdown())
     if summary.status == "skipped":
@@ -154,6 +158,7 @@ def round_command(
     relabel_share: RelabelShareOption = None,
     modality: ModalityOption = None,
     random_state: RandomStateOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Publish a labeling batch from the current consensus and the champion model."""
     options = dict(strategy=strategy, batch_size=batch_size, relabel_share=relabel_share, modality=modality,
@@ -161,7 +166,7 @@ def round_command(
     checked_settings(store, **options)
     from flows.round import round_flow
 
-    with command_errors(flow=True):
+    with flow_console(verbose=verbose):
         result = round_flow(store=store, **options)
     typer.echo(result.summary())
     print_table(result.batch.head(10))
@@ -191,7 +196,7 @@ def unlock_command(
 
 
 @app.command("batches")
-def batches_command(store: StoreOption = None) -> None:
+def batches_command(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """List published batches and how many of their clips have come back labeled."""
     target = open_store_for(settings_for(store))
     from mlci.batches import list_batches
@@ -205,20 +210,22 @@ def batches_command(store: StoreOption = None) -> None:
             in_label_studio = batch_status(target, listing["round_id"])
             if in_label_studio["ls_project"].any():  # columns only for teams that use Label Studio
                 listing = listing.merge(in_label_studio, on="round_id", how="left")
-    if listing.empty:
+    if as_json:
+        print_json(listing.to_dict(orient="records"))
+    elif listing.empty:
         typer.echo("no batches published yet")
     else:
         print_table(listing)
 
 
 @app.command("demo")
-def demo(store: StoreOption = None) -> None:
+def demo(store: StoreOption = None, verbose: VerboseOption = False) -> None:
     """The main job on the embedded default: the demo corpus, then one nightly round."""
     demo_data(store=store)
     settings = settings_for(store)
     from flows.nightly import nightly
 
-    with command_errors(flow=True):
+    with flow_console(verbose=verbose):
         summary = nightly(store=settings.store_uri, trigger="manual")
     model, batch = summary.model, summary.batch
     typer.echo("")
@@ -226,11 +233,11 @@ def demo(store: StoreOption = None) -> None:
     print_table(_read_batch_top(settings, batch.round_id))
     typer.echo(
         f"model: {model.name} version {model.version} ({'champion' if model.is_champion else 'challenger'}); "
-        f"macro AP {model.metrics.get('macro_ap', float('nan')):.3f}, "
-        f"macro ROC AUC {model.metrics.get('macro_roc_auc', float('nan')):.3f}"
+        f"cross-validated macro AP {model.metrics.get('cv_macro_ap', float('nan')):.3f}, "
+        f"macro ROC AUC {model.metrics.get('cv_macro_roc_auc', float('nan')):.3f}"
     )
     for key, name in model.classes:
-        typer.echo(f"  {name:<16} AP {model.metrics.get(f'ap_{key}', float('nan')):.3f}  "
+        typer.echo(f"  {name:<16} AP {model.metrics.get(f'cv_ap_{key}', float('nan')):.3f}  "
                    f"[{model.class_status.get(name, '-')}]")
     mlci_bin = Path(sys.executable).parent / "mlci"
     typer.echo(f"\nwhere each concept appears in a 2-minute video: {mlci_bin} detect videos/demo/")

@@ -9,12 +9,13 @@ import typer
 from cli.common import (
     ModalityOption,
     StoreOption,
-    command_errors,
     describe,
     fail,
+    one_of,
     open_store_for,
     settings_for,
 )
+from cli.console import VerboseOption, flow_console
 from mlci.redact import redact_url
 
 __all__ = ["analysis_command"]
@@ -30,7 +31,7 @@ def _split(text: str | None) -> list[str] | None:
 def analysis_command(
     store: StoreOption = None,
     source: Annotated[
-        str, typer.Option("--source", help="Labels to simulate on: 'consensus' (latest snapshot) or 'truth' (demo corpus).")
+        str, typer.Option("--source", parser=one_of("consensus", "truth"), metavar="[consensus|truth]", help="Labels to simulate on: 'consensus' (latest snapshot) or 'truth' (demo corpus).")
     ] = "consensus",
     strategies: Annotated[
         str | None,
@@ -55,10 +56,9 @@ def analysis_command(
     ] = False,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Threads, or processes with --local-cluster (default: MLCI_WORKERS, else the usable cores).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Run again even if this analysis is already in MLflow.")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Simulate labeling strategies on labels you already have and answer the seed's four questions."""
-    if source not in ("consensus", "truth"):
-        fail(f"--source must be 'consensus' or 'truth', got {source!r}")
     from mlci.analysis import (
         UnknownSimulationStrategyError,
         make_simulation_strategy,
@@ -77,7 +77,7 @@ def analysis_command(
     open_store_for(settings)  # a bad store ends here, before Prefect starts
     from flows.analysis import analysis
 
-    with command_errors(flow=True):
+    with flow_console(verbose=verbose):
         outcome = analysis(
             store=settings.store_uri,
             source=source,

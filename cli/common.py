@@ -8,7 +8,7 @@ is redacted (:mod:`mlci.redact`). Anything else is a bug and keeps its traceback
 from __future__ import annotations
 
 import contextlib
-import logging
+import io
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, NoReturn, Optional
@@ -39,7 +39,10 @@ __all__ = [
     "describe",
     "fail",
     "is_expected",
+    "one_of",
+    "JsonOption",
     "open_store_for",
+    "print_json",
     "print_table",
     "registry_choice",
     "settings_for",
@@ -62,6 +65,11 @@ def registry_choice(load: Callable[[], Sequence[str]]) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+def one_of(*names: str) -> Callable[[str], str]:
+    """A typer ``parser`` accepting one of ``names`` (a wrong value is refused with the list)."""
+    return registry_choice(lambda: names)
 
 
 StoreOption = Annotated[
@@ -172,13 +180,8 @@ def describe(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def command_errors(*, flow: bool = False) -> Iterator[None]:
-    """Turn expected errors raised in the block into :func:`fail`; with ``flow``, keep Prefect's
-    console log of the run free of their tracebacks (the run's log in Prefect keeps them)."""
-    quiet = _QuietExpectedTracebacks() if flow else None
-    handlers = _console_handlers() if flow else []
-    for handler in handlers:
-        handler.addFilter(quiet)
+def command_errors() -> Iterator[None]:
+    """Turn expected errors raised in the block into :func:`fail` (flows run in :func:`cli.console.flow_console`)."""
     try:
         yield
     except typer.Exit:
@@ -187,9 +190,6 @@ def command_errors(*, flow: bool = False) -> Iterator[None]:
         if not is_expected(exc):
             raise
         fail(describe(exc))
-    finally:
-        for handler in handlers:
-            handler.removeFilter(quiet)
 
 
 def settings_for(store: str | None) -> Settings:
@@ -208,25 +208,18 @@ def open_store_for(settings: Settings, *, create: bool = False):
         return settings.open_store(must_exist=not create)
 
 
-class _QuietExpectedTracebacks(logging.Filter):
-    """Drops the traceback (not the line) of log records about an expected error."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None and is_expected(record.exc_info[1]):
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-def _console_handlers() -> list[logging.Handler]:
-    # Prefect logs a failed task or flow with its traceback; its console handler sits on the root logger.
-    return [h for h in logging.getLogger().handlers if type(h).__name__ == "PrefectConsoleHandler"]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of a table.")]
 
 
 def _cell(value) -> str:
-    if value is None:
+    import pandas as pd
+
+    if value is None or (not isinstance(value, (list, tuple, dict)) and pd.isna(value)):
         return "-"
     if isinstance(value, float):
-        return f"{value:.3f}" if value == value else "-"
+        return f"{value:.3f}"
+    if hasattr(value, "strftime"):  # a time: to the second, its zone as an offset
+        return value.strftime("%Y-%m-%d %H:%M:%S%z")
     return str(value)
 
 
@@ -239,10 +232,46 @@ def _clip(text: str, width: int) -> str:
 
 
 def print_table(df, *, max_width: int = 60) -> None:
-    """A plain aligned table (readable in logs, no extra dependency)."""
-    cols = [str(c) for c in df.columns]
-    rows = [[_clip(_cell(v), max_width) for v in row] for row in df.itertuples(index=False)]
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
-    typer.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    for r in rows:
-        typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+    """A table through rich: numbers right-aligned to 3 decimals, missing values as ``-``.
+
+    Piped into a file or another program, lines are never wrapped (a log keeps whole rows).
+    """
+    import pandas as pd
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    tty = sys.stdout.isatty()
+    table = Table(box=box.SIMPLE_HEAD if tty else None, show_edge=False, pad_edge=False, header_style="bold")
+    for column in df.columns:
+        numeric = pd.api.types.is_numeric_dtype(df[column]) and not pd.api.types.is_bool_dtype(df[column])
+        table.add_column(str(column), justify="right" if numeric else "left", no_wrap=True)
+    for row in df.itertuples(index=False):
+        table.add_row(*(_clip(_cell(v), max_width) for v in row))
+    if tty:
+        Console(soft_wrap=False).print(table)
+        return
+    console = Console(file=io.StringIO(), width=100_000, color_system=None)
+    console.print(table)
+    typer.echo("\n".join(line.rstrip() for line in console.file.getvalue().splitlines()))
+
+
+def print_json(data: Any) -> None:
+    """``data`` as indented JSON on stdout (NaN becomes null; timestamps become ISO strings)."""
+    import json
+    import math
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
+        if hasattr(value, "item"):  # a numpy scalar
+            return clean(value.item())
+        return value
+
+    typer.echo(json.dumps(clean(data), indent=2))

@@ -10,7 +10,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import EXIT_INCOMPLETE, StoreOption, command_errors, fail, open_store_for, settings_for
+from cli.common import (
+    EXIT_INCOMPLETE,
+    StoreOption,
+    fail,
+    open_store_for,
+    settings_for,
+)
+from cli.console import VerboseOption, flow_console
 from cli.features import parse_params
 
 __all__ = ["detect_command", "parse_thresholds"]
@@ -48,6 +55,7 @@ def detect_command(
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Videos detected at once (default: MLCI_WORKERS, else the usable cores).")] = None,
     local_cluster: Annotated[bool, typer.Option("--local-cluster", help="Detect videos in a local Dask cluster's processes (faster than threads for several videos).")] = False,
     dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Dask scheduler to run on (default: MLCI_DASK_ADDRESS).")] = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Find where each concept appears in long videos: timed windows, merged segments, a JSON document per video."""
     from tqdm import tqdm
@@ -74,7 +82,7 @@ def detect_command(
         bar.total = sum(t for _, t in seen.values())
         bar.update(sum(d for d, _ in seen.values()) - bar.n)
 
-    with command_errors(flow=True):
+    with flow_console(verbose=verbose, progress_line=False):  # the bar shows progress
         try:
             with reporting_progress(progress):
                 report = detect(

@@ -14,12 +14,12 @@ import typer
 from cli.common import (
     EXIT_INCOMPLETE,
     StoreOption,
-    command_errors,
     configured_default,
     fail,
     open_store_for,
     settings_for,
 )
+from cli.console import VerboseOption, flow_console
 from mlci.config import TrainingSettings
 
 __all__ = ["features_command", "parse_params"]
@@ -55,6 +55,7 @@ def features_command(
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Parallel chunks (threads), or local cluster processes (default: MLCI_WORKERS, else the usable cores).")] = None,
     threads: Annotated[int, typer.Option("--threads", min=1, help="Decoder threads per clip.")] = 1,
     log_every: Annotated[int, typer.Option("--log-every", min=1, help="Log progress every N clips.")] = 50,
+    verbose: VerboseOption = False,
 ) -> None:
     """Compute audio and video features of new or changed clips; broken clips go to quarantine."""
     from tqdm import tqdm
@@ -79,12 +80,14 @@ def features_command(
         bar = bars[0]
         bar.set_postfix(quarantined=quarantined, refresh=False)
         bar.update(done - bar.n)
+        if done >= total:
+            bar.close()  # before the step's closing line
 
     def close() -> None:
         for bar in bars:
             bar.close()
 
-    with command_errors(flow=True):
+    with flow_console(verbose=verbose, progress_line=False):  # the bar shows progress
         try:
             with reporting_progress(progress):
                 report = features_flow(

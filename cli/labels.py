@@ -16,10 +16,13 @@ from cli.common import (
     StoreOption,
     command_errors,
     fail,
+    one_of,
     open_store_for,
     print_table,
+    registry_choice,
     settings_for,
 )
+from mlci import params
 
 __all__ = ["app", "ingest_command", "consensus_command"]
 
@@ -42,7 +45,7 @@ def ingest_command(
         Optional[str],
         typer.Option("--format", help="flat, label_studio, label_studio_min or csv (default: detect per file)."),
     ] = None,
-    empty: Annotated[str, typer.Option("--empty", help="An empty label list: 'skip' (no answer) or 'negative'.")] = "skip",
+    empty: Annotated[str, typer.Option("--empty", parser=one_of("skip", "negative"), metavar="[skip|negative]", help="An empty label list: 'skip' (no answer) or 'negative'.")] = "skip",
     choice_name: Annotated[
         Optional[str], typer.Option("--choice-name", help="Label Studio choices control (from_name) to read.")
     ] = None,
@@ -118,9 +121,9 @@ def ingest_command(
 def consensus_command(
     store: StoreOption = None,
     method: Annotated[
-        str, typer.Option("--method", help="dawid_skene, one_coin (sparse data) or majority.")
+        str, typer.Option("--method", parser=registry_choice(params.consensus_methods), metavar="NAME", help="dawid_skene, one_coin (sparse data) or majority.")
     ] = "dawid_skene",
-    tie: Annotated[str, typer.Option("--tie", help="Label of a posterior of exactly 0.5: negative or positive.")] = "negative",
+    tie: Annotated[str, typer.Option("--tie", parser=one_of("negative", "positive"), metavar="[negative|positive]", help="Label of a posterior of exactly 0.5: negative or positive.")] = "negative",
     tol: Annotated[float, typer.Option("--tol", min=0.0, help="EM convergence tolerance.")] = 1e-6,
     max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="EM step cap.")] = 500,
     band_low: Annotated[float, typer.Option("--band-low", help="Relabel band: lowest uncertain posterior.")] = 0.2,

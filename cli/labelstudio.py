@@ -10,7 +10,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import StoreOption, command_errors, open_store_for, print_table, settings_for
+from cli.common import (
+    StoreOption,
+    command_errors,
+    open_store_for,
+    print_table,
+    settings_for,
+)
 
 __all__ = ["app"]
 

@@ -13,6 +13,7 @@ import typer
 
 from cli.common import (
     EstimatorOption,
+    JsonOption,
     ModalityOption,
     RandomStateOption,
     StoreOption,
@@ -20,8 +21,12 @@ from cli.common import (
     checked_settings,
     command_errors,
     configured_default,
+    one_of,
+    print_json,
+    print_table,
     settings_for,
 )
+from cli.console import VerboseOption, flow_console
 from mlci.config import TrainingSettings
 from mlci.redact import redact_url
 
@@ -34,14 +39,15 @@ def train_command(
     snapshot: Annotated[Optional[str], typer.Option("--snapshot", help="Consensus label snapshot (default: latest).")] = None,
     estimator: EstimatorOption = None,
     c: Annotated[Optional[float], typer.Option("--C", help="Inverse regularisation (logistic regression, linear SVM).")] = None,
-    class_weight: Annotated[Optional[str], typer.Option("--class-weight", help="'balanced' or omit.")] = None,
-    calibration: Annotated[str, typer.Option("--calibration", help="none, sigmoid or isotonic.")] = "none",
+    class_weight: Annotated[Optional[str], typer.Option("--class-weight", parser=one_of("balanced", "none"), metavar="[balanced|none]", help="Weight classes by inverse frequency (default: none).")] = None,
+    calibration: Annotated[str, typer.Option("--calibration", parser=one_of("none", "sigmoid", "isotonic"), metavar="[none|sigmoid|isotonic]", help="none, sigmoid or isotonic.")] = "none",
     weight_by_posterior: Annotated[bool, typer.Option("--weight-by-posterior", help="Weight labels by consensus confidence.")] = False,
-    trigger: Annotated[str, typer.Option("--trigger", help="manual or nightly (recorded on the run).")] = "manual",
+    trigger: Annotated[str, typer.Option("--trigger", parser=one_of("manual", "nightly"), metavar="[manual|nightly]", help="manual or nightly (recorded on the run).")] = "manual",
     tolerance: ToleranceOption = None,
     min_new_labels: Annotated[Optional[int], typer.Option("--min-new-labels", min=1, help="New labels needed to compare on them.", show_default=configured_default(TrainingSettings, "min_new_labels"))] = None,
     folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-validation folds.")] = 5,
     random_state: RandomStateOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Train one classifier per concept on the latest consensus, log it to MLflow, register it, gate promotion."""
     from mlci.models.tracking import class_keys
@@ -56,7 +62,7 @@ def train_command(
         params["class_weight"] = None if class_weight == "none" else class_weight
     from flows.training import train_flow
 
-    with command_errors(flow=True):
+    with flow_console(verbose=verbose):
         result = train_flow(
             store=store,
             **training_options,
@@ -74,35 +80,49 @@ def train_command(
     )
     keys = class_keys(list(result.class_status))
     for cls, status in result.class_status.items():
-        ap = result.metrics.get(f"ap_{keys[cls]}")
+        ap = result.metrics.get(f"cv_ap_{keys[cls]}")
         typer.echo(f"  {cls:<20} {status:<18} AP {'-' if ap is None else f'{ap:.3f}'}")
-    typer.echo(f"  macro AP {result.metrics.get('macro_ap', math.nan):.3f}")
+    typer.echo(f"  cross-validated macro AP {result.metrics.get('cv_macro_ap', math.nan):.3f}")
     typer.echo(f"{'promoted to champion' if result.promoted else 'not promoted'}: {result.decision.reason}")
 
 
 def models_command(
     store: StoreOption = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Registered model name (default: MLCI_REGISTERED_MODEL_NAME).")] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """List registered model versions with their aliases and macro metrics, newest first."""
-    from mlci.models import list_versions
+    """List registered model versions with their aliases and cross-validated macro metrics, newest first."""
+    from mlci.models.registry import list_versions
 
     settings = settings_for(store)
     model_name = name or settings.registered_model_name
     with command_errors():
         versions = list_versions(settings.tracking_uri, model_name)
+    if as_json:
+        print_json([_version_record(v) for v in versions])
+        return
     if not versions:
         typer.echo(f"no versions of {model_name!r} in {redact_url(settings.tracking_uri)}")
         return
-    typer.echo(f"{'version':>7}  {'aliases':<22} {'macro_ap':>8} {'roc_auc':>8} {'f1':>6}  {'trigger':<8} decision")
-    for v in versions:
-        m = v.metrics
-        typer.echo(
-            f"{v.version:>7}  {','.join(v.aliases) or '-':<22} {_num(m.get('macro_ap')):>8} "
-            f"{_num(m.get('macro_roc_auc')):>8} {_num(m.get('macro_f1')):>6}  {v.tags.get('mlci.trigger', '-'):<8} "
-            f"{v.tags.get('mlci.promotion.reason', '')}"
-        )
+    import pandas as pd
+
+    print_table(pd.DataFrame([{
+        "version": int(v.version),
+        "aliases": ",".join(v.aliases) or "-",
+        "cv_macro_ap": v.metrics.get("macro_ap"),
+        "cv_roc_auc": v.metrics.get("macro_roc_auc"),
+        "cv_f1": v.metrics.get("macro_f1"),
+        "trigger": v.tags.get("mlci.trigger", "-"),
+        "decision": v.tags.get("mlci.promotion.reason", ""),
+    } for v in versions]), max_width=100)
 
 
-def _num(value) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+def _version_record(v) -> dict:
+    from datetime import datetime, timezone
+
+    return {
+        "name": v.name, "version": int(v.version), "aliases": list(v.aliases), "run_id": v.run_id,
+        "created_at": datetime.fromtimestamp(v.created_at_ms / 1000, timezone.utc).isoformat(),
+        "trigger": v.tags.get("mlci.trigger"), "decision": v.tags.get("mlci.promotion.reason"),
+        "cv_metrics": dict(v.metrics),
+    }

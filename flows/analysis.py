@@ -24,6 +24,7 @@ from typing import Literal
 import pandas as pd
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact
+from prefect.futures import as_completed
 
 import mlci
 from flows.runners import make_task_runner
@@ -35,6 +36,7 @@ from mlci.analysis.stopping import make_rules
 from mlci.config import Settings, apply_mlflow_environment
 from mlci.layout import analysis_key
 from mlci.models.tracking import git_commit
+from mlci.reporting import ends_step, reports_progress
 from tasks.analysis import (
     consensus_study_task,
     find_analysis_run_task,
@@ -83,6 +85,18 @@ class AnalysisOutcome:
     skipped_concepts: dict[str, str] = field(default_factory=dict)
     n_units: int = 0
     seconds: float = 0.0
+
+
+def _results_in_order(futures: list, logger) -> list:
+    """The futures' results in their order, logging progress as they finish (any order)."""
+    position = {id(f): i for i, f in enumerate(futures)}
+    results, every = [None] * len(futures), max(1, len(futures) // 20)
+    for done, future in enumerate(as_completed(futures), 1):
+        results[position[id(future)]] = future.result()
+        if done % every == 0 or done == len(futures):
+            logger.info("simulated %d/%d tasks", done, len(futures),
+                        extra=reports_progress(done, len(futures), "simulation tasks"))
+    return results
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -160,7 +174,8 @@ def analysis(
     analysis_id = data_fingerprint(data, params)
     existing = None if force else find_analysis_run_task(tracking_uri, experiment_name, analysis_id)
     if existing:
-        logger.info("analysis %s is already in MLflow (run %s); nothing to do", analysis_id, existing)
+        logger.info("analysis %s is already in MLflow (run %s); nothing to do", analysis_id, existing,
+                    extra=ends_step("analysis"))
         return AnalysisOutcome(analysis_id, existing, experiment_name, tracking_uri,
                                analysis_key(analysis_id, "report.md"), reused=True,
                                skipped_concepts=dict(data.skipped), seconds=time.perf_counter() - started)
@@ -182,7 +197,7 @@ def analysis(
                 "ks": unmapped(consensus_ks), "methods": unmapped(["majority", "dawid_skene", "one_coin"]),
             })
             consensus = pd.concat([f.result() for f in studies], ignore_index=True)
-        parts = [f.result() for f in sims]
+        parts = _results_in_order(sims, logger)
     result = collect_result(data, reps, parts, config, strategies, schedules, time.perf_counter() - started)
     summary = summarise_analysis_task(result, consensus, stopping_rules=rules)
     run_id, report_key = record_analysis_task(

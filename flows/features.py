@@ -24,6 +24,7 @@ from prefect.futures import as_completed
 from flows.runners import make_task_runner
 from mlci.config import Settings
 from mlci.features import ChunkResult, FeatureRunReport
+from mlci.reporting import reports_progress
 from tasks.features import (
     commit_feature_run_task,
     compute_feature_chunk_task,
@@ -145,6 +146,7 @@ def features(
                 if progress is not None:
                     progress(done, total, quarantined)
                 if done >= next_log or done == total:
-                    logger.info("features: %d/%d clips done, %d quarantined", done, total, quarantined)
+                    logger.info("features: %d/%d clips done, %d quarantined", done, total, quarantined,
+                                extra=reports_progress(done, total, "clips"))
                     next_log = (done // log_every + 1) * log_every
     return commit_feature_run_task(settings, plan, sorted(results, key=lambda r: r.chunk), failed)

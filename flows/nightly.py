@@ -128,6 +128,7 @@ def nightly(
             trigger=trigger,
             tolerance=fit.tolerance,
             min_new_labels=fit.min_new_labels,
+            store_uri=settings.store_uri,
         )
 
         champion, champion_version = load_champion_task(settings)
@@ -180,8 +181,5 @@ def nightly(
         key="nightly-batch",
         description=f"batch {round_result.round_id}",
     )
-    logger.info(
-        "nightly done: model %s v%s (%s), %s", training.model_name, training.model_version,
-        "promoted" if training.promoted else "not promoted", round_result.summary(),
-    )
+    logger.info("nightly done: %s", summary.headline())
     return summary

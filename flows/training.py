@@ -59,6 +59,7 @@ def training_step(
     min_new_labels: int,
     tags: Mapping[str, str] | None = None,
     reuse_existing: bool = True,
+    store_uri: str | None = None,
 ) -> TrainingResult:
     """Train on ``training_set``, gate the challenger, log and register it (steps 0-6 above).
 
@@ -85,7 +86,7 @@ def training_step(
         training_set, trained, comparison, decision,
         tracking_uri=tracking_uri, experiment_name=experiment_name, model_name=model_name,
         feature_schema=feature_schema, fingerprint=fingerprint, label_snapshot_id=label_snapshot_id,
-        trigger=trigger, tags=tags, tolerance=tolerance, min_new_labels=min_new_labels,
+        trigger=trigger, tags=tags, tolerance=tolerance, min_new_labels=min_new_labels, store_uri=store_uri,
     )
 
 
@@ -134,4 +135,5 @@ def train_flow(
         trigger=trigger,
         tolerance=fit.tolerance,
         min_new_labels=fit.min_new_labels,
+        store_uri=settings.store_uri,
     )

@@ -10,7 +10,34 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["BatchStep", "ConsensusStep", "FeaturesStep", "LabelStudioStep", "LabelsStep", "ModelStep", "NightlySummary"]
+__all__ = [
+    "PROGRESS",
+    "STEP",
+    "BatchStep",
+    "ConsensusStep",
+    "FeaturesStep",
+    "LabelStudioStep",
+    "LabelsStep",
+    "ModelStep",
+    "NightlySummary",
+    "ends_step",
+    "reports_progress",
+]
+
+#: Key, in a log record's ``extra``, of the step a record ends (the record is that step's one-line result).
+STEP = "mlci_step"
+#: Key, in a log record's ``extra``, of ``(done, total, unit)`` for a record that reports progress.
+PROGRESS = "mlci_progress"
+
+
+def ends_step(name: str) -> dict[str, str]:
+    """``extra=`` for the log record that ends step ``name``: the one line the quiet console shows for it."""
+    return {STEP: name}
+
+
+def reports_progress(done: int, total: int, unit: str) -> dict[str, tuple[int, int, str]]:
+    """``extra=`` for a log record that reports progress (the quiet console redraws one line with it)."""
+    return {PROGRESS: (done, total, unit)}
 
 
 @dataclass(frozen=True)
@@ -71,7 +98,8 @@ class ConsensusStep:
 class ModelStep:
     """The model version the run registered (or reused) and the gate's decision.
 
-    ``classes`` pairs each concept's metric key with its catalog name, in catalog order.
+    ``classes`` pairs each concept's metric key with its catalog name, in catalog order; ``metrics``
+    are the run's MLflow metrics (``cv_macro_ap``, ``cv_ap_<key>``, …).
     """
 
     name: str = "-"
@@ -154,11 +182,32 @@ class NightlySummary:
         """Plain data (for JSON)."""
         return asdict(self)
 
+    def headline(self) -> str:
+        """What this run changed, in one line (a re-run with nothing new says so)."""
+        if self.status == "skipped":
+            return f"skipped: {self.reason}"
+        md, bt = self.model, self.batch
+        if md.reused:
+            model = (f"no new labels: champion v{md.champion_version} kept" if md.champion_version
+                     else f"nothing new to train on: v{md.version} reused")
+        elif md.promoted:
+            model = f"v{md.version} promoted to champion"
+        else:
+            model = f"v{md.version} registered, not promoted: champion v{md.champion_version} kept"
+        if bt.reason:
+            batch = f"no batch: {bt.reason}"
+        elif bt.published:
+            batch = f"batch {bt.round_id} published ({bt.n_clips} clips)"
+        else:
+            batch = f"batch {bt.round_id} already published"
+        return f"{model}; {batch}"
+
     def to_markdown(self) -> str:
         """A short report: counts, per-concept metrics, the promotion decision, the batch location."""
         if self.status == "skipped":
             return f"# mlci nightly: skipped\n\n{self.reason}\n"
-        lines = ["# mlci nightly round" + (" (INCOMPLETE)" if self.status == "incomplete" else ""), ""]
+        lines = ["# mlci nightly round" + (" (INCOMPLETE)" if self.status == "incomplete" else ""), "",
+                 f"**{self.headline()}**", ""]
         if self.warnings:
             lines += ["## Warnings", "", *[f"- {w}" for w in self.warnings], ""]
         lb, ft, cs, md, bt = self.labels, self.features, self.consensus, self.model, self.batch
@@ -179,20 +228,26 @@ class NightlySummary:
         ]
         if md.classes:
             metrics = md.metrics
-            lines += ["## Per-concept metrics (out-of-fold)", "", "| concept | AP | ROC AUC | F1 | status |",
+            lines += ["## Per-concept metrics (cross-validated, out-of-fold)", "",
+                      "| concept | cv AP | cv ROC AUC | cv F1 | status |",
                       "|---|---|---|---|---|"]
             for key, name in md.classes:
                 lines.append(
-                    f"| {name} | {_fmt(metrics.get(f'ap_{key}'))} | {_fmt(metrics.get(f'roc_auc_{key}'))} | "
-                    f"{_fmt(metrics.get(f'f1_{key}'))} | {md.class_status.get(name, '-')} |"
+                    f"| {name} | {_fmt(metrics.get(f'cv_ap_{key}'))} | {_fmt(metrics.get(f'cv_roc_auc_{key}'))} | "
+                    f"{_fmt(metrics.get(f'cv_f1_{key}'))} | {md.class_status.get(name, '-')} |"
                 )
-            lines.append(f"| **macro** | {_fmt(metrics.get('macro_ap'))} | {_fmt(metrics.get('macro_roc_auc'))} | "
-                         f"{_fmt(metrics.get('macro_f1'))} | |")
+            lines.append(f"| **macro** | {_fmt(metrics.get('cv_macro_ap'))} | {_fmt(metrics.get('cv_macro_roc_auc'))} | "
+                         f"{_fmt(metrics.get('cv_macro_f1'))} | |")
             lines.append("")
+        if md.reused:
+            promotion = (f"No new decision: nothing new to train on, version {md.version} reused "
+                         f"(when it was registered: {md.decision}).")
+        else:
+            promotion = f"{'Promoted to champion' if md.promoted else 'Not promoted'}: {md.decision}"
         lines += [
             "## Promotion",
             "",
-            f"{'Promoted to champion' if md.promoted else 'Not promoted'}: {md.decision}",
+            promotion,
             "",
             "## Batch",
             "",

@@ -31,6 +31,7 @@ from mlci.analysis.outputs import (
 )
 from mlci.analysis.summarise import AnalysisSummary, summarise_analysis
 from mlci.config import Settings
+from mlci.reporting import ends_step
 from tasks.retry import retry_unless
 
 __all__ = [
@@ -128,5 +129,5 @@ def record_analysis_task(
         written = publish_outputs(settings.open_store(), analysis_id, tmp)
     report_key = next(k for k in written if k.endswith("/report.md"))
     get_run_logger().info("analysis %s: MLflow run %s, report %s (%d files new)", analysis_id, run_id, report_key,
-                          sum(written.values()))
+                          sum(written.values()), extra=ends_step("analysis"))
     return run_id, report_key

@@ -12,6 +12,7 @@ from mlci.consensus import (
     load_consensus_result,
     run_consensus,
 )
+from mlci.reporting import ends_step
 from tasks.retry import retry_unless
 
 __all__ = ["compute_consensus_task", "load_consensus_task"]
@@ -36,6 +37,7 @@ def compute_consensus_task(settings: Settings, *, method: str) -> ConsensusResul
         result.method, result.snapshot, labels["asset"].nunique(), len(labels), int((labels["n_votes"] >= 2).sum()),
         {str(k): int(v) for k, v in labels.groupby("class")["label"].sum().items()}, len(result.relabel),
         f", EM {result.fit['n_iter']} steps converged={result.fit['converged']}" if result.fit else "",
+        extra=ends_step("consensus"),
     )
     if result.fit and not result.fit.get("converged", True):
         logger.warning("Dawid-Skene EM did not converge within max_iter; raise max_iter")

@@ -23,6 +23,7 @@ from mlci.features import (
     load_features,
     plan_feature_run,
 )
+from mlci.reporting import ends_step
 from tasks.retry import retry_unless
 
 __all__ = [
@@ -84,7 +85,7 @@ def commit_feature_run_task(
         "features %s: %d computed, %d cached, %d newly quarantined %s; active %d, quarantined %d, dropped %d; index %s",
         report.cache_id, report.n_computed, report.n_reused, report.n_quarantined_new,
         report.quarantine_kinds or "", report.n_active, report.n_quarantined, report.n_removed,
-        report.index_key or "unchanged",
+        report.index_key or "unchanged", extra=ends_step("features"),
     )
     if report.skipped:
         logger.warning("%d clips not finished this run (retried next run): %s",

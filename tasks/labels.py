@@ -9,6 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from mlci.catalog import ClassCatalog
 from mlci.config import Settings
 from mlci.labels import IngestReport, LabelError, ingest_labels, load_annotations
+from mlci.reporting import ends_step
 from tasks.retry import retry_unless
 
 __all__ = ["ingest_labels_task", "load_annotation_history_task"]
@@ -38,7 +39,7 @@ def ingest_labels_task(settings: Settings, *, reingest: list[str] | None = None)
         "label files: %d (%d new, %d retried, %d already ingested, %d duplicates, %d rejected); answers accepted %d "
         "(%d new), rejected %d; new annotation rows %d; report %s",
         s["files"], s["new"], s["retried"], s["already_ingested"], s["duplicates"], s["rejected_files"],
-        s["accepted"], s["answers_new"], s["rejected"], s["rows_new"], report.report_key,
+        s["accepted"], s["answers_new"], s["rejected"], s["rows_new"], report.report_key, extra=ends_step("labels"),
     )
     for f in report.files:
         if f.status == "rejected":

@@ -20,6 +20,7 @@ from mlci.labelstudio import (
     import_batch,
     pull_annotations,
 )
+from mlci.reporting import ends_step
 from tasks.retry import retry_only
 
 __all__ = ["labelstudio_project_task", "labelstudio_publish_task", "labelstudio_pull_task"]
@@ -42,7 +43,7 @@ def labelstudio_project_task(settings: Settings) -> int:
 def labelstudio_pull_task(settings: Settings, project_id: int) -> PullResult:
     """New and changed annotations into ``labels/`` (:func:`mlci.labelstudio.pull_annotations`)."""
     result = pull_annotations(settings.open_store(), LabelStudioClient.from_settings(settings), project_id)
-    get_run_logger().info(result.summary())
+    get_run_logger().info(result.summary(), extra=ends_step("label studio"))
     return result
 
 
@@ -54,5 +55,5 @@ def labelstudio_publish_task(settings: Settings, project_id: int, round_ids: lis
     results = []
     for round_id in round_ids:
         results.append(import_batch(store, client, project_id, round_id))
-        logger.info(results[-1].summary())
+        logger.info(results[-1].summary(), extra=ends_step("label studio"))
     return results

@@ -17,6 +17,7 @@ from mlci.consensus import ConsensusResult
 from mlci.features import FeatureSchema
 from mlci.locks import LockHeldError, StoreLock
 from mlci.models import MultiLabelModel
+from mlci.reporting import ends_step
 from tasks.retry import retry_unless
 
 __all__ = ["acquire_lock_task", "release_lock_task", "run_round_task", "load_champion_task"]
@@ -89,7 +90,7 @@ def run_round_task(
         random_state=settings.random_state,
         incomplete_pool=incomplete_pool,
     )
-    get_run_logger().info(result.summary())
+    get_run_logger().info(result.summary(), extra=ends_step("batch"))
     return result
 
 

@@ -34,6 +34,7 @@ from mlci.models import (
     log_and_register,
     train,
 )
+from mlci.reporting import ends_step
 from tasks.retry import retry_unless
 
 __all__ = [
@@ -75,7 +76,8 @@ def find_reusable_run_task(
     earlier = find_reusable_run(tracking_uri, experiment_name=experiment_name, model_name=model_name,
                                 fingerprint=fingerprint)
     if earlier is not None:
-        get_run_logger().info("same inputs as run %s (version %s): reused", earlier.run_id, earlier.model_version)
+        get_run_logger().info("same inputs as run %s (version %s): reused", earlier.run_id, earlier.model_version,
+                              extra=ends_step("model"))
     return earlier
 
 
@@ -91,7 +93,8 @@ def train_task(training_set: TrainingSet, config: TrainingConfig, *, feature_sch
     """Out-of-fold evaluation, then the fit on every label (:func:`mlci.models.train`)."""
     trained = train(training_set, config, feature_schema=feature_schema)
     logger = get_run_logger()
-    logger.info("out-of-fold macro AP %.3f", trained.evaluation.macro.get("macro_ap", float("nan")))
+    logger.info("out-of-fold macro AP %.3f", trained.evaluation.macro.get("macro_ap", float("nan")),
+                extra=ends_step("training"))
     untrained = {c: s for c, s in trained.class_status.items() if s != "trained"}
     if untrained:
         logger.warning("concepts not trained: %s", untrained)
@@ -127,6 +130,7 @@ def log_and_register_task(
     tags: Mapping[str, str] | None,
     tolerance: float,
     min_new_labels: int,
+    store_uri: str | None = None,
 ) -> TrainingResult:
     """Log the run, register the version, move the aliases (:func:`mlci.models.log_and_register`).
 
@@ -141,11 +145,11 @@ def log_and_register_task(
         tracking_uri=tracking_uri, experiment_name=experiment_name, model_name=model_name,
         feature_schema=feature_schema, fingerprint=fingerprint, label_snapshot_id=label_snapshot_id,
         trigger=trigger, flow_run_id=flow_run.get_id(), tags=tags, tolerance=tolerance,
-        min_new_labels=min_new_labels,
+        min_new_labels=min_new_labels, store_uri=store_uri,
     )
     get_run_logger().info(
         "model %s version %s (run %s): %s", result.model_name, result.model_version, result.run_id,
-        result.decision.reason,
+        result.decision.reason, extra=ends_step("model"),
     )
     return result
 

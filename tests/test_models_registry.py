@@ -31,6 +31,7 @@ from mlci.models import (
     train,
 )
 from mlci.models.multilabel import SKOPS_TRUSTED_TYPES
+from mlci.models.registry import cross_validated
 from mlci.models.tracking import (
     default_artifact_location,
     get_or_create_experiment,
@@ -60,12 +61,13 @@ def test_log_register_reuse_and_read_back_the_champion(tracking_uri):
     keys, X, consensus, _ = make_corpus(120, seed=4)
     ts = build_training_set(keys, X, consensus, CLASSES)
     assert load_champion(tracking_uri, MODEL) is None
-    trained, fingerprint, result = log(ts, tracking_uri, trigger="nightly", flow_run_id="flow-123", tags={"team": "x"})
+    trained, fingerprint, result = log(ts, tracking_uri, trigger="nightly", flow_run_id="flow-123", tags={"team": "x"},
+                                       store_uri="s3://bucket/store")
 
     assert (result.model_version, result.promoted, result.reused) == ("1", True, False)
     assert result.decision.reason == "no champion yet: the first model becomes champion"
     assert result.class_status == trained.class_status
-    assert result.metrics["macro_ap"] == pytest.approx(trained.evaluation.macro["macro_ap"])
+    assert result.metrics["cv_macro_ap"] == pytest.approx(trained.evaluation.macro["macro_ap"])
     run = MlflowClient(tracking_uri).get_run(result.run_id)
     t = run.data.tags
     assert t["mlci.fingerprint"] == fingerprint and t["mlci.prefect_flow_run_id"] == "flow-123"
@@ -75,6 +77,16 @@ def test_log_register_reuse_and_read_back_the_champion(tracking_uri):
     info = resolve_version(tracking_uri, MODEL)
     assert set(info.aliases) == {CHAMPION, CHALLENGER} and info.run_id == result.run_id
     assert info.tags["mlci.promotion.reason"] == result.decision.reason
+    # No champion to compare with: no number of it is recorded, and no tag or param says "nan".
+    assert "mlci.promotion.champion" not in t and "mlci.promotion.champion" not in info.tags
+    assert not [k for k, v in {**t, **run.data.params, **info.tags}.items() if v.lower() == "nan"]
+    # The training data, as MLflow dataset inputs: the label snapshot and the feature set, by id and place.
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"labels snap-1", "features demo-av-v1"}
+    labels, features = inputs["labels snap-1"], inputs["features demo-av-v1"]
+    assert labels.dataset.digest == "snap-1" and '"s3://bucket/store/consensus/snap-1/"' in labels.dataset.source
+    assert features.dataset.digest == "v1" and '"s3://bucket/store/features/demo-av-v1/"' in features.dataset.source
+    assert {tag.key: tag.value for tag in labels.tags}["mlflow.data.context"] == "training"
 
     # Idempotence: the fingerprint finds the run; another fingerprint finds nothing.
     again = find_reusable_run(tracking_uri, experiment_name=EXPERIMENT, model_name=MODEL, fingerprint=fingerprint)
@@ -87,7 +99,7 @@ def test_log_register_reuse_and_read_back_the_champion(tracking_uri):
     # The champion as the comparison sees it: its run's metrics, its training labels, its model.
     champion = load_champion(tracking_uri, MODEL)
     assert (champion.version, champion.run_id) == ("1", result.run_id)
-    assert champion.metrics == run.data.metrics and champion.unavailable == "" and champion.model_error == ""
+    assert champion.metrics == cross_validated(run.data.metrics) and champion.metrics["macro_ap"] > 0 and champion.unavailable == "" and champion.model_error == ""
     seen = champion.seen_labels.astype(str).sort_values(["asset", "class"]).reset_index(drop=True)
     expected = ts.labels_table()[["asset", "class"]].astype(str).sort_values(["asset", "class"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(seen, expected)

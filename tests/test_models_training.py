@@ -138,7 +138,7 @@ def test_comparison_says_why_it_could_not_use_new_labels(story):
     gone = compare_with_champion(full, challenger, unread)
     assert gone.note == "champion run run-1 unreadable: gone" and gone.champion_metrics is None and gone.has_champion
     decision = gone.decide(challenger, tolerance=0.0, min_new_labels=50)
-    assert decision.promote and decision.reason.startswith("champion has no macro_ap")
+    assert decision.promote and decision.reason.startswith("champion has no cv_macro_ap")
 
     # Its model could not be loaded.
     unloaded = ChampionSnapshot("1", "run-1", metrics=snapshot.metrics, seen_labels=snapshot.seen_labels,

@@ -67,8 +67,8 @@ def _versions(env_values):
 
 #: The gate's reason when a champion exists (mlci.models.promotion.decide_promotion).
 GATE = re.compile(
-    r"challenger macro_ap=(?P<challenger>[0-9.]+) is (?P<verb>at least as good as|worse than) "
-    r"champion macro_ap=(?P<champion>[0-9.]+) \(tolerance 0\) "
+    r"challenger (?P<measured>new_labels|cv)_macro_ap=(?P<challenger>[0-9.]+) is (?P<verb>at least as good as|worse than) "
+    r"champion (?P=measured)_macro_ap=(?P<champion>[0-9.]+) \(tolerance 0\) "
     r"(?:on (?P<new>\d+) labels the champion never saw|on cross-validated metrics \(.+\))"
 )
 
@@ -81,7 +81,7 @@ def _assert_gate_recorded(env_values, model: ModelStep) -> None:
     assert info.tags["mlci.promotion.reason"] == model.decision
     assert info.tags["mlci.promotion.promote"] == str(model.promoted).lower()
     assert ("champion" in info.aliases) == model.promoted
-    assert info.metrics["macro_ap"] == pytest.approx(model.metrics["macro_ap"])
+    assert info.metrics["macro_ap"] == pytest.approx(model.metrics["cv_macro_ap"])
 
 
 def test_three_nights(env):
@@ -137,6 +137,7 @@ def test_three_nights(env):
     assert float(gate["champion"]) == pytest.approx(m["promotion_champion"], abs=1e-4)
     assert (gate["verb"] == "at least as good as") == second.model.promoted
     assert second.model.promoted == (m["promotion_challenger"] >= m["promotion_champion"] - 1e-12)
+    assert (gate["measured"] == "new_labels") == (gate["new"] is not None)
     if gate["new"] is None:  # compared on cross-validated metrics: version 1's own macro AP
         assert m["promotion_champion"] == pytest.approx(_versions(values)[1].metrics["macro_ap"])
     else:

@@ -158,7 +158,7 @@ def test_a_planted_secret_appears_nowhere(prefect_harness, s3_endpoint, mlflow_s
         return done
 
     # Working: a nightly that trains, logs and registers on the server, then the model listing.
-    night = run("nightly", "--batch-size", "10", "--relabel-share", "0")
+    night = run("nightly", "--batch-size", "10", "--relabel-share", "0", "--verbose")  # all of Prefect's log
     assert night.returncode == 0, night.stderr[-3000:]
     assert "version 1" in night.stdout
     models = run("models")

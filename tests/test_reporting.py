@@ -23,7 +23,7 @@ def _summary(**overrides) -> NightlySummary:
         features=FeaturesStep(computed=10, cached=290, quarantined=1),
         consensus=ConsensusStep(snapshot="abc123", method="dawid_skene", n_clips=180),
         model=ModelStep(name="mlci-concepts", version="3", promoted=True, decision="macro AP up 0.02",
-                        champion_version="2", metrics={"ap_holiday": 0.91, "macro_ap": 0.8, "macro_roc_auc": 0.9},
+                        champion_version="2", metrics={"cv_ap_holiday": 0.91, "cv_macro_ap": 0.8, "cv_macro_roc_auc": 0.9},
                         class_status={"holiday": "trained", "halloween": "too_few_positives"},
                         classes=[("holiday", "holiday"), ("halloween", "halloween")]),
         batch=BatchStep(round_id="r-1", location="s3://b/batches/r-1/", published=True, n_clips=50,
@@ -63,7 +63,22 @@ def test_problems_and_warnings_are_spelled_out():
     assert "3 FAILED (not in the pool)" in text and not summary.features.complete
     assert "| model | m version 1 (reused: nothing new to train on) |" in text
     assert "| batch | nothing published: no clip to label: pool of 0 clips |" in text
-    assert "Not promoted: nothing new" in text and "Per-concept metrics" not in text
+    assert "No new decision: nothing new to train on, version 1 reused" in text and "Per-concept metrics" not in text
+    assert summary.headline() == "nothing new to train on: v1 reused; no batch: no clip to label: pool of 0 clips"
+
+
+def test_the_headline_says_what_this_run_changed():
+    assert _summary().headline() == "v3 promoted to champion; batch r-1 published (50 clips)"
+    kept = _summary(model=ModelStep(version="4", champion_version="2", decision="worse"))
+    assert kept.headline().startswith("v4 registered, not promoted: champion v2 kept; ")
+    # A re-run with nothing new does not repeat the old run's decision as its own.
+    rerun = _summary(labels=LabelsStep(), model=ModelStep(version="2", reused=True, champion_version="2",
+                                                         decision="no champion yet: the first model becomes champion"),
+                     batch=BatchStep(round_id="r-1", published=False, n_clips=50))
+    assert rerun.headline() == "no new labels: champion v2 kept; batch r-1 already published"
+    text = rerun.to_markdown()
+    assert "**no new labels: champion v2 kept; batch r-1 already published**" in text
+    assert "Promoted to champion" not in text
 
 
 def test_a_skipped_run_says_only_why():

@@ -87,8 +87,8 @@ def test_run_contents_registry_aliases_and_loading(tracking_uri, tmp_path, monke
     assert int(p["labels_positive_gift_giving"]) == int((ts.Y[:, 1] == 1).sum())
     assert int(p["labels_negative_gift_giving"]) == int((ts.Y[:, 1] == 0).sum())
     for cls in ("holiday", "gift_giving", "family_moments", "shopping_scenes", "halloween"):
-        assert {f"ap_{cls}", f"roc_auc_{cls}", f"accuracy_{cls}", f"recall_{cls}", f"f1_{cls}"} <= set(m)
-    assert m["macro_ap"] == pytest.approx(np.mean([m[f"ap_{c}"] for c in ("holiday", "gift_giving",
+        assert {f"cv_ap_{cls}", f"cv_roc_auc_{cls}", f"cv_accuracy_{cls}", f"cv_recall_{cls}", f"cv_f1_{cls}"} <= set(m)
+    assert m["cv_macro_ap"] == pytest.approx(np.mean([m[f"cv_ap_{c}"] for c in ("holiday", "gift_giving",
                                                   "family_moments", "shopping_scenes", "halloween")]))
     assert t["mlci.trigger"] == "nightly" and t["team"] == "media"
     assert len(t["mlflow.source.git.commit"]) == 40  # the project is a git checkout: MLflow's own tag
@@ -106,8 +106,8 @@ def test_run_contents_registry_aliases_and_loading(tracking_uri, tmp_path, monke
     assert len(oof) == int((ts.Y >= 0).sum())  # every known label scored out of fold
     from sklearn.metrics import average_precision_score
     h = oof[oof["class"] == "holiday"]
-    assert m["ap_holiday"] == pytest.approx(average_precision_score(h["label"], h["score"]))
-    assert json.loads((local / "metrics.json").read_text())["macro"]["macro_ap"] == pytest.approx(m["macro_ap"])
+    assert m["cv_ap_holiday"] == pytest.approx(average_precision_score(h["label"], h["score"]))
+    assert json.loads((local / "metrics.json").read_text())["macro"]["macro_ap"] == pytest.approx(m["cv_macro_ap"])
 
     # Registry: version 1 carries both aliases and the decision as tags.
     info = resolve_version(tracking_uri, MODEL)
@@ -136,7 +136,7 @@ def test_run_contents_registry_aliases_and_loading(tracking_uri, tmp_path, monke
     # The same inputs again change nothing.
     again = train(ts, tracking_uri, estimator_params={"C": 2.0}, trigger="nightly", tags={"team": "media"})
     assert again.reused and again.run_id == result.run_id and again.model_version == "1"
-    assert again.metrics["macro_ap"] == pytest.approx(m["macro_ap"])
+    assert again.metrics["cv_macro_ap"] == pytest.approx(m["cv_macro_ap"])
     assert len(list_versions(tracking_uri, MODEL)) == 1
 
     # Nothing went to MLflow's working-directory defaults.
@@ -153,7 +153,7 @@ def test_run_contents_registry_aliases_and_loading(tracking_uri, tmp_path, monke
     app.command("noop")(lambda: None)
     out = CliRunner().invoke(app, ["models", "--name", MODEL], env={"MLCI_MLFLOW_TRACKING_URI": tracking_uri})
     assert out.exit_code == 0, out.output
-    assert "champion" in out.output and f"{m['macro_ap']:.3f}" in out.output
+    assert "champion" in out.output and f"{m['cv_macro_ap']:.3f}" in out.output
 
 
 def test_promotion_gate_both_ways(tracking_uri, tmp_path):
@@ -200,7 +200,7 @@ def test_class_without_positives_and_another_feature_version(tracking_uri):
     v1 = train(ts, tracking_uri)
     assert v1.class_status["halloween"] == "too_few_positives"
     assert {c for c, s in v1.class_status.items() if s == "trained"} == set(CLASSES) - {"halloween"}
-    assert "ap_halloween" not in v1.metrics and "ap_holiday" in v1.metrics
+    assert "cv_ap_halloween" not in v1.metrics and "cv_ap_holiday" in v1.metrics
     client = MlflowClient(tracking_uri)
     run = client.get_run(v1.run_id)
     assert run.data.tags["mlci.status.halloween"] == "too_few_positives"

@@ -51,14 +51,15 @@ class PromotionDecision:
     numbers: dict = field(default_factory=dict)
 
     def as_tags(self, prefix: str = "mlci.promotion.") -> dict[str, str]:
-        """String tags for an MLflow run or model version."""
+        """String tags for an MLflow run or model version (a number that is NaN, not measured, is left out)."""
         tags = {
             f"{prefix}promote": str(self.promote).lower(),
             f"{prefix}reason": self.reason,
             f"{prefix}comparison_set": self.comparison_set,
             f"{prefix}n": str(self.n),
         }
-        tags.update({f"{prefix}{k}": _num(v) for k, v in self.numbers.items()})
+        tags.update({f"{prefix}{k}": _num(v) for k, v in self.numbers.items()
+                     if not (isinstance(v, float) and math.isnan(v))})
         return tags
 
     def to_json(self) -> str:
@@ -85,9 +86,7 @@ class PromotionDecision:
 
 
 def _num(value) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _finite(metrics: Mapping[str, float] | None, metric: str) -> float:
@@ -160,6 +159,7 @@ def decide_promotion(
     if n_compare >= min_new_labels and not (math.isnan(c_new) or math.isnan(p_new)):
         comparison, n, c, p = "new_labels", int(n_compare), c_new, p_new
         where = f"on {n} labels the champion never saw"
+        measured = f"new_labels_{metric}"
     else:
         comparison, n = "cross_validation", int(n_cross_validated)
         c, p = _finite(challenger_metrics, metric), _finite(champion_metrics, metric)
@@ -168,15 +168,17 @@ def decide_promotion(
         else:
             why = f"{n_compare} new labels, but {metric} is not defined on them for both models"
         where = f"on cross-validated metrics ({why})"
+        measured = f"cv_{metric}"
     numbers = {**base, "challenger": c, "champion": p, "delta": c - p}
     if math.isnan(c):
-        return PromotionDecision(False, f"challenger has no {metric} {where}", comparison, n, numbers)
+        return PromotionDecision(False, f"challenger has no {measured} {where}", comparison, n, numbers)
     if math.isnan(p):
-        return PromotionDecision(True, f"champion has no {metric} {where}; challenger {metric}={c:.4f}", comparison, n, numbers)
+        return PromotionDecision(True, f"champion has no {measured} {where}; challenger {measured}={c:.4f}",
+                                 comparison, n, numbers)
     promote = c >= p - tolerance - _EPS
     verb = "at least as good as" if promote else "worse than"
     reason = (
-        f"challenger {metric}={c:.4f} is {verb} champion {metric}={p:.4f} "
+        f"challenger {measured}={c:.4f} is {verb} champion {measured}={p:.4f} "
         f"(tolerance {tolerance:g}) {where}"
     )
     return PromotionDecision(bool(promote), reason, comparison, n, numbers)

@@ -44,7 +44,7 @@ from mlci.models.exceptions import (
 )
 from mlci.models.multilabel import SKOPS_TRUSTED_TYPES, MultiLabelModel
 from mlci.models.promotion import PromotionDecision
-from mlci.models.schema import feature_spec_from
+from mlci.models.schema import FeatureSpec, feature_spec_from
 from mlci.models.tracking import (
     check_tracking_store,
     class_keys,
@@ -88,6 +88,9 @@ MODEL_ARTIFACT = "model"
 TRAINING_LABELS_ARTIFACT = "training/labels.parquet"
 OOF_SCORES_ARTIFACT = "evaluation/oof_scores.parquet"
 _TAG = "mlci."
+#: Prefix of the MLflow metrics of the cross-validated (out-of-fold) evaluation: ``cv_macro_ap``,
+#: ``cv_ap_<concept>``; what the gate measured on other data says so in its tags' reason.
+CV_PREFIX = "cv_"
 #: Version tag: "pending" from the version's creation until its aliases are set, then "complete".
 #: A version without it was registered by older code, all in one go, and counts as complete.
 REGISTRATION_TAG = f"{_TAG}registration"
@@ -107,7 +110,8 @@ class TrainingResult:
     model_version : str
         The registered version (alias ``challenger``; also ``champion`` when promoted).
     metrics : dict
-        The run's metrics (per concept ``<metric>_<class>`` and ``macro_<metric>``).
+        The run's MLflow metrics: cross-validated per concept ``cv_<metric>_<class>`` and
+        ``cv_macro_<metric>``, and the gate's ``promotion_*`` numbers.
     class_status : dict
         ``class -> "trained" | "too_few_positives" | "too_few_negatives"`` of the final model.
     promoted : bool
@@ -129,7 +133,8 @@ class TrainingResult:
 
 @dataclass(frozen=True)
 class ModelVersionInfo:
-    """One registered model version: aliases, run, tags and the run's macro metrics."""
+    """One registered model version: aliases, run, tags and the run's cross-validated macro metrics
+    (``metrics["macro_ap"]`` is the run's ``cv_macro_ap``)."""
 
     name: str
     version: str
@@ -180,7 +185,7 @@ def _info(client: MlflowClient, mv, aliases: tuple[str, ...] | None = None) -> M
         run_metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
     except MlflowException:
         run_metrics = {}
-    metrics = {k: v for k, v in run_metrics.items() if k.startswith("macro_")}
+    metrics = {k: v for k, v in cross_validated(run_metrics).items() if k.startswith("macro_")}
     return ModelVersionInfo(
         name=mv.name,
         version=str(mv.version),
@@ -415,7 +420,7 @@ def _resume(client: MlflowClient, experiment_id: str, model_name: str, fingerpri
         model_id = _logged_model_id(client, run)
         if model_id is None:
             return None
-        tags = _version_tags(decision, run.data.tags, run.data.metrics.get("macro_ap"))
+        tags = _version_tags(decision, run.data.tags, cross_validated(run.data.metrics).get("macro_ap"))
         version = _create_version(client, model_name, run_id, model_id, tags, decision)
         _complete_registration(client, model_name, run_id, version, decision)
     else:
@@ -430,7 +435,7 @@ def _resume(client: MlflowClient, experiment_id: str, model_name: str, fingerpri
         run_id=run_id,
         model_name=model_name,
         model_version=version,
-        metrics=dict(run.data.metrics),
+        metrics=_prefixed(run.data.metrics),
         class_status=status,
         promoted=decision.promote,
         decision=decision,
@@ -464,7 +469,7 @@ def load_champion(tracking_uri: str, model_name: str) -> ChampionSnapshot | None
         return None
     version, run_id = str(champion.version), champion.run_id
     try:
-        metrics = dict(client.get_run(run_id).data.metrics)
+        metrics = cross_validated(client.get_run(run_id).data.metrics)
     except MlflowException as exc:
         return ChampionSnapshot(version, run_id, unavailable=f"champion run {run_id} unreadable: {redact_text(str(exc))}")
     try:
@@ -502,8 +507,12 @@ def log_and_register(
     tolerance: float = 0.0,
     min_new_labels: int = 50,
     artifact_location: str | None = None,
+    store_uri: str | None = None,
 ) -> TrainingResult:
     """Log one MLflow run of a trained model, register it as ``challenger``, and ``champion`` if promoted.
+
+    The run lists its training data as MLflow dataset inputs: the label snapshot (digest: the
+    snapshot id) and the feature set (digest: its parameters' hash), located in ``store_uri``.
 
     The steps, each safe against the tracking server dying before or after it:
 
@@ -623,6 +632,8 @@ def log_and_register(
             with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags) as run:
                 _close_abandoned_runs(client, experiment_id, fingerprint, successor=run.info.run_id)
                 mlflow.log_params(clean_params(params))
+                for dataset in _training_inputs(store_uri, label_snapshot_id, spec):
+                    mlflow.log_input(dataset, context="training")
                 mlflow.log_metrics(finite_metrics(metrics))
                 mlflow.log_artifacts(tmp)
                 info = mlflow.sklearn.log_model(
@@ -648,6 +659,28 @@ def log_and_register(
     )
 
 
+def _training_inputs(store_uri: str | None, label_snapshot_id: str | None, spec: FeatureSpec) -> list:
+    """The label snapshot and the feature set as MLflow datasets (metadata and location, no data)."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    from mlci.layout import FEATURES_PREFIX, consensus_prefix
+
+    cache_id = f"{spec.extractor}-v{spec.version}" + (f"-{spec.params_hash}" if spec.params_hash else "")
+    base = (store_uri or "").rstrip("/")
+    found = [
+        (f"labels {label_snapshot_id or 'none'}", label_snapshot_id or "none",
+         consensus_prefix(label_snapshot_id) if label_snapshot_id else "consensus/"),
+        (f"features {cache_id}", spec.params_hash or f"v{spec.version}", f"{FEATURES_PREFIX}{cache_id}/"),
+    ]
+    with warnings.catch_warnings():  # MLflow warns that it guessed the source type from the URI
+        warnings.simplefilter("ignore")
+        return [MetaDataset(resolve_dataset_source(f"{base}/{key}" if base else key), name=name, digest=digest[:36])
+                for name, digest, key in found]
+
+
 def _experiment_id(client: MlflowClient, tracking_uri: str, experiment_name: str, artifact_location: str | None) -> str:
     with tracking_context(tracking_uri):
         return get_or_create_experiment(
@@ -658,11 +691,10 @@ def _experiment_id(client: MlflowClient, tracking_uri: str, experiment_name: str
 def _version_tags(decision: PromotionDecision, described: Mapping[str, str], macro_ap) -> dict[str, str]:
     """A version's tags: the decision, what ``described`` (run tags) says of the inputs, the macro AP."""
     keys = ("trigger", "label_snapshot_id", "feature_extractor", "feature_version", "modality")
-    return {
-        **decision.as_tags(),
-        **{f"{_TAG}{k}": described.get(f"{_TAG}{k}", "none") for k in keys},
-        f"{_TAG}macro_ap": _fmt(macro_ap),
-    }
+    tags = {**decision.as_tags(), **{f"{_TAG}{k}": described.get(f"{_TAG}{k}", "none") for k in keys}}
+    if macro_ap is not None and np.isfinite(macro_ap):  # no tag says "nan"
+        tags[f"{_TAG}{CV_PREFIX}macro_ap"] = f"{macro_ap:.6g}"
+    return tags
 
 
 #: The registered model's description in the MLflow UI.
@@ -754,10 +786,6 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def _fmt(value) -> str:
-    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
-
-
 def _run_params(training_set, model, spec, label_snapshot_id, weighted, keys, **extra) -> dict[str, Any]:
     resolved = resolve_estimator_params(model.estimator, model.estimator_params)
     params: dict[str, Any] = {
@@ -785,12 +813,29 @@ def _run_params(training_set, model, spec, label_snapshot_id, weighted, keys, **
     return params
 
 
+def cross_validated(run_metrics: Mapping[str, float]) -> dict[str, float]:
+    """A run's cross-validated metrics without their prefix (``macro_ap``, ``ap_<concept>``).
+
+    Runs logged before the prefix existed logged these names bare; they are read as well.
+    """
+    prefixed = {k[len(CV_PREFIX):]: v for k, v in run_metrics.items() if k.startswith(CV_PREFIX)}
+    if prefixed:
+        return prefixed
+    return {k: v for k, v in run_metrics.items() if k.startswith(tuple(f"{m}_" for m in ("macro", *METRICS)))}
+
+
+def _prefixed(run_metrics: Mapping[str, float]) -> dict[str, float]:
+    """A run's MLflow metrics with the cross-validated ones under their prefix (older runs' renamed)."""
+    cv = cross_validated(run_metrics)
+    return {**{k: v for k, v in run_metrics.items() if k not in cv}, **{f"{CV_PREFIX}{k}": v for k, v in cv.items()}}
+
+
 def _run_metrics(evaluation: Evaluation, keys: dict[str, str], training_set: TrainingSet) -> dict[str, float]:
     out: dict[str, float] = {}
     for _, row in evaluation.per_class.iterrows():
         for m in METRICS:
-            out[f"{m}_{keys[row['class']]}"] = float(row[m])
-    out.update(evaluation.macro)
+            out[f"{CV_PREFIX}{m}_{keys[row['class']]}"] = float(row[m])
+    out.update({f"{CV_PREFIX}{k}": v for k, v in evaluation.macro.items()})
     out["n_clips"] = float(len(training_set))
     out["n_labels"] = float(np.count_nonzero(training_set.Y >= 0))
     out["n_classes_evaluated"] = float((evaluation.per_class["status"] == "evaluated").sum())

@@ -237,9 +237,14 @@ def get_or_create_experiment(client: MlflowClient, name: str, *, artifact_locati
 
 
 def clean_params(params: Mapping[str, object]) -> dict[str, str]:
-    """Params as MLflow strings (None -> "none", dicts/lists as JSON), cut to MLflow's length limit."""
+    """Params as MLflow strings (None -> "none", dicts/lists as JSON), cut to MLflow's length limit.
+
+    A float that is NaN (not measured) is left out: no param says "nan".
+    """
     out = {}
     for key, value in params.items():
+        if isinstance(value, float) and math.isnan(value):
+            continue
         if value is None:
             text = "none"
         elif isinstance(value, (dict, list, tuple)):

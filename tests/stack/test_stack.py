@@ -285,7 +285,7 @@ def test_the_nightly_deployed_from_prefect_yaml_runs_on_the_stack(stack):
     mlflow_run = stack.mlflow.get_run(version.run_id)
     assert mlflow_run.info.status == "FINISHED"
     assert mlflow_run.data.tags["mlci.prefect_flow_run_id"] == run["id"]
-    assert 0 < mlflow_run.data.metrics["macro_ap"] <= 1
+    assert 0 < mlflow_run.data.metrics["cv_macro_ap"] <= 1
     assert mlflow_run.info.artifact_uri.startswith("mlflow-artifacts:")  # clients never touch S3 for artifacts
     names = {a.path for a in stack.mlflow.list_artifacts(version.run_id)}
     assert {"evaluation", "figures", "training", "promotion.json"} <= names, names

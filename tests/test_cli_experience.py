@@ -1,0 +1,107 @@
+"""The command line as a user sees it, in child processes: a flow command prints one line per step
+(``--verbose`` brings Prefect's log back), a re-run with nothing new says so, listings answer as
+tables or ``--json``, and wrong choices are refused when the command line is parsed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlci.demo import DemoCorpusSpec, generate_demo_corpus
+from mlci.storage import open_store
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+PREFECT_LINE = re.compile(r"\| (INFO|DEBUG) +\| ")
+
+
+@pytest.fixture(scope="module")
+def workspace(prefect_harness, tmp_path_factory):
+    """A small demo store with its own home (SQLite MLflow inside), and a runner of ``mlci`` in it."""
+    from prefect.settings import get_current_settings
+
+    root = tmp_path_factory.mktemp("cli-experience")
+    generate_demo_corpus(open_store(str(root / "store")),
+                         DemoCorpusSpec(n_clips=40, seed=5, duration=1.5, size=(64, 48), video_minutes=0), n_jobs=2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "MLFLOW_"))}
+    env.update(MLCI_HOME=str(root / "home"), MLCI_STORE=str(root / "store"),
+               PREFECT_API_URL=str(get_current_settings().api.url), COLUMNS="200")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "mlci"), *args], env=env, cwd=root, capture_output=True, text=True,
+                              timeout=600)
+
+    first = run("nightly", "--batch-size", "8", "--relabel-share", "0")
+    assert first.returncode == 0, first.stderr[-3000:]
+    return run, first
+
+
+def test_a_flow_command_prints_one_line_per_step_then_the_summary(workspace):
+    _, first = workspace
+    steps = first.stderr.splitlines()
+    # labels, features, consensus, training, model, batch: one line each, no Prefect or MLflow INFO lines.
+    assert [line.split()[0] for line in steps] == ["label", "features", "consensus", "out-of-fold", "model", "round"], \
+        first.stderr
+    assert not [line for line in steps if PREFECT_LINE.search(line) or "INFO" in line]
+    summary = first.stdout.splitlines()
+    assert summary[0] == "# mlci nightly round"
+    assert re.fullmatch(r"\*\*v1 promoted to champion; batch r-[0-9a-f]+ published \(8 clips\)\*\*", summary[2])
+
+
+def test_a_rerun_with_nothing_new_says_so_and_verbose_shows_prefects_log(workspace):
+    run, first = workspace
+    again = run("nightly", "--batch-size", "8", "--relabel-share", "0", "--verbose")
+    assert again.returncode == 0, again.stderr[-3000:]
+    round_id = re.search(r"batch (r-[0-9a-f]+) published", first.stdout).group(1)
+    assert f"**no new labels: champion v1 kept; batch {round_id} already published**" in again.stdout
+    assert "Promoted to champion" not in again.stdout  # the first night's decision is not this run's
+    assert "No new decision: nothing new to train on, version 1 reused" in again.stdout
+    task_lines = [line for line in again.stderr.splitlines() if "| INFO    | Task run '" in line]
+    assert len(task_lines) > 10  # Prefect's own console log is back
+
+
+def test_listings_answer_as_tables_and_as_json(workspace):
+    run, first = workspace
+    models = run("models")
+    assert models.returncode == 0, models.stderr
+    header, row = models.stdout.splitlines()[:2]
+    assert header.split() == ["version", "aliases", "cv_macro_ap", "cv_roc_auc", "cv_f1", "trigger", "decision"]
+    assert row.split()[:2] == ["1", "challenger,champion"] and re.fullmatch(r"0\.\d{3}", row.split()[2])
+
+    [version] = json.loads(run("models", "--json").stdout)
+    assert version["version"] == 1 and version["aliases"] == ["challenger", "champion"]
+    assert version["trigger"] == "manual" and 0 < version["cv_metrics"]["macro_ap"] <= 1
+    assert set(version) == {"name", "version", "aliases", "run_id", "created_at", "trigger", "decision", "cv_metrics"}
+
+    [batch] = json.loads(run("batches", "--json").stdout)
+    assert batch["round_id"] in first.stdout and batch["n_clips"] == 8 and batch["n_returned"] == 0
+    assert batch["created_at"].endswith("+00:00")
+    table = run("batches").stdout.splitlines()
+    assert table[0].split()[:2] == ["round_id", "created_at"] and table[1].startswith(batch["round_id"])
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "valid"),
+    [
+        (["train", "--calibration", "platt"], "--calibration", "none, sigmoid, isotonic"),
+        (["train", "--trigger", "cron"], "--trigger", "manual, nightly"),
+        (["nightly", "--strategy", "smartest"], "--strategy", "margin"),
+        (["nightly", "--consensus-method", "vote"], "--consensus-method", "dawid_skene"),
+        (["consensus", "--method", "vote"], "--method", "dawid_skene"),
+        (["analysis", "--source", "gold"], "--source", "consensus, truth"),
+    ],
+    ids=["calibration", "trigger", "strategy", "consensus-method", "consensus", "source"],
+)
+def test_a_wrong_choice_is_refused_at_parse_time_with_the_valid_values(workspace, args, option, valid):
+    run, _ = workspace
+    done = run(*args)
+    assert done.returncode == 2 and done.stdout == ""  # click's usage error: nothing ran
+    message = " ".join(line.strip("│ ") for line in done.stderr.splitlines())
+    assert f"Invalid value for '{option}'" in message and valid in message, done.stderr
