@@ -21,19 +21,24 @@ from cli.common import (
     BatchSizeOption,
     ConsensusMethodOption,
     EstimatorOption,
+    ExtractorOption,
+    ExtractorParamOption,
     JsonOption,
     LockTtlOption,
     ModalityOption,
+    OpenBatchDaysOption,
     RandomStateOption,
     RelabelShareOption,
     StoreOption,
     StrategyOption,
+    StrategyParamOption,
     ToleranceOption,
     checked_settings,
     command_errors,
     describe,
     fail,
     open_store_for,
+    parse_params,
     print_json,
     print_table,
     settings_for,
@@ -44,8 +49,9 @@ from cli.features import features_command
 from cli.labels import app as labels_app
 from cli.labels import consensus_command
 from cli.labelstudio import app as labelstudio_app
-from cli.models import models_command, train_command
+from cli.models import models_command, relocate_command, train_command
 from cli.serve import serve_command
+from cli.status import status_command
 from mlci.redact import redact_url
 
 app = typer.Typer(
@@ -119,11 +125,15 @@ def demo_data(
 def nightly_command(
     store: StoreOption = None,
     strategy: StrategyOption = None,
+    strategy_param: StrategyParamOption = None,
     batch_size: BatchSizeOption = None,
     relabel_share: RelabelShareOption = None,
+    open_batch_days: OpenBatchDaysOption = None,
     consensus_method: ConsensusMethodOption = None,
     estimator: EstimatorOption = None,
     modality: ModalityOption = None,
+    extractor: ExtractorOption = None,
+    param: ExtractorParamOption = None,
     tolerance: ToleranceOption = None,
     lock_ttl_hours: LockTtlOption = None,
     random_state: RandomStateOption = None,
@@ -134,9 +144,15 @@ def nightly_command(
     Exit status: 0 done, 1 error, 3 ran to the end but skipped work (see the summary),
     4 skipped because another run holds the store lock.
     """
-    options = dict(strategy=strategy, batch_size=batch_size, relabel_share=relabel_share,
-                   consensus_method=consensus_method, estimator=estimator, modality=modality, tolerance=tolerance,
-                   lock_ttl_hours=lock_ttl_hours, random_state=random_state)
+    try:
+        strategy_params = parse_params(strategy_param, "--strategy-param") or None
+        extractor_params = parse_params(param) or None
+    except ValueError as exc:
+        fail(str(exc))
+    options = dict(strategy=strategy, strategy_params=strategy_params, batch_size=batch_size,
+                   relabel_share=relabel_share, open_batch_days=open_batch_days, consensus_method=consensus_method,
+                   estimator=estimator, modality=modality, extractor=extractor, extractor_params=extractor_params,
+                   tolerance=tolerance, lock_ttl_hours=lock_ttl_hours, random_state=random_state)
     checked_settings(store, **options)
     from flows.nightly import nightly
 
@@ -266,6 +282,8 @@ app.command("models")(models_command)
 app.command("analysis")(analysis_command)
 app.command("detect")(detect_command)
 app.command("serve")(serve_command)
+app.command("status")(status_command)
+app.command("relocate")(relocate_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

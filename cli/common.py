@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, NoReturn, Optional
@@ -20,6 +21,11 @@ from mlci.config import RoundSettings, ScheduleSettings, Settings, TrainingSetti
 from mlci.redact import redact_text
 
 __all__ = [
+    "parse_params",
+    "StrategyParamOption",
+    "OpenBatchDaysOption",
+    "ExtractorParamOption",
+    "ExtractorOption",
     "EXIT_INCOMPLETE",
     "EXIT_SKIPPED",
     "BatchSizeOption",
@@ -124,10 +130,43 @@ LockTtlOption = Annotated[
                                   help="A lock older than this is stale; a lock whose process is gone "
                                   "(same host) is taken over at once.")
 ]
+ExtractorOption = Annotated[
+    Optional[str], typer.Option("--extractor", help="Feature extractor: a registered name or package.module:Class.",
+                                show_default=configured_default(TrainingSettings, "extractor"))
+]
+ExtractorParamOption = Annotated[
+    Optional[list[str]], typer.Option("--param", metavar="NAME=VALUE", help="Extractor parameter; repeatable.")
+]
+StrategyParamOption = Annotated[
+    Optional[list[str]], typer.Option("--strategy-param", metavar="NAME=VALUE",
+                                      help="Query strategy parameter (docs/strategies.md); repeatable.")
+]
+OpenBatchDaysOption = Annotated[
+    Optional[float], typer.Option("--open-batch-days", min=0, show_default=configured_default(RoundSettings, "open_batch_days"),
+                                  help="Days a published batch's unanswered clips are not offered again.")
+]
 RandomStateOption = Annotated[
     Optional[int], typer.Option("--random-state", min=0, show_default="MLCI_RANDOM_STATE or 0",
                                 help="Seed of cross-validation, estimators and strategies.")
 ]
+
+
+def parse_params(pairs: list[str] | None, option: str = "--param") -> dict:
+    """``["sample_fps=4", "skip_loop_filter=false"]`` -> ``{"sample_fps": 4, "skip_loop_filter": False}``.
+
+    Values are read as JSON when they parse (numbers, true/false, null), else kept as strings.
+    """
+    params: dict = {}
+    for pair in pairs or []:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{option} must look like name=value, got {pair!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        params[name.strip()] = value
+    return params
 
 
 def run_settings(store: str | None, **parameters: Any) -> Settings:

@@ -23,7 +23,7 @@ import typer
 from cli.common import command_errors, is_expected
 from mlci.reporting import PROGRESS, STEP
 
-__all__ = ["VerboseOption", "flow_console"]
+__all__ = ["VerboseOption", "flow_console", "quiet_prefect_and_mlflow"]
 
 VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Print Prefect's log of the run (default: one line per step).")
@@ -51,14 +51,18 @@ def flow_console(*, verbose: bool = False, progress_line: bool = True, stream: T
             yield
 
 
-@contextlib.contextmanager
-def _one_line_per_step(stream: TextIO, progress_line: bool) -> Iterator[None]:
-    # Prefect's and MLflow's consoles stay at warnings for the rest of the process: Prefect reports
-    # stopping its temporary server at exit, after the run.
+def quiet_prefect_and_mlflow() -> None:
+    """Cut Prefect's and MLflow's console output to warnings, for the rest of the process (Prefect
+    reports stopping its temporary server at exit, after the command's work)."""
     os.environ[_PREFECT_CONSOLE_LEVEL] = os.environ[_MLFLOW_LEVEL] = "WARNING"
     for handler in _prefect_consoles():
         handler.setLevel(logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _one_line_per_step(stream: TextIO, progress_line: bool) -> Iterator[None]:
+    quiet_prefect_and_mlflow()
     steps = _StepLines(stream, progress_line=progress_line)
     logging.getLogger().addHandler(steps)
     try:

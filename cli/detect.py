@@ -15,10 +15,10 @@ from cli.common import (
     StoreOption,
     fail,
     open_store_for,
+    parse_params,
     settings_for,
 )
 from cli.console import VerboseOption, flow_console
-from cli.features import parse_params
 
 __all__ = ["detect_command", "parse_thresholds"]
 

@@ -6,49 +6,31 @@ imported inside, so ``import cli`` stays fast.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional
 
 import typer
 
 from cli.common import (
     EXIT_INCOMPLETE,
+    ExtractorOption,
+    ExtractorParamOption,
     StoreOption,
-    configured_default,
     fail,
     open_store_for,
+    parse_params,
     settings_for,
 )
 from cli.console import VerboseOption, flow_console
-from mlci.config import TrainingSettings
 
-__all__ = ["features_command", "parse_params"]
+__all__ = ["features_command"]
 
 _SHOW_QUARANTINED = 20
 
 
-def parse_params(pairs: list[str] | None) -> dict:
-    """``["sample_fps=4", "skip_loop_filter=false"]`` -> ``{"sample_fps": 4, "skip_loop_filter": False}``.
-
-    Values are read as JSON when they parse (numbers, true/false, null), else kept as strings.
-    """
-    params: dict = {}
-    for pair in pairs or []:
-        name, sep, raw = pair.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"--param must look like name=value, got {pair!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        params[name.strip()] = value
-    return params
-
-
 def features_command(
     store: StoreOption = None,
-    extractor: Annotated[Optional[str], typer.Option("--extractor", help="Extractor name or package.module:Class.", show_default=configured_default(TrainingSettings, "extractor"))] = None,
-    param: Annotated[Optional[list[str]], typer.Option("--param", help="Extractor parameter name=value; repeatable.")] = None,
+    extractor: ExtractorOption = None,
+    param: ExtractorParamOption = None,
     chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Clips per task and per shard.")] = 16,
     dask_address: Annotated[Optional[str], typer.Option("--dask-address", help="Dask scheduler to run on (default: MLCI_DASK_ADDRESS).")] = None,
     local_cluster: Annotated[bool, typer.Option("--local-cluster", help="Start a local Dask cluster for the run.")] = False,

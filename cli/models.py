@@ -13,6 +13,7 @@ import typer
 
 from cli.common import (
     EstimatorOption,
+    ExtractorOption,
     JsonOption,
     ModalityOption,
     RandomStateOption,
@@ -34,7 +35,7 @@ __all__ = ["train_command", "models_command"]
 
 def train_command(
     store: StoreOption = None,
-    extractor: Annotated[Optional[str], typer.Option("--extractor", help="Feature extractor.", show_default=configured_default(TrainingSettings, "extractor"))] = None,
+    extractor: ExtractorOption = None,
     modality: ModalityOption = None,
     snapshot: Annotated[Optional[str], typer.Option("--snapshot", help="Consensus label snapshot (default: latest).")] = None,
     estimator: EstimatorOption = None,
@@ -115,6 +116,19 @@ def models_command(
         "trigger": v.tags.get("mlci.trigger", "-"),
         "decision": v.tags.get("mlci.promotion.reason", ""),
     } for v in versions]), max_width=100)
+
+
+def relocate_command() -> None:
+    """After moving or copying MLCI_HOME: point its MLflow database at the artifacts beside it."""
+    from mlci.models.relocate import relocate_store
+
+    settings = settings_for(None)
+    with command_errors():
+        changed = relocate_store(settings.tracking_uri)
+    if not any(changed.values()):
+        typer.echo(f"nothing to do: {redact_url(settings.tracking_uri)} already uses the artifacts beside it")
+        return
+    typer.echo("relocated: " + ", ".join(f"{n} {table}" for table, n in changed.items() if n))
 
 
 def _version_record(v) -> dict:

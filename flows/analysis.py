@@ -27,6 +27,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import as_completed
 
 import mlci
+from flows.naming import dated_run_name
 from flows.runners import make_task_runner
 from mlci.analysis import SimulationConfig, collect_result, parse_schedule, plan_units
 from mlci.analysis.data import data_fingerprint
@@ -103,7 +104,7 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-@flow(name="analysis", description="Simulate labeling on known labels and answer the seed notebook's four questions.")
+@flow(name="analysis", flow_run_name=dated_run_name("analysis"), description="Simulate labeling on known labels and answer the seed notebook's four questions.")
 def analysis(
     store: str | None = None,
     source: Literal["consensus", "truth"] = "consensus",

@@ -22,9 +22,22 @@ from prefect.futures import as_completed
 
 from flows.runners import make_task_runner
 from mlci.config import apply_mlflow_environment
-from mlci.detect import FAILED, DetectionConfig, DetectionReport, SegmentRule, VideoResult, Windowing, report_detection
+from mlci.detect import (
+    FAILED,
+    DetectionConfig,
+    DetectionReport,
+    SegmentRule,
+    VideoResult,
+    Windowing,
+    report_detection,
+)
 from mlci.params import settings_for_run
-from tasks.detect import detect_video_task, load_detector_task, plan_detection_task, reporting_progress
+from tasks.detect import (
+    detect_video_task,
+    load_detector_task,
+    plan_detection_task,
+    reporting_progress,
+)
 
 __all__ = ["detect", "reporting_progress"]
 

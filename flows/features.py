@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 
+from flows.naming import dated_run_name
 from flows.runners import make_task_runner
 from mlci.config import Settings
 from mlci.features import ChunkResult, FeatureRunReport
@@ -57,7 +58,7 @@ def reporting_progress(callback: Progress) -> Iterator[None]:
         _PROGRESS.reset(token)
 
 
-@flow(name="features", description="Audio and video features of new or changed clips; broken clips are quarantined.")
+@flow(name="features", flow_run_name=dated_run_name("features"), description="Audio and video features of new or changed clips; broken clips are quarantined.")
 def features(
     store: str | None = None,
     extractor: str | None = None,

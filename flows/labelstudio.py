@@ -13,7 +13,11 @@ from datetime import timedelta
 from mlci.config import Settings
 from mlci.labelstudio import LabelStudioError, rounds_to_import
 from mlci.reporting import LabelStudioStep
-from tasks.labelstudio import labelstudio_project_task, labelstudio_publish_task, labelstudio_pull_task
+from tasks.labelstudio import (
+    labelstudio_project_task,
+    labelstudio_publish_task,
+    labelstudio_pull_task,
+)
 
 __all__ = ["publish_step", "pull_step"]
 

@@ -26,11 +26,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.features import features as features_flow
 from flows.labelstudio import publish_step, pull_step
+from flows.naming import nightly_run_name
 from flows.training import training_step
 from mlci.catalog import ClassCatalog
-from mlci.models import TrainingConfig
-from mlci.models.tracking import class_keys
 from mlci.config import apply_mlflow_environment
+from mlci.models import TrainingConfig
+from mlci.models.tracking import class_keys, ui_links
 from mlci.params import settings_for_run
 from mlci.reporting import (
     BatchStep,
@@ -54,7 +55,7 @@ from tasks.training import build_training_set_task
 __all__ = ["nightly"]
 
 
-@flow(name="nightly", description="Ingest labels, features, consensus, train and gate, publish the next batch.")
+@flow(name="nightly", flow_run_name=nightly_run_name, description="Ingest labels, features, consensus, train and gate, publish the next batch.")
 def nightly(
     store: str | None = None,
     strategy: str | None = None,
@@ -161,6 +162,8 @@ def nightly(
         model=ModelStep(
             name=training.model_name,
             version=training.model_version,
+            run_id=training.run_id,
+            links=ui_links(settings.tracking_uri, training.run_id, training.model_name, training.model_version),
             reused=training.reused,
             promoted=training.promoted,
             decision=training.decision.reason,
@@ -177,7 +180,7 @@ def nightly(
     for warning in warnings:
         logger.warning(warning)
     create_table_artifact(
-        round_result.batch.head(200).to_dict(orient="records"),
+        round_result.batch.head(200).round(4).to_dict(orient="records"),
         key="nightly-batch",
         description=f"batch {round_result.round_id}",
     )

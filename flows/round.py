@@ -12,6 +12,7 @@ from typing import Any
 
 from prefect import flow
 
+from flows.naming import dated_run_name
 from mlci.batches import RoundResult
 from mlci.params import settings_for_run
 from tasks.consensus import load_consensus_task
@@ -22,7 +23,7 @@ from tasks.round import load_champion_task, run_round_task
 __all__ = ["round_flow"]
 
 
-@flow(name="round", description="Score the pool with the champion and publish the next labeling batch.")
+@flow(name="round", flow_run_name=dated_run_name("round"), description="Score the pool with the champion and publish the next labeling batch.")
 def round_flow(
     store: str | None = None,
     strategy: str | None = None,

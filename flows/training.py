@@ -20,7 +20,9 @@ from typing import Any
 
 from prefect import flow
 
+from flows.naming import dated_run_name
 from mlci.catalog import ClassCatalog
+from mlci.config import apply_mlflow_environment
 from mlci.models import (
     TrainingConfig,
     TrainingResult,
@@ -29,7 +31,6 @@ from mlci.models import (
     check_run_params,
     run_fingerprint,
 )
-from mlci.config import apply_mlflow_environment
 from mlci.params import settings_for_run
 from tasks.consensus import load_consensus_task
 from tasks.features import load_features_task
@@ -90,7 +91,7 @@ def training_step(
     )
 
 
-@flow(name="train", description="Train one classifier per concept on a consensus snapshot, log, register and gate it.")
+@flow(name="train", flow_run_name=dated_run_name("train"), description="Train one classifier per concept on a consensus snapshot, log, register and gate it.")
 def train_flow(
     store: str | None = None,
     extractor: str | None = None,

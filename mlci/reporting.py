@@ -104,6 +104,9 @@ class ModelStep:
 
     name: str = "-"
     version: str = "-"
+    run_id: str = "-"
+    #: The run's and the version's pages in the MLflow UI, when the tracking store is a server.
+    links: tuple[str, str] | None = None
     reused: bool = False
     promoted: bool = False
     decision: str = "-"
@@ -221,7 +224,7 @@ class NightlySummary:
             f"| features | {ft.computed} computed, {ft.cached} cached, {ft.quarantined} quarantined"
             f"{f', {ft.failed} FAILED (not in the pool)' if ft.failed else ''} |",
             f"| consensus | snapshot `{cs.snapshot}`, {cs.n_clips} labeled clips, method {cs.method} |",
-            f"| model | {md.name} version {md.version}{' (reused: nothing new to train on)' if md.reused else ''} |",
+            f"| model | {_model_cell(md)}{' (reused: nothing new to train on)' if md.reused else ''} |",
             f"| batch | {_batch_line(bt)} |",
             *([f"| label studio | {self.label_studio.line()} |"] if self.label_studio else []),
             "",
@@ -254,6 +257,12 @@ class NightlySummary:
             f"Round `{bt.round_id}` at `{bt.location}` (strategy {bt.strategy}).",
         ]
         return "\n".join(lines) + "\n"
+
+
+def _model_cell(model: ModelStep) -> str:
+    if model.links:
+        return f"[{model.name} version {model.version}]({model.links[1]}), MLflow run [`{model.run_id}`]({model.links[0]})"
+    return f"{model.name} version {model.version}, MLflow run `{model.run_id}`"
 
 
 def _label_problems(labels: LabelsStep) -> str:

@@ -45,6 +45,16 @@ __all__ = [
 ]
 
 
+def _simulation_name() -> str:
+    # Which strategies and repetitions a mapped simulation task runs, e.g. "simulate-margin,random-r0-2".
+    from prefect.runtime import task_run
+
+    units = task_run.parameters.get("units") or []
+    strategies = ",".join(sorted({u.strategy for u in units}))
+    reps = sorted({u.repetition for u in units})
+    return f"simulate-{strategies}-r{reps[0]}" + (f"-{reps[-1]}" if len(reps) > 1 else "") if units else "simulate"
+
+
 @task(name="load-analysis-data", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(), cache_policy=NO_CACHE)
 def load_analysis_data_task(
     settings: Settings,
@@ -75,13 +85,13 @@ def find_analysis_run_task(tracking_uri: str, experiment_name: str, analysis_id:
     return find_analysis_run(tracking_uri, experiment_name, analysis_id)
 
 
-@task(name="prepare-repetition", cache_policy=NO_CACHE)
+@task(name="prepare-repetition", task_run_name="prepare-repetition-{index}", cache_policy=NO_CACHE)
 def prepare_repetition_task(data: SimulationData, index: int, config: SimulationConfig) -> Repetition:
     """Split, pool order, stop set and whole-pool reference model of one repetition."""
     return prepare_repetition(data, index, config)
 
 
-@task(name="simulate-units", cache_policy=NO_CACHE)
+@task(name="simulate-units", task_run_name=_simulation_name, cache_policy=NO_CACHE)
 def simulate_units_task(
     data: SimulationData, repetitions: list[Repetition], units: list[Unit], config: SimulationConfig
 ) -> pd.DataFrame:
@@ -90,7 +100,7 @@ def simulate_units_task(
     return pd.concat(parts, ignore_index=True)
 
 
-@task(name="consensus-study", cache_policy=NO_CACHE)
+@task(name="consensus-study", task_run_name="consensus-study-{repetition.index}", cache_policy=NO_CACHE)
 def consensus_study_task(
     data: SimulationData, repetition: Repetition, config: SimulationConfig, ks: list[int], methods: list[str]
 ) -> pd.DataFrame:

@@ -48,7 +48,7 @@ def plan_feature_run_task(
     return plan
 
 
-@task(name="compute-feature-chunk", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(FeatureError), cache_policy=NO_CACHE)
+@task(name="compute-feature-chunk", task_run_name="features-chunk-{chunk}", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless(FeatureError), cache_policy=NO_CACHE)
 def compute_feature_chunk_task(
     settings: Settings,
     items: list[tuple[str, str]],

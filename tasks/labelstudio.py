@@ -12,9 +12,9 @@ from prefect.cache_policies import NO_CACHE
 from mlci.catalog import ClassCatalog
 from mlci.config import Settings
 from mlci.labelstudio import (
+    ImportResult,
     LabelStudioClient,
     LabelStudioUnreachableError,
-    ImportResult,
     PullResult,
     ensure_project,
     import_batch,

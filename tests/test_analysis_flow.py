@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import typer
@@ -50,7 +52,12 @@ def test_mlflow_parent_and_nested_runs_with_metrics_stepped_by_labels(small_resu
     expected = result.curves.query("strategy == 'margin' and schedule == '5,5,10,10' and labels == 30")
     assert {m.step: m.value for m in history}[30] == pytest.approx(expected["test_ap"].mean())
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"report.md", "figures", "tables"} <= artifacts
+    assert {"report.md", "report.html", "figures", "tables"} <= artifacts
+    # The HTML report stands alone in MLflow's artifact viewer: every figure the markdown links is inlined.
+    page = (folder / "report.html").read_text()
+    linked = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", (folder / "report.md").read_text())
+    assert linked and page.count('src="data:image/png;base64,') == len(linked) and "figures/" not in page
+    assert "<table>" in page and page.startswith("<!DOCTYPE html>")
     assert client.get_run(run_id).info.status == "FINISHED"
     assert find_analysis_run(tracking_uri, "t-analysis", "abc123") == run_id
     assert find_analysis_run(tracking_uri, "t-analysis", "other") is None
@@ -164,7 +171,7 @@ def test_cli_rejects_bad_strategy_and_source_without_running():
     runner = CliRunner()
     res = runner.invoke(app, ["analysis", "--strategies", "random,oracle_psychic"])
     assert res.exit_code == 1 and "unknown strategy 'oracle_psychic'" in res.output
-    res = runner.invoke(app, ["analysis", "--source", "guess"])
-    assert res.exit_code == 1 and "--source must be 'consensus' or 'truth'" in res.output
+    res = runner.invoke(app, ["analysis", "--source", "guess"])  # refused when parsed (click's usage error)
+    assert res.exit_code == 2 and "'guess' is not one of: consensus, truth" in " ".join(res.output.split())
     res = runner.invoke(app, ["analysis", "--schedule", "20y20"])
     assert res.exit_code == 1 and "unknown schedule '20y20'" in res.output

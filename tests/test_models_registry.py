@@ -187,3 +187,38 @@ def test_loading_refuses_pickles_and_unknown_models(tracking_uri):
     with pytest.raises(ModelNotFoundError, match="alias 'champion'"):
         load_model(tracking_uri, "pickled")
     assert list_versions(tracking_uri, MODEL) == []
+
+
+def test_a_moved_store_is_refused_until_relocated_then_uses_its_own_artifacts(tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from cli import app
+    from mlci.models import TrackingStoreMovedError
+    from mlci.models.relocate import relocate_store
+
+    keys, X, consensus, _ = make_corpus(120, seed=4)
+    ts = build_training_set(keys, X, consensus, CLASSES)
+    home, moved = tmp_path / "home", tmp_path / "elsewhere" / "home"
+    home.mkdir()
+    _, _, first = log(ts, f"sqlite:///{home / 'mlflow.db'}")
+    moved.parent.mkdir()
+    shutil.move(home, moved)  # the original folder is gone
+    uri = f"sqlite:///{moved / 'mlflow.db'}"
+    with pytest.raises(TrackingStoreMovedError, match=r"was moved or copied; run `mlci relocate` to use file://"):
+        list_versions(uri, MODEL)
+
+    env = {"MLCI_MLFLOW_TRACKING_URI": uri, "MLCI_HOME": str(moved)}
+    out = CliRunner().invoke(app, ["relocate"], env=env)
+    assert out.exit_code == 0 and out.output == "relocated: 1 experiments, 1 runs, 1 logged_models, 1 model_versions\n"
+    again = CliRunner().invoke(app, ["relocate"], env=env)
+    assert again.exit_code == 0 and again.output.startswith("nothing to do: ")
+    assert relocate_store(uri) == {"experiments": 0, "runs": 0, "logged_models": 0, "model_versions": 0}
+
+    # Reads find the moved artifacts; a new run writes beside the moved database.
+    assert load_model(uri, MODEL).predict_proba(X).shape == (len(X), len(CLASSES))
+    _, _, second = log(ts, uri, config=TrainingConfig(estimator_params={"C": 0.5}))
+    run = MlflowClient(uri).get_run(second.run_id)
+    assert run.info.artifact_uri.startswith((moved / "mlartifacts").as_uri())
+    assert (moved / "mlartifacts" / second.run_id).is_dir() and not home.exists()

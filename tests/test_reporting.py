@@ -22,7 +22,7 @@ def _summary(**overrides) -> NightlySummary:
         labels=LabelsStep(files_new=2, rows_added=40, records_rejected=1),
         features=FeaturesStep(computed=10, cached=290, quarantined=1),
         consensus=ConsensusStep(snapshot="abc123", method="dawid_skene", n_clips=180),
-        model=ModelStep(name="mlci-concepts", version="3", promoted=True, decision="macro AP up 0.02",
+        model=ModelStep(name="mlci-concepts", version="3", run_id="r9", promoted=True, decision="macro AP up 0.02",
                         champion_version="2", metrics={"cv_ap_holiday": 0.91, "cv_macro_ap": 0.8, "cv_macro_roc_auc": 0.9},
                         class_status={"holiday": "trained", "halloween": "too_few_positives"},
                         classes=[("holiday", "holiday"), ("halloween", "halloween")]),
@@ -38,7 +38,7 @@ def test_a_completed_run_reads_as_counts_metrics_decision_and_batch():
     assert "| labels | 2 new file(s), 40 answers added, 1 records rejected |" in text
     assert "| features | 10 computed, 290 cached, 1 quarantined |" in text
     assert "| consensus | snapshot `abc123`, 180 labeled clips, method dawid_skene |" in text
-    assert "| model | mlci-concepts version 3 |" in text and "| batch | 50 clips, published |" in text
+    assert "| model | mlci-concepts version 3, MLflow run `r9` |" in text and "| batch | 50 clips, published |" in text
     assert "| holiday | 0.910 | - | - | trained |" in text  # a metric not logged shows as '-'
     assert "| halloween | - | - | - | too_few_positives |" in text
     assert "| **macro** | 0.800 | 0.900 | - | |" in text
@@ -61,10 +61,22 @@ def test_problems_and_warnings_are_spelled_out():
     assert ("1 duplicate file(s) not added again, 2 file(s) without answers (see `mlci labels ingest`), "
             "4 answers for clips not in the store |") in text
     assert "3 FAILED (not in the pool)" in text and not summary.features.complete
-    assert "| model | m version 1 (reused: nothing new to train on) |" in text
+    assert "| model | m version 1, MLflow run `-` (reused: nothing new to train on) |" in text
     assert "| batch | nothing published: no clip to label: pool of 0 clips |" in text
     assert "No new decision: nothing new to train on, version 1 reused" in text and "Per-concept metrics" not in text
     assert summary.headline() == "nothing new to train on: v1 reused; no batch: no clip to label: pool of 0 clips"
+
+
+def test_a_tracking_server_gets_links_to_the_run_and_the_version():
+    from mlci.models.tracking import ui_links
+
+    links = ui_links("https://bob:secret@mlflow.example.org/base/", "r9", "mlci concepts", "3")
+    assert links == ("https://mlflow.example.org/base/#/runs/r9",
+                     "https://mlflow.example.org/base/#/models/mlci%20concepts/versions/3")
+    model = ModelStep(name="mlci concepts", version="3", run_id="r9", links=links)
+    assert ("| model | [mlci concepts version 3](https://mlflow.example.org/base/#/models/mlci%20concepts/versions/3), "
+            "MLflow run [`r9`](https://mlflow.example.org/base/#/runs/r9) |") in _summary(model=model).to_markdown()
+    assert ui_links("sqlite:////home/me/.mlci/mlflow.db", "r9", "m", "1") is None  # `mlflow ui` serves it anywhere
 
 
 def test_the_headline_says_what_this_run_changed():

@@ -4,6 +4,8 @@ Folder layout (also the MLflow parent run's artifact layout and the store's
 ``reports/analysis/<analysis_id>/``)::
 
     report.md
+    report.html   the same, figures inlined: MLflow's artifact viewer shows it whole (it shows a
+                  markdown file as text, and an HTML file cannot load images beside it)
     figures/learning_curves_<schedule>_<metric>.png, pool_curves_<schedule>.png,
             query_depth.png, consensus.png, stability_<schedule>.png
     tables/<name>.csv     curves, reference, runs, strategy_summary, versus_random, ...
@@ -101,7 +103,34 @@ def write_outputs(
                            figures=captions, tables=table_names)
     (folder / "report.md").write_text(report, encoding="utf-8")
     written["report.md"] = folder / "report.md"
+    (folder / "report.html").write_text(report_html(report, folder, title=title), encoding="utf-8")
+    written["report.html"] = folder / "report.html"
     return written
+
+
+_IMAGE = re.compile(r'<img alt="([^"]*)" src="(figures/[^"]+\.png)"')
+_STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}"
+          "th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+          "code{background:#f4f4f4;padding:0 .2em}")
+
+
+def report_html(markdown_text: str, folder: str | Path, *, title: str = "mlci analysis") -> str:
+    """``report.md`` as one self-contained HTML page: tables rendered, each figure inlined as a data URI."""
+    import base64
+    import html
+
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"], output_format="html")
+
+    def inline(match: re.Match) -> str:
+        data = base64.b64encode((Path(folder) / match.group(2)).read_bytes()).decode("ascii")
+        return f'<img alt="{match.group(1)}" src="data:image/png;base64,{data}"'
+
+    body = _IMAGE.sub(inline, body)
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_STYLE}</style></head><body>\n{body}\n</body></html>\n")
 
 
 def publish_outputs(store, analysis_id: str, folder: str | Path) -> dict[str, bool]:

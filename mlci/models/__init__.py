@@ -29,6 +29,7 @@ from mlci.models.exceptions import (
     ModelError,
     ModelNotFoundError,
     TooFewLabelsError,
+    TrackingStoreMovedError,
     TrackingStoreNotFoundError,
     TrackingUnreachableError,
     TrainingDataError,
@@ -100,6 +101,7 @@ __all__ = [
     "TooFewLabelsError",
     "TrainingDataError",
     "UnsafeModelFormatError",
+    "TrackingStoreMovedError",
     "TrackingStoreNotFoundError",
     "TrackingUnreachableError",
 ]

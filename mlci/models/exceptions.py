@@ -60,6 +60,11 @@ class TrackingStoreNotFoundError(ModelNotFoundError):
     """The MLflow tracking store does not exist (a SQLite file that is not there); nothing was created."""
 
 
+class TrackingStoreMovedError(ModelError):
+    """A SQLite MLflow store's recorded artifact location is not the ``mlartifacts/`` beside it: the
+    folder was moved or copied (``mlci relocate`` points it at its own artifacts)."""
+
+
 # Not a ModelError: an I/O failure that a task may retry (tasks retry everything but ModelError).
 class TrackingUnreachableError(ConnectionError):
     """The MLflow tracking server did not answer within the configured timeout and retries."""

@@ -18,6 +18,7 @@ import subprocess
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import mlflow
 from mlflow import MlflowClient
@@ -36,6 +37,7 @@ __all__ = [
     "default_artifact_location",
     "clean_params",
     "finite_metrics",
+    "ui_links",
     "write_json",
     "sqlite_database",
     "check_tracking_store",
@@ -83,7 +85,11 @@ def tracking_context(tracking_uri: str) -> Iterator[MlflowClient]:
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
-    """A client whose tracking and registry both use ``tracking_uri``."""
+    """A client whose tracking and registry both use ``tracking_uri``; refuses a SQLite store that was
+    moved or copied without ``mlci relocate`` (:func:`mlci.models.relocate.check_store_location`)."""
+    from mlci.models.relocate import check_store_location  # it builds on this module
+
+    check_store_location(tracking_uri)
     _no_urls_on_stdout()
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
@@ -258,6 +264,17 @@ def clean_params(params: Mapping[str, object]) -> dict[str, str]:
 def finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     """The finite entries (a metric that is NaN was not measured and is left out of the run)."""
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+
+
+def ui_links(tracking_uri: str, run_id: str, model_name: str, version: str) -> tuple[str, str] | None:
+    """Addresses of a run and a model version in the MLflow UI of a tracking server, without any
+    credentials; None for a database URI (its UI has no fixed address: ``mlflow ui`` serves it)."""
+    parts = urlsplit(tracking_uri)
+    if parts.scheme not in ("http", "https"):
+        return None
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    return f"{base}/#/runs/{run_id}", f"{base}/#/models/{quote(model_name)}/versions/{version}"
 
 
 def write_json(path: Path, obj) -> Path:
