@@ -93,7 +93,7 @@ def models_command(
     as_json: JsonOption = False,
 ) -> None:
     """List registered model versions with their aliases and cross-validated macro metrics, newest first."""
-    from mlci.models.registry import list_versions
+    from mlci.models.versions import list_versions
 
     settings = settings_for(store)
     model_name = name or settings.registered_model_name

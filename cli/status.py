@@ -69,7 +69,7 @@ def _read(read, *args) -> Any:
 
 
 def _champion(settings) -> dict | None:
-    from mlci.models.registry import CHAMPION, list_versions
+    from mlci.models.versions import CHAMPION, list_versions
 
     versions = list_versions(settings.tracking_uri, settings.registered_model_name)
     champion = next((v for v in versions if CHAMPION in v.aliases), None)

@@ -36,7 +36,14 @@ import numpy as np
 import pandas as pd
 
 from mlci.catalog import NONE_OF_THE_ABOVE
-from mlci.layout import CLIP_PREFIX, DEMO_VIDEO_KEY, DEMO_VIDEO_TRUTH_KEY, TRUTH_KEY, demo_clip_key, demo_label_key
+from mlci.layout import (
+    CLIP_PREFIX,
+    DEMO_VIDEO_KEY,
+    DEMO_VIDEO_TRUTH_KEY,
+    TRUTH_KEY,
+    demo_clip_key,
+    demo_label_key,
+)
 from mlci.media import ClipWriter, encode_clip
 from mlci.storage import Store
 

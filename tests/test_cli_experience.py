@@ -105,3 +105,29 @@ def test_a_wrong_choice_is_refused_at_parse_time_with_the_valid_values(workspace
     assert done.returncode == 2 and done.stdout == ""  # click's usage error: nothing ran
     message = " ".join(line.strip("│ ") for line in done.stderr.splitlines())
     assert f"Invalid value for '{option}'" in message and valid in message, done.stderr
+
+
+def test_flow_and_task_runs_have_readable_names(workspace):
+    from datetime import datetime, timezone
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterParentTaskRunId,
+        TaskRunFilter,
+        TaskRunFilterFlowRunId,
+    )
+
+    with get_client(sync_client=True) as client:
+        nights = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["nightly"])))
+        features = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["features"])),
+                                         flow_run_filter=FlowRunFilter(parent_task_run_id=FlowRunFilterParentTaskRunId(
+                                             is_null_=False)))
+        chunks = [t.name for t in client.read_task_runs(
+            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[r.id for r in features])))]
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    assert f"nightly-{today}-manual" in {r.name for r in nights}
+    assert features and all(re.fullmatch(rf"features-{today}-\d{{4}}", r.name) for r in features)
+    assert "features-chunk-0" in chunks

@@ -1,40 +1,28 @@
 """Labeling batches: plan a round (which clips, why) and publish it once to ``batches/<round_id>/``."""
 
-from mlci.batches.plan import (
-    RoundInputs,
-    RoundPlan,
-    consensus_matrix,
-    plan_round,
-    round_id,
-    score_column,
-)
-from mlci.batches.publish import (
-    BatchConflictError,
-    PublishResult,
-    label_studio_tasks,
-    list_batches,
-    open_batch_keys,
-    prefill_confidence,
-    publish_batch,
-    published_rounds,
-)
-from mlci.batches.round import RoundResult, run_round
+from __future__ import annotations
 
-__all__ = [
-    "RoundInputs",
-    "RoundPlan",
-    "plan_round",
-    "round_id",
-    "score_column",
-    "consensus_matrix",
-    "PublishResult",
-    "BatchConflictError",
-    "prefill_confidence",
-    "label_studio_tasks",
-    "publish_batch",
-    "list_batches",
-    "open_batch_keys",
-    "published_rounds",
-    "RoundResult",
-    "run_round",
-]
+from mlci._lazy import lazy_exports
+
+# Imported on first use: `mlci batches` lists batches without importing the planner's scikit-learn.
+_SOURCES = {
+    "RoundInputs": "mlci.batches.plan",
+    "RoundPlan": "mlci.batches.plan",
+    "plan_round": "mlci.batches.plan",
+    "round_id": "mlci.batches.plan",
+    "score_column": "mlci.batches.publish",
+    "consensus_matrix": "mlci.batches.plan",
+    "PublishResult": "mlci.batches.publish",
+    "BatchConflictError": "mlci.batches.publish",
+    "prefill_confidence": "mlci.batches.publish",
+    "label_studio_tasks": "mlci.batches.publish",
+    "publish_batch": "mlci.batches.publish",
+    "list_batches": "mlci.batches.publish",
+    "open_batch_keys": "mlci.batches.publish",
+    "published_rounds": "mlci.batches.publish",
+    "RoundResult": "mlci.batches.round",
+    "run_round": "mlci.batches.round",
+}
+
+__all__ = list(_SOURCES)
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)

@@ -14,16 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlci.batches.publish import score_column
 from mlci.consensus.relabel import clips_to_relabel
 from mlci.strategies import LabeledSet, Pool, QueryStrategy
 from mlci.tables import BATCH, conform
 
-__all__ = ["RoundInputs", "RoundPlan", "round_id", "plan_round", "score_column", "consensus_matrix"]
-
-
-def score_column(concept: str) -> str:
-    """Name of a concept's score column in ``batch.csv``: ``score_gift_giving``."""
-    return "score_" + "_".join(concept.split())
+__all__ = ["RoundInputs", "RoundPlan", "round_id", "plan_round", "consensus_matrix"]
 
 
 def round_id(determinants: Mapping[str, Any]) -> str:

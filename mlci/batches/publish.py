@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlci.batches.plan import score_column
 from mlci.catalog import NONE_OF_THE_ABOVE
 from mlci.labelstudio.interface import CHOICES_NAME, VIDEO_NAME
 from mlci.layout import BATCHES_PREFIX, batch_key, batch_manifest_round_id, batch_prefix
 from mlci.storage import Store
 
 __all__ = [
+    "score_column",
     "PublishResult",
     "prefill_confidence",
     "label_studio_tasks",
@@ -35,6 +35,11 @@ __all__ = [
     "published_rounds",
     "BatchConflictError",
 ]
+
+
+def score_column(concept: str) -> str:
+    """Name of a concept's score column in ``batch.csv``: ``score_gift_giving``."""
+    return "score_" + "_".join(concept.split())
 
 
 class BatchConflictError(RuntimeError):

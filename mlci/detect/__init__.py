@@ -13,7 +13,12 @@ See ``docs/detect.md``.
 
 from mlci.detect.exceptions import DetectError, DetectionSchemaError, NoVideosError
 from mlci.detect.model import THRESHOLD_SOURCES, Detector, load_detector
-from mlci.detect.outputs import EXTRACTOR_NAME, SOURCE_EVENTS, DetectionOutput, window_table
+from mlci.detect.outputs import (
+    EXTRACTOR_NAME,
+    SOURCE_EVENTS,
+    DetectionOutput,
+    window_table,
+)
 from mlci.detect.run import (
     DETECTED,
     FAILED,

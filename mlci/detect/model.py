@@ -22,7 +22,13 @@ from mlflow.exceptions import MlflowException
 from mlci.detect.exceptions import DetectionSchemaError
 from mlci.features import FeatureExtractor, FeatureSchema, resolve_extractor
 from mlci.layout import FeatureLayout
-from mlci.models import CHAMPION, FeatureSchemaMismatchError, MultiLabelModel, load_model, resolve_version
+from mlci.models import (
+    CHAMPION,
+    FeatureSchemaMismatchError,
+    MultiLabelModel,
+    load_model,
+    resolve_version,
+)
 from mlci.models.evaluation import best_f1_threshold
 from mlci.models.tracking import client_for, mlflow_errors
 from mlci.storage import ObjectNotFoundError, Store

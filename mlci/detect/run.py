@@ -26,7 +26,12 @@ import pandas as pd
 
 from mlci.detect.exceptions import NoVideosError
 from mlci.detect.model import Detector
-from mlci.detect.outputs import DetectionOutput, detection_id, window_table, write_outputs
+from mlci.detect.outputs import (
+    DetectionOutput,
+    detection_id,
+    window_table,
+    write_outputs,
+)
 from mlci.detect.segments import SegmentRule, merge_segments
 from mlci.detect.windows import WindowAssembler, Windowing
 from mlci.features import FeatureExtractor, MediaError

@@ -58,7 +58,6 @@ from mlci.features.run import (
 )
 from mlci.features.schema import MODALITIES, FeatureSchema
 
-
 __all__ = [
     "ERROR_KINDS",
     "MODALITIES",

@@ -15,7 +15,13 @@ from mlci.features.audio import (
     hann_window,
     mel_filterbank,
 )
-from mlci.features.base import FeatureExtractor, StreamEnd, WindowBlock, WindowFeatures, check_offsets
+from mlci.features.base import (
+    FeatureExtractor,
+    StreamEnd,
+    WindowBlock,
+    WindowFeatures,
+    check_offsets,
+)
 from mlci.features.decode import DecodeOptions, DecodeStats, decode_file
 from mlci.features.exceptions import MediaError
 from mlci.features.registry import register_extractor

@@ -4,7 +4,12 @@ Plain Python on ``requests`` (no Prefect); :mod:`tasks.labelstudio`, :mod:`flows
 ``mlci labelstudio`` wrap it. See ``docs/labelstudio.md``.
 """
 
-from mlci.labelstudio.client import LEGACY_TOKEN, PERSONAL_ACCESS_TOKEN, LabelStudioClient, token_kind
+from mlci.labelstudio.client import (
+    LEGACY_TOKEN,
+    PERSONAL_ACCESS_TOKEN,
+    LabelStudioClient,
+    token_kind,
+)
 from mlci.labelstudio.exceptions import (
     AmbiguousProjectError,
     LabelStudioAuthError,
@@ -14,7 +19,13 @@ from mlci.labelstudio.exceptions import (
     NotLabelStudioError,
     ProjectNotFoundError,
 )
-from mlci.labelstudio.importing import ImportRecord, ImportResult, import_batch, load_import_record, rounds_to_import
+from mlci.labelstudio.importing import (
+    ImportRecord,
+    ImportResult,
+    import_batch,
+    load_import_record,
+    rounds_to_import,
+)
 from mlci.labelstudio.interface import (
     CHOICES_NAME,
     VIDEO_NAME,
@@ -23,7 +34,12 @@ from mlci.labelstudio.interface import (
     labeling_config,
 )
 from mlci.labelstudio.project import ProjectMismatchError, ensure_project
-from mlci.labelstudio.pull import PullResult, PullState, load_pull_state, pull_annotations
+from mlci.labelstudio.pull import (
+    PullResult,
+    PullState,
+    load_pull_state,
+    pull_annotations,
+)
 from mlci.labelstudio.status import STATUS_COLUMNS, batch_status
 
 __all__ = [

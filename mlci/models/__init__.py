@@ -10,98 +10,60 @@ Plain library code (no Prefect). One step per module; ``flows/training.py`` comp
     model = load_model(uri, name)                                                     # models:/<name>@champion
 """
 
-from mlci.models.comparison import (
-    ChampionComparison,
-    ChampionSnapshot,
-    compare_with_champion,
-)
-from mlci.models.dataset import TrainingSet, build_training_set
-from mlci.models.estimators import CALIBRATIONS, ESTIMATORS, MODALITIES
-from mlci.models.evaluation import (
-    Evaluation,
-    binary_metrics,
-    cross_validate,
-    plot_class_curves,
-    plot_summary,
-)
-from mlci.models.exceptions import (
-    FeatureSchemaMismatchError,
-    ModelError,
-    ModelNotFoundError,
-    TooFewLabelsError,
-    TrackingStoreMovedError,
-    TrackingStoreNotFoundError,
-    TrackingUnreachableError,
-    TrainingDataError,
-    UnsafeModelFormatError,
-)
-from mlci.models.multilabel import CLASS_STATUSES, SKOPS_TRUSTED_TYPES, MultiLabelModel
-from mlci.models.promotion import (
-    PromotionDecision,
-    check_promotion_params,
-    decide_promotion,
-)
-from mlci.models.registry import (
-    CHALLENGER,
-    CHAMPION,
-    ModelVersionInfo,
-    TrainingResult,
-    check_run_params,
-    find_reusable_run,
-    list_versions,
-    load_champion,
-    load_model,
-    log_and_register,
-    resolve_version,
-    run_fingerprint,
-)
-from mlci.models.schema import FeatureSpec, feature_spec_from
-from mlci.models.training import TrainedModel, TrainingConfig, train
+from __future__ import annotations
 
-__all__ = [
-    "TrainingSet",
-    "build_training_set",
-    "ESTIMATORS",
-    "CALIBRATIONS",
-    "MODALITIES",
-    "MultiLabelModel",
-    "CLASS_STATUSES",
-    "SKOPS_TRUSTED_TYPES",
-    "Evaluation",
-    "binary_metrics",
-    "cross_validate",
-    "plot_class_curves",
-    "plot_summary",
-    "TrainingConfig",
-    "TrainedModel",
-    "train",
-    "ChampionSnapshot",
-    "ChampionComparison",
-    "compare_with_champion",
-    "PromotionDecision",
-    "check_promotion_params",
-    "decide_promotion",
-    "TrainingResult",
-    "ModelVersionInfo",
-    "check_run_params",
-    "run_fingerprint",
-    "find_reusable_run",
-    "load_champion",
-    "log_and_register",
-    "load_model",
-    "resolve_version",
-    "list_versions",
-    "CHAMPION",
-    "CHALLENGER",
-    "FeatureSpec",
-    "feature_spec_from",
-    "ModelError",
-    "FeatureSchemaMismatchError",
-    "ModelNotFoundError",
-    "TooFewLabelsError",
-    "TrainingDataError",
-    "UnsafeModelFormatError",
-    "TrackingStoreMovedError",
-    "TrackingStoreNotFoundError",
-    "TrackingUnreachableError",
-]
+from mlci._lazy import lazy_exports
+
+# Imported on first use (PEP 562): `mlci models` and `mlci status` read the registry through the
+# light modules without paying for scikit-learn and MLflow, which the training modules import.
+_SOURCES = {
+    "TrainingSet": "mlci.models.dataset",
+    "build_training_set": "mlci.models.dataset",
+    "ESTIMATORS": "mlci.models.estimators",
+    "CALIBRATIONS": "mlci.models.estimators",
+    "MODALITIES": "mlci.models.estimators",
+    "MultiLabelModel": "mlci.models.multilabel",
+    "CLASS_STATUSES": "mlci.models.multilabel",
+    "SKOPS_TRUSTED_TYPES": "mlci.models.multilabel",
+    "Evaluation": "mlci.models.evaluation",
+    "binary_metrics": "mlci.models.evaluation",
+    "cross_validate": "mlci.models.evaluation",
+    "plot_class_curves": "mlci.models.evaluation",
+    "plot_summary": "mlci.models.evaluation",
+    "TrainingConfig": "mlci.models.training",
+    "TrainedModel": "mlci.models.training",
+    "train": "mlci.models.training",
+    "ChampionSnapshot": "mlci.models.comparison",
+    "ChampionComparison": "mlci.models.comparison",
+    "compare_with_champion": "mlci.models.comparison",
+    "PromotionDecision": "mlci.models.promotion",
+    "check_promotion_params": "mlci.models.promotion",
+    "decide_promotion": "mlci.models.promotion",
+    "TrainingResult": "mlci.models.registry",
+    "ModelVersionInfo": "mlci.models.versions",
+    "check_run_params": "mlci.models.registry",
+    "run_fingerprint": "mlci.models.registry",
+    "find_reusable_run": "mlci.models.registry",
+    "load_champion": "mlci.models.registry",
+    "log_and_register": "mlci.models.registry",
+    "load_model": "mlci.models.registry",
+    "resolve_version": "mlci.models.registry",
+    "list_versions": "mlci.models.versions",
+    "CHAMPION": "mlci.models.versions",
+    "CHALLENGER": "mlci.models.versions",
+    "FeatureSpec": "mlci.models.schema",
+    "feature_spec_from": "mlci.models.schema",
+    "ModelError": "mlci.models.exceptions",
+    "FeatureSchemaMismatchError": "mlci.models.exceptions",
+    "ModelNotFoundError": "mlci.models.exceptions",
+    "TooFewLabelsError": "mlci.models.exceptions",
+    "TrainingDataError": "mlci.models.exceptions",
+    "UnsafeModelFormatError": "mlci.models.exceptions",
+    "TrackingStoreMovedError": "mlci.models.exceptions",
+    "TrackingStoreNotFoundError": "mlci.models.exceptions",
+    "TrackingUnreachableError": "mlci.models.exceptions",
+}
+
+__all__ = list(_SOURCES)
+
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)

@@ -41,6 +41,7 @@ from mlci.models.multilabel import (
     check_label_matrix,
     check_sample_weight,
 )
+from mlci.models.versions import METRICS
 from mlci.tables import OOF_SCORES, conform
 
 __all__ = [
@@ -56,7 +57,6 @@ __all__ = [
     "plot_summary",
 ]
 
-METRICS = ("ap", "roc_auc", "accuracy", "precision", "recall", "f1")
 #: Per-concept outcome of :func:`cross_validate`.
 EVALUATION_STATUSES = ("evaluated", "too_few_positives", "too_few_negatives", "no_scores")
 

@@ -24,7 +24,7 @@ import json
 import math
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from mlflow.exceptions import MlflowException
 from mlci.models.comparison import ChampionComparison, ChampionSnapshot
 from mlci.models.dataset import TrainingSet
 from mlci.models.estimators import effective_calibration, resolve_estimator_params
-from mlci.models.evaluation import METRICS, Evaluation, plot_class_curves, plot_summary
+from mlci.models.evaluation import Evaluation, plot_class_curves, plot_summary
 from mlci.models.exceptions import (
     ModelError,
     ModelNotFoundError,
@@ -59,6 +59,16 @@ from mlci.models.tracking import (
     write_json,
 )
 from mlci.models.training import TrainedModel, TrainingConfig
+from mlci.models.versions import (
+    CHALLENGER,
+    CHAMPION,
+    CV_PREFIX,
+    METRICS,
+    ModelVersionInfo,
+    check_model_name,
+    cross_validated,
+    with_cv_prefix,
+)
 from mlci.redact import redact_text, redact_url
 
 __all__ = [
@@ -71,7 +81,7 @@ __all__ = [
     "log_and_register",
     "load_model",
     "resolve_version",
-    "list_versions",
+    "client_versions",
     "CHAMPION",
     "CHALLENGER",
     "TRIGGERS",
@@ -81,16 +91,11 @@ __all__ = [
     "ABANDONED_TAG",
 ]
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 TRIGGERS = ("manual", "nightly")
 MODEL_ARTIFACT = "model"
 TRAINING_LABELS_ARTIFACT = "training/labels.parquet"
 OOF_SCORES_ARTIFACT = "evaluation/oof_scores.parquet"
 _TAG = "mlci."
-#: Prefix of the MLflow metrics of the cross-validated (out-of-fold) evaluation: ``cv_macro_ap``,
-#: ``cv_ap_<concept>``; what the gate measured on other data says so in its tags' reason.
-CV_PREFIX = "cv_"
 #: Version tag: "pending" from the version's creation until its aliases are set, then "complete".
 #: A version without it was registered by older code, all in one go, and counts as complete.
 REGISTRATION_TAG = f"{_TAG}registration"
@@ -131,26 +136,7 @@ class TrainingResult:
     reused: bool = False
 
 
-@dataclass(frozen=True)
-class ModelVersionInfo:
-    """One registered model version: aliases, run, tags and the run's cross-validated macro metrics
-    (``metrics["macro_ap"]`` is the run's ``cv_macro_ap``)."""
-
-    name: str
-    version: str
-    run_id: str
-    aliases: tuple[str, ...] = ()
-    tags: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    created_at_ms: int = 0
-
-
 # -- registry lookups ------------------------------------------------------------------------
-
-
-def _check_model_name(model_name: str) -> None:
-    if not isinstance(model_name, str) or not model_name.strip() or any(q in model_name for q in "'\"`"):
-        raise ValueError(f"model_name must be a non-empty string without quotes, but got {model_name!r}")
 
 
 def _not_found(exc: MlflowException) -> bool:
@@ -210,7 +196,7 @@ def resolve_version(
     TrackingUnreachableError
         The tracking server did not answer.
     """
-    _check_model_name(model_name)
+    check_model_name(model_name)
     check_tracking_store(tracking_uri)
     client = client_for(tracking_uri)
     try:
@@ -231,17 +217,9 @@ def resolve_version(
 
 
 @translates_mlflow_errors
-def list_versions(tracking_uri: str, model_name: str) -> list[ModelVersionInfo]:
-    """Every version of ``model_name``, newest first, with aliases and macro metrics ([] if none).
-
-    Raises
-    ------
-    TrackingStoreNotFoundError
-        ``tracking_uri`` is a SQLite database that does not exist (it is not created).
-    TrackingUnreachableError
-        The tracking server did not answer.
-    """
-    _check_model_name(model_name)
+def client_versions(tracking_uri: str, model_name: str) -> list[ModelVersionInfo]:
+    """:func:`mlci.models.versions.list_versions` of a store that is not SQLite, through MLflow's client."""
+    check_model_name(model_name)
     check_tracking_store(tracking_uri)
     client = client_for(tracking_uri)
     versions = client.search_model_versions(f"name = '{model_name}'")
@@ -318,7 +296,7 @@ def _load_registered(tracking_uri: str, model_name: str, version: str) -> MultiL
 
 def check_run_params(*, model_name: str, trigger: str) -> None:
     """Raise ``ValueError`` unless ``model_name`` is a usable registered-model name and ``trigger`` known."""
-    _check_model_name(model_name)
+    check_model_name(model_name)
     if trigger not in TRIGGERS:
         raise ValueError(f"trigger must be one of {TRIGGERS}, but got {trigger!r}")
 
@@ -382,7 +360,7 @@ def find_reusable_run(
     the tag ``mlci.abandoned`` naming the run returned. The experiment is created (with
     ``artifact_location``) if it does not exist yet.
     """
-    _check_model_name(model_name)
+    check_model_name(model_name)
     client = client_for(tracking_uri)
     experiment_id = _experiment_id(client, tracking_uri, experiment_name, artifact_location)
     run = _latest_finished_run(client, experiment_id, fingerprint)
@@ -435,7 +413,7 @@ def _resume(client: MlflowClient, experiment_id: str, model_name: str, fingerpri
         run_id=run_id,
         model_name=model_name,
         model_version=version,
-        metrics=_prefixed(run.data.metrics),
+        metrics=with_cv_prefix(run.data.metrics),
         class_status=status,
         promoted=decision.promote,
         decision=decision,
@@ -462,7 +440,7 @@ def load_champion(tracking_uri: str, model_name: str) -> ChampionSnapshot | None
     What cannot be read is left None with the reason (redacted) in the snapshot, so that the
     comparison can say why it fell back to cross-validated metrics.
     """
-    _check_model_name(model_name)
+    check_model_name(model_name)
     client = client_for(tracking_uri)
     champion = _version_by_alias(client, model_name, CHAMPION)
     if champion is None:
@@ -811,23 +789,6 @@ def _run_params(training_set, model, spec, label_snapshot_id, weighted, keys, **
         params[f"labels_positive_{keys[cls]}"] = counts["positive"]
         params[f"labels_negative_{keys[cls]}"] = counts["negative"]
     return params
-
-
-def cross_validated(run_metrics: Mapping[str, float]) -> dict[str, float]:
-    """A run's cross-validated metrics without their prefix (``macro_ap``, ``ap_<concept>``).
-
-    Runs logged before the prefix existed logged these names bare; they are read as well.
-    """
-    prefixed = {k[len(CV_PREFIX):]: v for k, v in run_metrics.items() if k.startswith(CV_PREFIX)}
-    if prefixed:
-        return prefixed
-    return {k: v for k, v in run_metrics.items() if k.startswith(tuple(f"{m}_" for m in ("macro", *METRICS)))}
-
-
-def _prefixed(run_metrics: Mapping[str, float]) -> dict[str, float]:
-    """A run's MLflow metrics with the cross-validated ones under their prefix (older runs' renamed)."""
-    cv = cross_validated(run_metrics)
-    return {**{k: v for k, v in run_metrics.items() if k not in cv}, **{f"{CV_PREFIX}{k}": v for k, v in cv.items()}}
 
 
 def _run_metrics(evaluation: Evaluation, keys: dict[str, str], training_set: TrainingSet) -> dict[str, float]:

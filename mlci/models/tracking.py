@@ -24,7 +24,13 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlci.models.exceptions import TrackingStoreNotFoundError, TrackingUnreachableError
+from mlci.models.exceptions import TrackingUnreachableError
+from mlci.models.sqlite_store import (  # re-exported: the embedded store is one kind of tracking store
+    check_store_location,
+    check_tracking_store,
+    default_artifact_location,
+    sqlite_database,
+)
 from mlci.redact import redact_text, redact_url
 
 __all__ = [
@@ -86,9 +92,7 @@ def tracking_context(tracking_uri: str) -> Iterator[MlflowClient]:
 
 def client_for(tracking_uri: str) -> MlflowClient:
     """A client whose tracking and registry both use ``tracking_uri``; refuses a SQLite store that was
-    moved or copied without ``mlci relocate`` (:func:`mlci.models.relocate.check_store_location`)."""
-    from mlci.models.relocate import check_store_location  # it builds on this module
-
+    moved or copied without ``mlci relocate`` (:func:`mlci.models.sqlite_store.check_store_location`)."""
     check_store_location(tracking_uri)
     _no_urls_on_stdout()
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -129,28 +133,6 @@ def git_commit(path: str | Path | None = None) -> str | None:
         return None
     commit = done.stdout.strip()
     return commit if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit) else None
-
-
-def sqlite_database(tracking_uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` tracking URI; None for other stores and in-memory databases."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    db = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
-    return None if not db or db == ":memory:" else Path(db)
-
-
-def check_tracking_store(tracking_uri: str) -> None:
-    """Raise :class:`TrackingStoreNotFoundError` if ``tracking_uri`` is a SQLite file that does not exist.
-
-    Reading from MLflow must not create its database: MLflow would create an empty one, and a
-    mistyped ``MLCI_MLFLOW_TRACKING_URI`` would read as "no models yet".
-    """
-    db = sqlite_database(tracking_uri)
-    if db is not None and not db.is_file():
-        raise TrackingStoreNotFoundError(
-            f"no MLflow database at {db.resolve()}: train a model first (`mlci train` or `mlci nightly`) "
-            "or check MLCI_MLFLOW_TRACKING_URI"
-        )
 
 
 def _unreachable_reason(exc: BaseException | None) -> str | None:
@@ -213,15 +195,6 @@ def translates_mlflow_errors(func):
             return func(*args, **kwargs)
 
     return wrapper
-
-
-def default_artifact_location(tracking_uri: str) -> str | None:
-    """``<folder>/mlartifacts`` beside a SQLite database file; None (the server decides) otherwise.
-
-    Without it MLflow would put a SQLite store's artifacts under ``./mlruns`` of the working directory.
-    """
-    db = sqlite_database(tracking_uri)
-    return None if db is None else (db.resolve().parent / "mlartifacts").as_uri()
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, *, artifact_location: str | None = None) -> str:
