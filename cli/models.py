@@ -120,7 +120,7 @@ def models_command(
 
 def relocate_command() -> None:
     """After moving or copying MLCI_HOME: point its MLflow database at the artifacts beside it."""
-    from mlci.models.relocate import relocate_store
+    from mlci.models.sqlite_store import relocate_store
 
     settings = settings_for(None)
     with command_errors():

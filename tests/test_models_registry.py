@@ -3,6 +3,8 @@ logging and registering a trained model, reusing an identical run, reading the c
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -78,7 +80,12 @@ def test_log_register_reuse_and_read_back_the_champion(tracking_uri):
     assert set(info.aliases) == {CHAMPION, CHALLENGER} and info.run_id == result.run_id
     assert info.tags["mlci.promotion.reason"] == result.decision.reason
     # No champion to compare with: no number of it is recorded, and no tag or param says "nan".
-    assert "mlci.promotion.champion" not in t and "mlci.promotion.champion" not in info.tags
+    numbers = json.loads(t["mlci.promotion.numbers"])
+    assert numbers["challenger"] == pytest.approx(result.metrics["cv_macro_ap"], rel=1e-5) and "champion" not in numbers
+    assert info.tags["mlci.promotion.numbers"] == t["mlci.promotion.numbers"]
+    # Fewer, grouped tags: the per-concept statuses in one, the gate's numbers in one.
+    assert json.loads(t["mlci.class_status"]) == result.class_status
+    assert len([k for k in t if k.startswith("mlci.")]) <= 16 and len(info.tags) <= 13
     assert not [k for k, v in {**t, **run.data.params, **info.tags}.items() if v.lower() == "nan"]
     # The training data, as MLflow dataset inputs: the label snapshot and the feature set, by id and place.
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
@@ -196,7 +203,7 @@ def test_a_moved_store_is_refused_until_relocated_then_uses_its_own_artifacts(tm
 
     from cli import app
     from mlci.models import TrackingStoreMovedError
-    from mlci.models.relocate import relocate_store
+    from mlci.models.sqlite_store import relocate_store
 
     keys, X, consensus, _ = make_corpus(120, seed=4)
     ts = build_training_set(keys, X, consensus, CLASSES)

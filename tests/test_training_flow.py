@@ -95,7 +95,7 @@ def test_run_contents_registry_aliases_and_loading(tracking_uri, tmp_path, monke
     assert t["mlflow.note.content"].startswith("Nightly training of logistic_regression on 200 clips (")
     assert "demo-av v1 combined features; cross-validated macro AP 0." in t["mlflow.note.content"]
     assert "champion" in client.get_registered_model(MODEL).description
-    assert t["mlci.promotion.promote"] == "true" and t["mlci.status.halloween"] == "trained"
+    assert t["mlci.promotion.promote"] == "true" and json.loads(t["mlci.class_status"])["halloween"] == "trained"
 
     files = artifacts(client, result.run_id)
     assert {"figures/summary.png", "evaluation/oof_scores.parquet", "evaluation/metrics.json",
@@ -203,7 +203,7 @@ def test_class_without_positives_and_another_feature_version(tracking_uri):
     assert "cv_ap_halloween" not in v1.metrics and "cv_ap_holiday" in v1.metrics
     client = MlflowClient(tracking_uri)
     run = client.get_run(v1.run_id)
-    assert run.data.tags["mlci.status.halloween"] == "too_few_positives"
+    assert json.loads(run.data.tags["mlci.class_status"])["halloween"] == "too_few_positives"
     assert "figures/roc_pr_halloween.png" not in artifacts(client, v1.run_id)
     model = load_model(tracking_uri, MODEL)
     assert np.all(model.predict_proba(X)[:, CLASSES.index("halloween")] == 0.0)

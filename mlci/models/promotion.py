@@ -51,31 +51,35 @@ class PromotionDecision:
     numbers: dict = field(default_factory=dict)
 
     def as_tags(self, prefix: str = "mlci.promotion.") -> dict[str, str]:
-        """String tags for an MLflow run or model version (a number that is NaN, not measured, is left out)."""
-        tags = {
+        """String tags for an MLflow run or model version: the decision, and its numbers grouped in one
+        JSON tag ``<prefix>numbers`` (a number that is NaN, not measured, is left out)."""
+        numbers = {k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in self.numbers.items()
+                   if not (isinstance(v, float) and math.isnan(v))}
+        return {
             f"{prefix}promote": str(self.promote).lower(),
             f"{prefix}reason": self.reason,
             f"{prefix}comparison_set": self.comparison_set,
             f"{prefix}n": str(self.n),
+            f"{prefix}numbers": json.dumps(numbers, sort_keys=True),
         }
-        tags.update({f"{prefix}{k}": _num(v) for k, v in self.numbers.items()
-                     if not (isinstance(v, float) and math.isnan(v))})
-        return tags
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str, allow_nan=True)
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str], prefix: str = "mlci.promotion.") -> PromotionDecision:
-        """Inverse of :meth:`as_tags` (numbers come back as floats)."""
-        numbers = {}
-        for key, value in tags.items():
-            name = key[len(prefix):] if key.startswith(prefix) else None
-            if name and name not in ("promote", "reason", "comparison_set", "n"):
-                try:
-                    numbers[name] = float(value)
-                except ValueError:
-                    numbers[name] = value
+        """Inverse of :meth:`as_tags` (also of older runs' tags, one tag per number)."""
+        if f"{prefix}numbers" in tags:
+            numbers = json.loads(tags[f"{prefix}numbers"])
+        else:
+            numbers = {}
+            for key, value in tags.items():
+                name = key[len(prefix):] if key.startswith(prefix) else None
+                if name and name not in ("promote", "reason", "comparison_set", "n"):
+                    try:
+                        numbers[name] = float(value)
+                    except ValueError:
+                        numbers[name] = value
         return cls(
             promote=tags.get(f"{prefix}promote") == "true",
             reason=tags.get(f"{prefix}reason", ""),
@@ -83,10 +87,6 @@ class PromotionDecision:
             n=int(tags.get(f"{prefix}n", 0)),
             numbers=numbers,
         )
-
-
-def _num(value) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _finite(metrics: Mapping[str, float] | None, metric: str) -> float:

@@ -408,7 +408,10 @@ def _resume(client: MlflowClient, experiment_id: str, model_name: str, fingerpri
     _close_abandoned_runs(client, experiment_id, fingerprint, successor=run_id)
     classes = json.loads(run.data.params.get("classes", "[]"))
     keys = class_keys(classes)
-    status = {cls: run.data.tags.get(f"{_TAG}status.{keys[cls]}", "") for cls in classes}
+    if f"{_TAG}class_status" in run.data.tags:
+        status = json.loads(run.data.tags[f"{_TAG}class_status"])
+    else:  # runs logged before the statuses were grouped: one tag per concept
+        status = {cls: run.data.tags.get(f"{_TAG}status.{keys[cls]}", "") for cls in classes}
     return TrainingResult(
         run_id=run_id,
         model_name=model_name,
@@ -582,7 +585,7 @@ def log_and_register(
         f"{_TAG}fingerprint": fingerprint,
         f"{_TAG}training_set_sha256": training_set.fingerprint(),
         f"{_TAG}champion_before": comparison.champion_version if comparison.has_champion else "none",
-        **{f"{_TAG}status.{keys[c]}": s for c, s in model.class_status_.items()},
+        f"{_TAG}class_status": json.dumps(model.class_status_),
         **decision.as_tags(),
         **tags,
     }
