@@ -131,3 +131,41 @@ def test_flow_and_task_runs_have_readable_names(workspace):
     assert f"nightly-{today}-manual" in {r.name for r in nights}
     assert features and all(re.fullmatch(rf"features-{today}-\d{{4}}", r.name) for r in features)
     assert "features-chunk-0" in chunks
+
+
+def test_status_shows_champion_labels_batches_and_nightly_runs(workspace):
+    run, first = workspace
+    done = run("status", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    status = json.loads(done.stdout)
+    assert status["champion"]["version"] == 1 and 0 < status["champion"]["cv_metrics"]["macro_ap"] <= 1
+    labels = status["labels"]
+    assert labels["clips"] > 0 and set(labels["per_concept"]) == {"holiday", "halloween", "gift giving",
+                                                                  "family moments", "shopping scenes"}
+    [batch] = status["batches"]
+    assert batch["round_id"] in first.stdout and (batch["n_returned"], batch["n_clips"]) == (0, 8)
+    assert status["lock"] is None
+    assert any(r["name"].endswith("-manual") and r["state"] == "Completed" for r in status["nightly_runs"]["last"])
+    assert status["nightly_runs"]["next"] is None
+
+    text = run("status").stdout.splitlines()
+    assert text[2].startswith("champion   mlci-concepts v1 (of 1), registered ") and "cv macro AP 0." in text[2]
+    assert any(line.startswith("batches    1 published, 1 open:") for line in text)
+    assert any(line.strip().startswith(batch["round_id"]) and line.endswith("0/8 answered") for line in text)
+    assert text[-1] == "next run   none scheduled (see `mlci serve`)" and len(text) < 25
+    assert done.stderr == ""  # no Prefect log lines, even from its temporary server
+
+
+def test_status_names_what_it_could_not_read_and_shows_the_rest(workspace, tmp_path):
+    run, _ = workspace
+    missing = f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}"
+    store = json.loads(run("status", "--json", "--no-prefect").stdout)["store"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "MLFLOW_"))}
+    env.update(MLCI_HOME=str(tmp_path / "home"), MLCI_STORE=store, MLCI_MLFLOW_TRACKING_URI=missing)
+    done = subprocess.run([str(BIN / "mlci"), "status", "--no-prefect"], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[2].startswith("champion   unknown: no MLflow database at ")
+    assert any(line.startswith("labels     ") and "clips in snapshot" in line for line in lines)
+    assert "nightly    unknown: not asked (--no-prefect)" in lines
