@@ -54,7 +54,10 @@ from cli.serve import serve_command
 from cli.status import status_command
 from mlci.redact import redact_url
 
+# rich_markup_mode=None: click's plain help, where a flag reads as a flag (typer's rich panels print a
+# "<bool>" value beside every flag) - the look of the MLflow and Prefect server CLIs' help.
 app = typer.Typer(
+    rich_markup_mode=None,
     name="mlci",
     help="Active learning for video clips: features, consensus labels, models, labeling batches.",
     no_args_is_help=True,

@@ -26,7 +26,7 @@ from mlci import params
 
 __all__ = ["app", "ingest_command", "consensus_command"]
 
-app = typer.Typer(help="Label files: ingest and validate.", no_args_is_help=True)
+app = typer.Typer(help="Label files: ingest and validate.", no_args_is_help=True, rich_markup_mode=None)
 
 #: Exit status of ``labels ingest`` when some file or record was rejected and ``--strict`` is given.
 EXIT_REJECTED = 2

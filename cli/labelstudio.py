@@ -20,7 +20,7 @@ from cli.common import (
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Label Studio: the project, publishing batches, pulling answers (docs/labelstudio.md).",
+app = typer.Typer(rich_markup_mode=None, help="Label Studio: the project, publishing batches, pulling answers (docs/labelstudio.md).",
                   no_args_is_help=True)
 
 

@@ -30,7 +30,8 @@ def workspace(prefect_harness, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli-experience")
     generate_demo_corpus(open_store(str(root / "store")),
                          DemoCorpusSpec(n_clips=40, seed=5, duration=1.5, size=(64, 48), video_minutes=0), n_jobs=2)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "MLFLOW_"))}
+    # Without the console levels an earlier in-process command set for the rest of its process.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "MLFLOW_", "PREFECT_LOGGING_"))}
     env.update(MLCI_HOME=str(root / "home"), MLCI_STORE=str(root / "store"),
                PREFECT_API_URL=str(get_current_settings().api.url), COLUMNS="200")
 
