@@ -332,7 +332,7 @@ def test_a_dask_worker_killed_during_feature_extraction(stack, tmp_path):
     new = stack.new_night(tmp_path)
     rounds, objects, counts = stack.rounds(), stack.objects(), _dask_counts(stack)
     run_id = stack.trigger()
-    stack.running_task("compute-feature-chunk%", run_id)
+    stack.running_task("features-chunk-%", run_id)
     with Client(stack.env["MLCI_DASK_ADDRESS"], timeout=10) as client:
         pids = client.run(os.getpid)  # the worker processes (their nannies restart them)
         busy = client.processing()
@@ -354,7 +354,7 @@ def test_s3_unreachable_for_seconds_during_a_run(stack, tmp_path):
     new = stack.new_night(tmp_path)
     rounds, objects = stack.rounds(), stack.objects()
     run_id = stack.trigger()
-    stack.running_task("compute-feature-chunk%", run_id)
+    stack.running_task("features-chunk-%", run_id)
     [s3] = stack.pids("s3")
     os.kill(s3, signal.SIGSTOP)  # the endpoint answers nothing: a partition, not a refusal
     try:
@@ -408,7 +408,7 @@ def test_the_worker_killed_mid_run(stack, tmp_path):
     new = stack.new_night(tmp_path)
     rounds, objects = stack.rounds(), stack.objects()
     run_id = stack.trigger()
-    stack.running_task("compute-feature-chunk%", run_id)
+    stack.running_task("features-chunk-%", run_id)
     # The machine running the worker dies: the worker and the flow run's process with it.
     victims = _processes_with(f"PREFECT__FLOW_RUN_ID={run_id}")
     assert victims, "the flow run's process was not found"
