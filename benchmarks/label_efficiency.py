@@ -1,0 +1,210 @@
+"""Benchmark: how many labels each query strategy needs, against random sampling, on tasks that cover
+the known failure modes of uncertainty sampling (issue 18).
+
+Protocol, per task and seed (the same split and start set for every strategy of that seed):
+
+- a stratified 70/30 pool/test split; a start set of 10 pool clips with at least one positive and
+  one negative; batches of 10 chosen by the strategy from the rest of the pool (which it sees
+  without labels: a :class:`mlci.strategies.Pool` with the model's scores); the project's
+  per-concept estimator (``logistic_regression`` with its defaults, standardised features) refit
+  after every batch; stop at 60 % of the pool;
+- per round the test AP; the target is 95 % of the test AP of the same estimator fit on the whole
+  pool; ``labels`` = the first label count whose test AP reaches it (the budget's end + one batch
+  when never); ``AULC`` = the mean test AP over the rounds (equal spacing).
+
+Per task and strategy: mean labels-to-target over seeds ÷ the same for random (``ratio``), and mean
+AULC. The noise floor is a second, independent random run against random (``random_2``): its ratio
+must sit near 1.0, or the seeds are too few. Summary per strategy: median ratio, worst ratio, tasks
+worse than random (ratio > 1.05).
+
+Usage: ``.venv/bin/python benchmarks/label_efficiency.py [--seeds 30] [--strategies random,margin,...]
+[--tasks breast_cancer,...] [--jobs 2]``; ``--quick`` runs 5 seeds on 6 tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_classification, make_multilabel_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from mlci.strategies import LabeledSet, Pool, get_strategy
+
+BATCH = 10
+START = 10
+BUDGET_SHARE = 0.6
+TARGET = 0.95
+
+
+@dataclass(frozen=True)
+class Task:
+    """One binary task: features, labels, and which failure mode it stands for."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    note: str
+
+
+def _one_vs_rest(name: str, X, labels, classes, note: str) -> list[Task]:
+    return [Task(f"{name}_{c}", X, (labels == c).astype(int), note) for c in classes]
+
+
+def build_tasks(random_state: int = 0) -> list[Task]:
+    """At least 15 binary tasks: scikit-learn's datasets and generated failure modes."""
+    tasks = [Task("breast_cancer", *load_breast_cancer(return_X_y=True), "real, balanced-ish")]
+    X, y = load_digits(return_X_y=True)
+    tasks += _one_vs_rest("digits", X, y, (1, 3, 8), "real, 10 % positives")
+    X, y = load_wine(return_X_y=True)
+    tasks += _one_vs_rest("wine", X, y, (0, 2), "real, small")
+
+    def generated(name, note, **kw) -> Task:
+        X, y = make_classification(random_state=random_state, **kw)
+        return Task(name, X, y, note)
+
+    tasks += [
+        generated("rare_1pct", "1 % positives", n_samples=3000, n_features=20, n_informative=6,
+                  weights=[0.99], flip_y=0.0, class_sep=1.5),
+        generated("rare_5pct", "5 % positives", n_samples=2000, n_features=20, n_informative=6,
+                  weights=[0.95], flip_y=0.0),
+        generated("noisy_20pct", "20 % label noise", n_samples=1500, n_features=20, n_informative=8, flip_y=0.4),
+        generated("high_dim", "dimension >> labels", n_samples=800, n_features=500, n_informative=20),
+        generated("redundant", "many redundant features", n_samples=1500, n_features=60, n_informative=5,
+                  n_redundant=50),
+        generated("clustered", "well-separated clusters", n_samples=1500, n_features=10, n_informative=6,
+                  n_clusters_per_class=6, class_sep=3.0),
+        generated("easy", "easy, balanced", n_samples=1500, n_features=10, n_informative=5, class_sep=2.0),
+    ]
+    X, Y = make_multilabel_classification(n_samples=2000, n_features=30, n_classes=5, n_labels=2,
+                                          random_state=random_state)
+    prevalence = Y.mean(axis=0)
+    rare = int(np.argmin(prevalence))
+    tasks += [Task(f"multilabel_rare_{rare}", X, Y[:, rare], f"multi-label pool, rare concept ({prevalence[rare]:.0%})"),
+              Task("multilabel_common", X, Y[:, int(np.argmax(prevalence))], "multi-label pool, common concept")]
+    return tasks
+
+
+def _model():
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+
+
+def _split(task: Task, seed: int):
+    rng = np.random.default_rng(seed)
+    pool, test = train_test_split(np.arange(len(task.y)), test_size=0.3, stratify=task.y, random_state=seed)
+    y_pool = task.y[pool]
+    start = [int(rng.choice(np.flatnonzero(y_pool == 1))), int(rng.choice(np.flatnonzero(y_pool == 0)))]
+    rest = rng.permutation(np.setdiff1d(np.arange(len(pool)), start))
+    start += [int(i) for i in rest[: START - 2]]
+    return pool, test, np.array(start)
+
+
+def run_curve(task: Task, seed: int, strategy: Callable, full_ap: float) -> tuple[float, float]:
+    """Labels to reach the target and AULC of one strategy on one seed."""
+    pool, test, start = _split(task, seed)
+    Xp, yp, Xt, yt = task.X[pool], task.y[pool], task.X[test], task.y[test]
+    keys = np.array([str(i) for i in range(len(pool))])
+    labeled = list(start)
+    budget = int(BUDGET_SHARE * len(pool))
+    target = TARGET * full_ap
+    reached, aps = None, []
+    while True:
+        model = _model().fit(Xp[labeled], yp[labeled])
+        ap = average_precision_score(yt, model.predict_proba(Xt)[:, 1])
+        aps.append(ap)
+        if reached is None and ap >= target:
+            reached = len(labeled)
+        if len(labeled) >= budget:
+            break
+        chosen = strategy(model, Xp, keys, yp, labeled, seed * 7919 + len(labeled))
+        labeled += [int(i) for i in chosen]
+    return float(reached if reached is not None else budget + BATCH), float(np.mean(aps))
+
+
+def mlci_strategy(name: str, **params) -> Callable:
+    """A chooser backed by ``mlci.strategies``: the pool without labels, the model's scores."""
+    strategy = get_strategy(name, **params)
+
+    def choose(model, X, keys, y, labeled, random_state):
+        proba = model.predict_proba(X)[:, 1:2]
+        pool = Pool(keys, X, proba=proba)
+        known = LabeledSet(keys[labeled], X[labeled], y[labeled][:, None])
+        return strategy.query(pool, labeled=known, batch_size=BATCH, exclude=keys[labeled],
+                              random_state=random_state).indices
+
+    return choose
+
+
+def _cell(task: Task, seed: int, names: list[str], full_ap: float) -> dict:
+    out = {}
+    for name in names:
+        base = "random" if name == "random_2" else name
+        # random_2: the same strategy as random, other draws: the noise floor.
+        offset = 104729 if name == "random_2" else 0
+        chooser = mlci_strategy(base)
+        out[name] = run_curve(task, seed, lambda m, X, k, y, lab, rs: chooser(m, X, k, y, lab, rs + offset), full_ap)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--strategies", default="random,margin,entropy,least_confidence,kmeans_diversity,coreset,"
+                                                 "ranked_batch,label_spreading_entropy")
+    parser.add_argument("--tasks", default="")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="5 seeds, 6 tasks: a smoke run")
+    args = parser.parse_args()
+    tasks = build_tasks()
+    if args.tasks:
+        wanted = set(args.tasks.split(","))
+        tasks = [t for t in tasks if t.name in wanted]
+    seeds = list(range(5 if args.quick else args.seeds))
+    if args.quick:
+        tasks = tasks[::3]
+    names = [s for s in args.strategies.split(",") if s != "random"]
+    names = ["random", "random_2", *names]
+    started = time.perf_counter()
+    full = {t.name: float(np.mean([average_precision_score(
+        t.y[test], _model().fit(t.X[pool], t.y[pool]).predict_proba(t.X[test])[:, 1])
+        for pool, test, _ in (_split(t, s) for s in seeds)])) for t in tasks}
+    cells = Parallel(n_jobs=args.jobs)(delayed(_cell)(t, s, names, full[t.name]) for t in tasks for s in seeds)
+    results = {}  # (task, strategy) -> (mean labels, mean AULC)
+    for i, t in enumerate(tasks):
+        mine = cells[i * len(seeds):(i + 1) * len(seeds)]
+        for name in names:
+            labels = np.mean([c[name][0] for c in mine])
+            aulc = np.mean([c[name][1] for c in mine])
+            results[t.name, name] = (labels, aulc)
+
+    print(f"{len(tasks)} tasks x {len(seeds)} seeds, start {START}, batch {BATCH}, budget {BUDGET_SHARE:.0%} of the "
+          f"pool, target {TARGET:.0%} of the full-pool test AP; {time.perf_counter() - started:.0f} s")
+    print(f"{'task':<22}" + "".join(f"{n[:14]:>15}" for n in names) + "   (labels to target ÷ random's)")
+    ratios = {n: [] for n in names}
+    for t in tasks:
+        base = results[t.name, "random"][0]
+        row = []
+        for n in names:
+            r = results[t.name, n][0] / base
+            ratios[n].append(r)
+            row.append(f"{r:>15.2f}")
+        print(f"{t.name:<22}" + "".join(row))
+    print(f"\n{'strategy':<26}{'median':>8}{'worst':>8}{'worse':>7}{'AULC':>8}")
+    for n in names:
+        r = np.array(ratios[n])
+        aulc = np.mean([results[t.name, n][1] for t in tasks])
+        print(f"{n:<26}{np.median(r):>8.2f}{r.max():>8.2f}{int((r > 1.05).sum()):>7d}{aulc:>8.3f}")
+    print(f"\nnoise floor: random_2 / random median {np.median(ratios['random_2']):.2f}, "
+          f"worst {max(ratios['random_2']):.2f} (near 1.0, or add seeds)")
+
+
+if __name__ == "__main__":
+    main()
