@@ -27,6 +27,7 @@ import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -91,6 +92,21 @@ def build_tasks(random_state: int = 0) -> list[Task]:
     tasks += [Task(f"multilabel_rare_{rare}", X, Y[:, rare], f"multi-label pool, rare concept ({prevalence[rare]:.0%})"),
               Task("multilabel_common", X, Y[:, int(np.argmax(prevalence))], "multi-label pool, common concept")]
     return tasks
+
+
+def demo_tasks(folder: Path, n_clips: int = 600) -> list[Task]:
+    """The demo corpus's concepts on the basic extractor's features (generated once into ``folder``)."""
+    from mlci.analysis.data import load_analysis_data
+    from mlci.demo import DemoCorpusSpec, generate_demo_corpus
+    from mlci.features import compute_features
+    from mlci.storage import open_store
+
+    store = open_store(folder.resolve().as_uri())
+    generate_demo_corpus(store, DemoCorpusSpec(n_clips=n_clips))  # writes nothing when already there
+    compute_features(store)  # likewise: only clips without features
+    data, _ = load_analysis_data(store, source="truth")
+    return [Task(f"demo_{c.replace(' ', '_')}", data.X, data.Y[:, j].astype(int), "demo corpus concept")
+            for j, c in enumerate(data.concepts)]
 
 
 def _model():
@@ -162,8 +178,11 @@ def main() -> None:
     parser.add_argument("--tasks", default="")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="5 seeds, 6 tasks: a smoke run")
+    parser.add_argument("--demo-store", type=Path, default=Path.home() / ".cache" / "mlci-benchmarks" / "demo-600",
+                        help="folder of the demo corpus the demo tasks use (generated there when missing)")
+    parser.add_argument("--no-demo", action="store_true", help="skip the demo corpus's tasks")
     args = parser.parse_args()
-    tasks = build_tasks()
+    tasks = build_tasks() + ([] if args.no_demo else demo_tasks(args.demo_store))
     if args.tasks:
         wanted = set(args.tasks.split(","))
         tasks = [t for t in tasks if t.name in wanted]

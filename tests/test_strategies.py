@@ -16,6 +16,7 @@ from mlci.strategies import (
     LabeledSet,
     LabelLeakError,
     Margin,
+    MarginCoverage,
     MissingScoresError,
     NotEnoughLabelsError,
     Pool,
@@ -51,6 +52,8 @@ CASES = [pytest.param(name, {}, id=name) for name in STRATEGIES] + [
     pytest.param("kmeans_diversity", {"policy": "round_robin", "beta": None}, id="kmeans-all-round_robin"),
     pytest.param("ranked_batch", {"alpha": 0.5, "uncertainty": "entropy"}, id="ranked_batch-0.5"),
     pytest.param("coreset", {"max_candidates": 50}, id="coreset-subsample"),
+    pytest.param("margin_coverage", {"policy": "round_robin", "max_candidates": 40}, id="margin_coverage-rr-subsample"),
+    pytest.param("margin_coverage", {"coverage_share": 1.0}, id="margin_coverage-all-coverage"),
 ]
 
 
@@ -425,6 +428,39 @@ def test_ranked_batch_moves_from_uncertainty_to_diversity_with_alpha():
     labeled = LabeledSet(["l0"], X[:1], [1])
     diverse = RankedBatch(alpha=1.0, beta=None).query(pool, labeled=labeled, batch_size=2)
     assert sorted((diverse.indices // 30).tolist()) == [1, 2] and (diverse.reason == "diverse").all()
+
+
+def test_margin_coverage_takes_the_uncertain_half_then_covers_what_is_unlabeled():
+    pool, X = _blobs()
+    labeled = LabeledSet(["l0", "l1"], X[30:32] + 0.01, [0, 1])  # blob B labeled; A uncertain; C untouched
+    picks = MarginCoverage().query(pool, labeled=labeled, batch_size=4, random_state=0)
+    assert picks.reason.tolist() == ["uncertain", "uncertain", "coverage", "coverage"]
+    np.testing.assert_array_equal(picks.indices[:2], Margin().query(pool, batch_size=2).indices)
+    assert set((picks.indices[2:] // 30).tolist()) == {2}  # the blob neither labeled nor chosen
+    assert (picks.concept[2:] == -1).all() and picks.utility[2] > 2  # distance, in standard deviations
+
+
+def test_margin_coverage_share_and_features_on_different_scales():
+    pool, X = _blobs()
+    only_margin = MarginCoverage(coverage_share=0.0).query(pool, batch_size=3)
+    np.testing.assert_array_equal(only_margin.indices, Margin().query(pool, batch_size=3).indices)
+    # A feature in large units must not decide the distances alone: blobs differ in x and y by
+    # the same number of standard deviations once y is in thousandths.
+    stretched = Pool(pool.keys, X * np.array([1.0, 1000.0], dtype=np.float32), pool.proba)
+    labeled = LabeledSet(["l0"], stretched.X[:1], [1])
+    picks = MarginCoverage(coverage_share=1.0).query(stretched, labeled=labeled, batch_size=2, random_state=0)
+    assert sorted((picks.indices // 30).tolist()) == [1, 2]
+    assert (picks.reason == "coverage").all()
+
+
+def test_margin_coverage_keeps_the_round_robin_quotas(data):
+    pool, labeled, _ = data
+    picks = MarginCoverage(policy="round_robin", quotas=[2, 1, 1]).query(pool, labeled=labeled, batch_size=8,
+                                                                          random_state=0)
+    uncertain = picks.concept[picks.reason == "uncertain"]
+    assert np.bincount(uncertain, minlength=3).tolist() == [2, 1, 1]
+    with pytest.raises(ValueError, match="coverage_share must be a number in \\[0, 1\\], got 1.5"):
+        get_strategy("margin_coverage", coverage_share=1.5)
 
 
 def test_novelty_strategies_rank_far_clips_first():

@@ -20,7 +20,7 @@ from mlci.strategies.exceptions import (
     StrategyError,
     UnknownStrategyError,
 )
-from mlci.strategies.hybrid import RankedBatch
+from mlci.strategies.hybrid import MarginCoverage, RankedBatch
 from mlci.strategies.label_spreading import LabelSpreadingEntropy
 from mlci.strategies.linear_scoring import linear_proba, stack_linear
 from mlci.strategies.outlier import IsolationForestAnomaly, LocalOutlier
@@ -65,6 +65,7 @@ __all__ = [
     "KMeansDiversity",
     "CoreSet",
     "RankedBatch",
+    "MarginCoverage",
     "least_confidence",
     "margin",
     "entropy",

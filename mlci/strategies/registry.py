@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlci.strategies.base import QueryStrategy
 from mlci.strategies.diversity import CoreSet, KMeansDiversity
 from mlci.strategies.exceptions import UnknownStrategyError
-from mlci.strategies.hybrid import RankedBatch
+from mlci.strategies.hybrid import MarginCoverage, RankedBatch
 from mlci.strategies.label_spreading import LabelSpreadingEntropy
 from mlci.strategies.outlier import IsolationForestAnomaly, LocalOutlier
 from mlci.strategies.random_sampling import RandomSampling
@@ -28,6 +28,7 @@ STRATEGIES: dict[str, type[QueryStrategy]] = {
     "kmeans_diversity": KMeansDiversity,
     "coreset": CoreSet,
     "ranked_batch": RankedBatch,
+    "margin_coverage": MarginCoverage,
 }
 
 
