@@ -57,6 +57,7 @@ DEFAULT_STRATEGIES = (
     "fixed_order",
     "fixed_order:by=margin",
     "margin",
+    "margin_coverage",
     "positive",
     "negative",
     "anomaly",

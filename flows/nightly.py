@@ -8,7 +8,8 @@
 4. merge annotators into consensus labels (Dawid–Skene by default);
 5. train one classifier per concept, log to MLflow, register, and gate the challenger;
 6. score the unlabeled pool with the champion and publish the next labeling batch once, and into
-   Label Studio when configured (with any batch still out that is not there yet);
+   Label Studio when configured (with any batch still out that is not there yet); record the batch
+   as an MLflow run (the strategy and why each clip was chosen);
 7. leave a markdown summary and a table of the batch as Prefect artifacts.
 
 A run that had to skip work (feature chunks that failed after their retries, or Label Studio
@@ -47,6 +48,7 @@ from tasks.labels import ingest_labels_task, load_annotation_history_task
 from tasks.round import (
     acquire_lock_task,
     load_champion_task,
+    record_batch_task,
     release_lock_task,
     run_round_task,
 )
@@ -145,6 +147,7 @@ def nightly(
             quarantined=quarantined_keys_task(settings, extractor=fit.extractor, params=fit.extractor_params),
             incomplete_pool=incomplete_pool,
         )
+        record_batch_task(settings, round_result)
         if label_studio is not None:
             label_studio = publish_step(settings, label_studio)
     finally:

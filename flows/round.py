@@ -3,7 +3,8 @@
 0. check the parameters (before anything is read or written);
 1. load the current consensus labels and the features of every clip;
 2. load the champion from the registry;
-3. score the unlabeled pool, choose the batch, publish it once.
+3. score the unlabeled pool, choose the batch, publish it once;
+4. record the batch as an MLflow run (strategy, the reason each clip was chosen).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from mlci.params import settings_for_run
 from tasks.consensus import load_consensus_task
 from tasks.features import load_features_task, quarantined_keys_task
 from tasks.labels import load_annotation_history_task
-from tasks.round import load_champion_task, run_round_task
+from tasks.round import load_champion_task, record_batch_task, run_round_task
 
 __all__ = ["round_flow"]
 
@@ -48,7 +49,7 @@ def round_flow(
     keys, X, schema = load_features_task(settings, modality=fit.modality, extractor=fit.extractor,
                                          params=fit.extractor_params)
     champion, version = load_champion_task(settings)
-    return run_round_task(
+    result = run_round_task(
         settings,
         model=champion,
         model_version=version,
@@ -59,3 +60,5 @@ def round_flow(
         annotations_history=load_annotation_history_task(settings),
         quarantined=quarantined_keys_task(settings, extractor=fit.extractor, params=fit.extractor_params),
     )
+    record_batch_task(settings, result)
+    return result

@@ -65,7 +65,7 @@ class _Section(BaseModel):
 class RoundSettings(_Section):
     """How a round chooses and publishes the next batch (``MLCI_ROUND__<NAME>``)."""
 
-    strategy: str = Field(default="margin", description="Query strategy (see docs/strategies.md).")
+    strategy: str = Field(default="margin_coverage", description="Query strategy (see docs/strategies.md).")
     strategy_params: dict[str, Any] = Field(
         default_factory=dict, description='Strategy parameters, as JSON: {"policy": "round_robin"}.'
     )

@@ -10,7 +10,7 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from mlci.batches import RoundResult, run_round
+from mlci.batches import RoundResult, record_batch_run, run_round
 from mlci.catalog import ClassCatalog
 from mlci.config import Settings
 from mlci.consensus import ConsensusResult
@@ -20,7 +20,7 @@ from mlci.models import MultiLabelModel
 from mlci.reporting import ends_step
 from tasks.retry import retry_unless
 
-__all__ = ["acquire_lock_task", "release_lock_task", "run_round_task", "load_champion_task"]
+__all__ = ["acquire_lock_task", "release_lock_task", "run_round_task", "record_batch_task", "load_champion_task"]
 
 
 @task(name="acquire-lock", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
@@ -92,6 +92,17 @@ def run_round_task(
     )
     get_run_logger().info(result.summary(), extra=ends_step("batch"))
     return result
+
+
+@task(name="record-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless())
+def record_batch_task(settings: Settings, result: RoundResult) -> str | None:
+    """The round's MLflow run (:func:`mlci.batches.record_batch_run`): strategy, reasons, the batch."""
+    run_id = record_batch_run(settings.tracking_uri, settings.experiment_name, result)
+    if run_id:
+        counts = result.batch["reason"].value_counts().sort_index()
+        get_run_logger().info("batch %s chosen by %s (%s): MLflow run %s", result.round_id,
+                              result.manifest.get("strategy"), ", ".join(f"{n} {r}" for r, n in counts.items()), run_id)
+    return run_id
 
 
 @task(name="load-champion", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless())

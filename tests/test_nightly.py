@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
 from annotators import answer_batch
 from mlci.demo import DemoCorpusSpec, generate_demo_corpus
@@ -177,6 +178,21 @@ def test_three_nights(env):
     assert "already published" in alone.output
     assert {k: store.stat(k).identity for k in store.list("batches/")} == before
 
+    # Each batch is one MLflow run saying which strategy chose each clip; re-runs added none.
+    client = MlflowClient(values["MLCI_MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("mlci-batches")
+    runs = {r.data.tags["mlci.round_id"]: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {first.batch.round_id, second.batch.round_id}
+    for result, batch in ((first, batch1), (second, batch2)):
+        run = runs[result.batch.round_id]
+        assert run.info.status == "FINISHED" and run.data.params["strategy"] == "margin_coverage"
+        assert run.data.tags["mlci.model"] == f"mlci-concepts/{result.model.champion_version}"
+        counts = batch["reason"].value_counts().to_dict()
+        assert set(counts) == {"uncertain", "coverage"}
+        assert {k.removeprefix("clips_"): int(v) for k, v in run.data.metrics.items()} == counts
+        logged = pd.read_csv(client.download_artifacts(run.info.run_id, "batch.csv"))
+        assert logged[["key", "reason"]].equals(batch[["key", "reason"]])
+
     # `mlci train` runs the same training step in the `train` flow: a new version (its estimator
     # parameters are recorded as given, {} rather than the nightly's none), then reuse.
     trained = CliRunner().invoke(app, ["train", "--trigger", "nightly"])
@@ -185,8 +201,6 @@ def test_three_nights(env):
     v3 = _versions(values)[0]
     assert v3.version == "3" and "challenger" in v3.aliases
     assert v3.tags["mlci.promotion.reason"] in trained.output and v3.tags["mlci.trigger"] == "nightly"
-    from mlflow import MlflowClient
-
     run_tags = MlflowClient(values["MLCI_MLFLOW_TRACKING_URI"]).get_run(v3.run_id).data.tags
     assert run_tags["mlci.prefect_flow_run_id"]  # a Prefect flow run, as the nightly's
     again = CliRunner().invoke(app, ["train", "--trigger", "nightly"])

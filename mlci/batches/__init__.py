@@ -22,6 +22,7 @@ _SOURCES = {
     "published_rounds": "mlci.batches.publish",
     "RoundResult": "mlci.batches.round",
     "run_round": "mlci.batches.round",
+    "record_batch_run": "mlci.batches.tracking",
 }
 
 __all__ = list(_SOURCES)
