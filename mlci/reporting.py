@@ -131,12 +131,16 @@ class BatchStep:
     reason: str = ""
     n_clips: int = 0
     strategy: str = "-"
+    #: Clips per reason they were chosen for (``uncertain``, ``coverage``, ``relabel``, ...).
+    reasons: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_round(cls, result: Any, strategy: str) -> BatchStep:
         """From an :class:`mlci.batches.RoundResult`."""
+        reasons = result.batch["reason"].value_counts().sort_index() if len(result.batch) else {}
         return cls(round_id=result.round_id, location=result.location, published=result.published,
-                   reason=result.reason, n_clips=len(result.batch), strategy=strategy)
+                   reason=result.reason, n_clips=len(result.batch), strategy=strategy,
+                   reasons={str(k): int(v) for k, v in dict(reasons).items()})
 
 
 @dataclass(frozen=True)
@@ -278,7 +282,8 @@ def _batch_line(batch: BatchStep) -> str:
     if batch.reason:
         return f"nothing published: {batch.reason}"
     verb = "published" if batch.published else "already published (nothing new)"
-    return f"{batch.n_clips} clips, {verb}"
+    why = ", ".join(f"{n} {reason}" for reason, n in batch.reasons.items())
+    return f"{batch.n_clips} clips{f' ({why})' if why else ''}, {verb}"
 
 
 def _fmt(value: Any) -> str:

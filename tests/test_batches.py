@@ -359,3 +359,35 @@ def test_cli_table_and_report_count_clips_not_in_store(tmp_path):
     # The CSV reader strips cells: the cut key is 'clips/real/my clip'.
     assert "2 answers in " in res.output
     assert "name clips not in the store (kept): 'clips/real/my clip', 'clips/other.mp4'" in res.output
+
+
+def test_a_batch_is_recorded_once_as_an_mlflow_run_and_a_lost_recording_is_completed(tmp_path):
+    from mlflow import MlflowClient
+
+    from mlci.batches import RoundResult, record_batch_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    batch = pd.DataFrame({"rank": [1, 2, 3], "key": ["a", "b", "c"], "reason": ["uncertain", "coverage", "relabel"]})
+    manifest = {"model_name": "m", "model_version": "2", "label_snapshot": "s1", "strategy": "margin_coverage",
+                "strategy_params": {"coverage_share": 0.5}}
+    result = RoundResult("r-1", "file:///store/batches/r-1/", True, batch, manifest)
+    run_id = record_batch_run(uri, "exp", result)
+    assert record_batch_run(uri, "exp", result) == run_id  # the same round again: the same run
+    client = MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("exp-batches").experiment_id])
+    assert run.info.run_name == "r-1" and run.info.status == "FINISHED"
+    assert run.data.params == {"strategy": "margin_coverage", "strategy.coverage_share": "0.5", "batch_size": "3",
+                               "model": "m/2", "label_snapshot": "s1"}
+    assert run.data.metrics == {"clips_coverage": 1.0, "clips_relabel": 1.0, "clips_uncertain": 1.0}
+    assert pd.read_csv(client.download_artifacts(run_id, "batch.csv")).equals(batch)
+    assert (tmp_path / "mlartifacts").is_dir()  # beside the database, not in the working directory
+
+    # A process died after creating the run: the next call finishes that run instead of adding one.
+    experiment = client.get_experiment_by_name("exp-batches").experiment_id
+    orphan = client.create_run(experiment, run_name="r-2", tags={"mlci.round_id": "r-2"}).info.run_id
+    assert record_batch_run(uri, "exp", RoundResult("r-2", "loc", False, batch, manifest)) == orphan
+    assert client.get_run(orphan).info.status == "FINISHED"
+    assert client.get_run(orphan).data.metrics["clips_uncertain"] == 1.0
+    # A round that chose nothing has nothing to record.
+    assert record_batch_run(uri, "exp", RoundResult("r-3", "loc", False, batch.iloc[:0], {}, reason="empty")) is None
+    assert len(client.search_runs([experiment])) == 2

@@ -27,7 +27,7 @@ def _summary(**overrides) -> NightlySummary:
                         class_status={"holiday": "trained", "halloween": "too_few_positives"},
                         classes=[("holiday", "holiday"), ("halloween", "halloween")]),
         batch=BatchStep(round_id="r-1", location="s3://b/batches/r-1/", published=True, n_clips=50,
-                        strategy="margin"),
+                        strategy="margin_coverage", reasons={"coverage": 23, "relabel": 5, "uncertain": 22}),
     )
     return NightlySummary(**{**parts, **overrides})
 
@@ -38,12 +38,12 @@ def test_a_completed_run_reads_as_counts_metrics_decision_and_batch():
     assert "| labels | 2 new file(s), 40 answers added, 1 records rejected |" in text
     assert "| features | 10 computed, 290 cached, 1 quarantined |" in text
     assert "| consensus | snapshot `abc123`, 180 labeled clips, method dawid_skene |" in text
-    assert "| model | mlci-concepts version 3, MLflow run `r9` |" in text and "| batch | 50 clips, published |" in text
+    assert "| model | mlci-concepts version 3, MLflow run `r9` |" in text and "| batch | 50 clips (23 coverage, 5 relabel, 22 uncertain), published |" in text
     assert "| holiday | 0.910 | - | - | trained |" in text  # a metric not logged shows as '-'
     assert "| halloween | - | - | - | too_few_positives |" in text
     assert "| **macro** | 0.800 | 0.900 | - | |" in text
     assert "Promoted to champion: macro AP up 0.02" in text
-    assert "Round `r-1` at `s3://b/batches/r-1/` (strategy margin)." in text
+    assert "Round `r-1` at `s3://b/batches/r-1/` (strategy margin_coverage)." in text
     assert "Warnings" not in text
 
 
@@ -105,8 +105,8 @@ def test_steps_are_built_from_the_steps_own_results():
     features = SimpleNamespace(n_computed=4, n_reused=6, n_quarantined=1, n_failed=2, failed_chunks={0: "x"})
     assert FeaturesStep.from_report(features) == FeaturesStep(4, 6, 1, 2, {0: "x"})
     result = SimpleNamespace(round_id="r-9", location="loc", published=False, reason="",
-                             batch=pd.DataFrame({"key": ["a", "b"]}))
-    assert BatchStep.from_round(result, "random") == BatchStep("r-9", "loc", False, "", 2, "random")
+                             batch=pd.DataFrame({"key": ["a", "b"], "reason": ["random", "random"]}))
+    assert BatchStep.from_round(result, "random") == BatchStep("r-9", "loc", False, "", 2, "random", {"random": 2})
     assert "already published (nothing new)" in _summary(batch=BatchStep.from_round(result, "random")).to_markdown()
     # The champion after the run: promoted now, or the version the registry already had.
     assert ModelStep(version="2", champion_version="2").is_champion and ModelStep(promoted=True).is_champion
