@@ -85,7 +85,7 @@ def test_sections_read_nested_variables_and_parameters_override_them(monkeypatch
     run = settings.with_overrides(batch_size=None, strategy="random", estimator="linear_svm", random_state=7)
     assert (run.round.batch_size, run.round.strategy, run.random_state) == (12, "random", 7)  # None: as configured
     assert run.training.estimator == "linear_svm" and run.training.modality == "combined"
-    assert settings.round.strategy == "margin" and settings.training.estimator == "logistic_regression"  # untouched
+    assert settings.round.strategy == "margin_coverage" and settings.training.estimator == "logistic_regression"  # untouched
     with pytest.raises(TypeError, match=r"no setting named \['batch_sise'\]"):
         settings.with_overrides(batch_sise=3)
 
