@@ -434,10 +434,13 @@ def test_margin_coverage_takes_the_uncertain_half_then_covers_what_is_unlabeled(
     pool, X = _blobs()
     labeled = LabeledSet(["l0", "l1"], X[30:32] + 0.01, [0, 1])  # blob B labeled; A uncertain; C untouched
     picks = MarginCoverage().query(pool, labeled=labeled, batch_size=4, random_state=0)
-    assert picks.reason.tolist() == ["uncertain", "uncertain", "coverage", "coverage"]
-    np.testing.assert_array_equal(picks.indices[:2], Margin().query(pool, batch_size=2).indices)
-    assert set((picks.indices[2:] // 30).tolist()) == {2}  # the blob neither labeled nor chosen
-    assert (picks.concept[2:] == -1).all() and picks.utility[2] > 2  # distance, in standard deviations
+    assert picks.reason.tolist() == ["uncertain", "coverage", "uncertain", "coverage"]  # alternating
+    uncertain, coverage = picks.reason == "uncertain", picks.reason == "coverage"
+    np.testing.assert_array_equal(picks.indices[uncertain], Margin().query(pool, batch_size=2).indices)
+    assert set((picks.indices[coverage] // 30).tolist()) == {2}  # the blob neither labeled nor chosen
+    assert (picks.concept[coverage] == -1).all() and picks.utility[coverage][0] > 2  # in standard deviations
+    odd = MarginCoverage(coverage_share=0.4).query(pool, labeled=labeled, batch_size=5, random_state=0)
+    assert odd.reason.tolist() == ["uncertain", "coverage", "uncertain", "coverage", "uncertain"]
 
 
 def test_margin_coverage_share_and_features_on_different_scales():
