@@ -379,6 +379,9 @@ def test_a_batch_is_recorded_once_as_an_mlflow_run_and_a_lost_recording_is_compl
     assert run.data.params == {"strategy": "margin_coverage", "strategy.coverage_share": "0.5", "batch_size": "3",
                                "model": "m/2", "label_snapshot": "s1"}
     assert run.data.metrics == {"clips_coverage": 1.0, "clips_relabel": 1.0, "clips_uncertain": 1.0}
+    assert run.data.tags["mlflow.note.content"] == ("3 clips chosen by margin_coverage with model m version 2 on label "
+                                                    "snapshot s1: 1 coverage, 1 relabel, 1 uncertain. "
+                                                    "Batch: file:///store/batches/r-1/")
     assert pd.read_csv(client.download_artifacts(run_id, "batch.csv")).equals(batch)
     assert (tmp_path / "mlartifacts").is_dir()  # beside the database, not in the working directory
 

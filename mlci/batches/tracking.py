@@ -23,7 +23,8 @@ def record_batch_run(tracking_uri: str, experiment_name: str, result: RoundResul
 
     Params: the strategy and its parameters, batch size, model and label snapshot. Metrics:
     ``clips_<reason>`` (e.g. ``clips_uncertain``, ``clips_coverage``, ``clips_relabel``). Artifacts:
-    ``batch.csv`` (each clip with its ``reason``) and ``manifest.json``.
+    ``batch.csv`` (each clip with its ``reason``) and ``manifest.json``. The run's description says
+    the same in one sentence.
     """
     from mlci.models.sqlite_store import default_artifact_location
     from mlci.models.tracking import clean_params, get_or_create_experiment, mlflow_errors, tracking_context, write_json
@@ -47,13 +48,18 @@ def record_batch_run(tracking_uri: str, experiment_name: str, result: RoundResul
             "mlci.batch_location": result.location,
         })
         run_id = run.info.run_id
+        counts = result.batch["reason"].value_counts().sort_index()
+        client.set_tag(run_id, "mlflow.note.content", (
+            f"{len(result.batch)} clips chosen by {manifest['strategy']} with model {manifest['model_name']} version "
+            f"{manifest['model_version']} on label snapshot {manifest['label_snapshot']}: "
+            + ", ".join(f"{n} {reason}" for reason, n in counts.items()) + f". Batch: {result.location}"))
         params = {"strategy": manifest["strategy"], "batch_size": len(result.batch),
                   "model": f"{manifest['model_name']}/{manifest['model_version']}",
                   "label_snapshot": manifest["label_snapshot"]}
         params.update({f"strategy.{k}": v for k, v in manifest["strategy_params"].items()})
         for key, value in clean_params(params).items():
             client.log_param(run_id, key, value)
-        for reason, count in result.batch["reason"].value_counts().sort_index().items():
+        for reason, count in counts.items():
             client.log_metric(run_id, f"clips_{reason}", float(count))
         with tempfile.TemporaryDirectory() as tmp:
             result.batch.to_csv(Path(tmp) / "batch.csv", index=False)
