@@ -248,8 +248,8 @@ def demo(store: StoreOption = None, verbose: VerboseOption = False) -> None:
         summary = nightly(store=settings.store_uri, trigger="manual")
     model, batch = summary.model, summary.batch
     typer.echo("")
-    why = ", ".join(f"{n} {reason}" for reason, n in batch.reasons.items())
-    typer.echo(f"batch: {batch.location} ({batch.n_clips} clips{f': {why}' if why else ''}; round {batch.round_id})")
+    typer.echo(f"batch: {batch.location} ({batch.n_clips} clips{f': {batch.why()}' if batch.reasons else ''}; "
+               f"round {batch.round_id})")
     print_table(_read_batch_top(settings, batch.round_id))
     typer.echo(
         f"model: {model.name} version {model.version} ({'champion' if model.is_champion else 'challenger'}); "

@@ -142,6 +142,10 @@ class BatchStep:
                    reason=result.reason, n_clips=len(result.batch), strategy=strategy,
                    reasons={str(k): int(v) for k, v in dict(reasons).items()})
 
+    def why(self) -> str:
+        """Clips per reason, e.g. ``"23 coverage, 5 relabel, 22 uncertain"`` ("" when none)."""
+        return ", ".join(f"{n} {reason}" for reason, n in self.reasons.items())
+
 
 @dataclass(frozen=True)
 class LabelStudioStep:
@@ -282,8 +286,7 @@ def _batch_line(batch: BatchStep) -> str:
     if batch.reason:
         return f"nothing published: {batch.reason}"
     verb = "published" if batch.published else "already published (nothing new)"
-    why = ", ".join(f"{n} {reason}" for reason, n in batch.reasons.items())
-    return f"{batch.n_clips} clips{f' ({why})' if why else ''}, {verb}"
+    return f"{batch.n_clips} clips{f' ({batch.why()})' if batch.reasons else ''}, {verb}"
 
 
 def _fmt(value: Any) -> str:

@@ -99,9 +99,7 @@ def record_batch_task(settings: Settings, result: RoundResult) -> str | None:
     """The round's MLflow run (:func:`mlci.batches.record_batch_run`): strategy, reasons, the batch."""
     run_id = record_batch_run(settings.tracking_uri, settings.experiment_name, result)
     if run_id:
-        counts = result.batch["reason"].value_counts().sort_index()
-        get_run_logger().info("batch %s chosen by %s (%s): MLflow run %s", result.round_id,
-                              result.manifest.get("strategy"), ", ".join(f"{n} {r}" for r, n in counts.items()), run_id)
+        get_run_logger().info("batch %s recorded as MLflow run %s", result.round_id, run_id)
     return run_id
 
 
