@@ -37,6 +37,7 @@ from cli.common import (
     command_errors,
     describe,
     fail,
+    is_expected,
     open_store_for,
     parse_params,
     print_json,
@@ -216,25 +217,98 @@ def unlock_command(
 
 @app.command("batches")
 def batches_command(store: StoreOption = None, as_json: JsonOption = False) -> None:
-    """List published batches and how many of their clips have come back labeled."""
-    target = open_store_for(settings_for(store))
-    from mlci.batches import list_batches
+    """Published batches and what each bought: answers back, hours to answer, positives per concept
+    vs the pool prior, disagreement, flipped relabels, the next model's change in cross-validated AP."""
+    settings = settings_for(store)
+    target = open_store_for(settings)
+    from mlci.batches import batch_yield, lineage_table
     from mlci.labels import load_annotations
 
+    versions = _registered_versions(settings)
     with command_errors():
-        listing = list_batches(target, load_annotations(target, current=False))
-        if not listing.empty:
+        annotations = load_annotations(target, current=False)
+        table = batch_yield(target, lineage_table(target, annotations, versions), annotations, versions)
+        if not table.empty:
             from mlci.labelstudio import batch_status
 
-            in_label_studio = batch_status(target, listing["round_id"])
+            in_label_studio = batch_status(target, table["round_id"])
             if in_label_studio["ls_project"].any():  # columns only for teams that use Label Studio
-                listing = listing.merge(in_label_studio, on="round_id", how="left")
+                table = table.merge(in_label_studio, on="round_id", how="left")
     if as_json:
-        print_json(listing.to_dict(orient="records"))
-    elif listing.empty:
+        # pandas' missing values (NA of the string and Int64 columns, NaN, NaT) become null.
+        print_json(table.astype(object).where(table.notna(), None).to_dict(orient="records"))
+    elif table.empty:
         typer.echo("no batches published yet")
     else:
-        print_table(listing)
+        print_table(_yield_lines(table), max_width=40)
+        typer.echo("per concept: positives per 100 answered clips / pool prior per 100; ΔCV_AP: the first model "
+                   "trained on the answers vs the one that chose the batch (docs/flows.md#lineage-and-yield)")
+
+
+def _registered_versions(settings):
+    """The registered versions as :func:`mlci.batches.lineage_table` takes them; none when MLflow has
+    no database yet, and none with a warning when it cannot be read (the batches are still listed)."""
+    from mlci.batches import versions_frame
+    from mlci.models.exceptions import TrackingStoreNotFoundError
+    from mlci.models.versions import list_versions
+
+    try:
+        infos = list_versions(settings.tracking_uri, settings.registered_model_name)
+    except TrackingStoreNotFoundError:
+        infos = []  # nothing trained yet
+    except Exception as exc:
+        if not is_expected(exc):
+            raise
+        typer.secho(f"warning: model versions not read, model columns left blank: {describe(exc)}",
+                    fg=typer.colors.YELLOW, err=True)
+        infos = []
+    return versions_frame(infos)
+
+
+def _yield_lines(table):
+    """The yield table as one short line per batch (the full table is ``--json``)."""
+    import math
+    from datetime import datetime, timezone
+
+    import pandas as pd
+
+    def missing(value) -> bool:
+        return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+    def per_100(value) -> str:
+        return "-" if missing(value) else f"{value:.0f}"
+
+    now = datetime.now(timezone.utc)
+    concepts = [c[len("positives_per_100_"):] for c in table.columns if c.startswith("positives_per_100_")]
+    rows = []
+    for r in table.to_dict(orient="records"):
+        row = {
+            "round_id": r["round_id"],
+            "age": _age(now - r["created_at"]),
+            "strategy": "-" if missing(r["strategy"]) else r["strategy"],
+            "answered": f"{r['n_answered']}/{r['n_clips']}",
+            "hours": "-" if missing(r["hours_to_answer"]) else f"{r['hours_to_answer']:.1f}",
+        }
+        for c in concepts:
+            positives = r[f"positives_per_100_{c}"]
+            row[c] = "-" if missing(positives) else f"{per_100(positives)}/{per_100(r[f'prior_per_100_{c}'])}"
+        row["disagree"] = "-" if missing(r["disagreement_rate"]) else f"{100 * r['disagreement_rate']:.0f}%"
+        row["flipped"] = "-" if missing(r["relabels_flipped"]) else str(r["relabels_flipped"])
+        if missing(r["next_model_version"]):
+            row["ΔCV_AP"] = "-"
+        else:
+            delta = r["delta_cv_ap"]
+            row["ΔCV_AP"] = f"v{r['next_model_version']}" + ("" if missing(delta) else f" {delta:+.3f}")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _age(elapsed) -> str:
+    """``45m``, ``5h``, ``3d``: how long ago, in its largest whole unit."""
+    minutes = int(elapsed.total_seconds() // 60)
+    if minutes < 60:
+        return f"{max(minutes, 0)}m"
+    return f"{minutes // 60}h" if minutes < 24 * 60 else f"{minutes // (24 * 60)}d"
 
 
 @app.command("demo")

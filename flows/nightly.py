@@ -7,10 +7,13 @@
 3. compute features for new or changed clips (incremental; broken clips are quarantined);
 4. merge annotators into consensus labels (Dawid–Skene by default);
 5. train one classifier per concept, log to MLflow, register, and gate the challenger;
-6. score the unlabeled pool with the champion and publish the next labeling batch once, and into
-   Label Studio when configured (with any batch still out that is not there yet); record the batch
-   as an MLflow run (the strategy and why each clip was chosen);
-7. leave a markdown summary and a table of the batch as Prefect artifacts.
+6. advise per concept whether labeling still pays (``keep labeling`` / ``slowing`` / ``stop``, from
+   the stop signals of the version just trained; docs/advisor.md);
+7. score the unlabeled pool with the champion and publish the next labeling batch once (concepts
+   advised to stop give their share to the others), and into Label Studio when configured (with
+   any batch still out that is not there yet); record the batch as an MLflow run (the strategy and
+   why each clip was chosen) with the advice and a learning picture per concept;
+8. leave a markdown summary and a table of the batch as Prefect artifacts.
 
 A run that had to skip work (feature chunks that failed after their retries, or Label Studio
 steps that failed: down, a rejected token, a mismatching project) still publishes from
@@ -35,6 +38,7 @@ from mlci.models import TrainingConfig
 from mlci.models.tracking import class_keys, ui_links
 from mlci.params import settings_for_run
 from mlci.reporting import (
+    AdviceStep,
     BatchStep,
     ConsensusStep,
     FeaturesStep,
@@ -42,11 +46,13 @@ from mlci.reporting import (
     ModelStep,
     NightlySummary,
 )
+from tasks.advisor import advise_task, log_advice_task
 from tasks.consensus import compute_consensus_task
 from tasks.features import load_features_task, quarantined_keys_task
 from tasks.labels import ingest_labels_task, load_annotation_history_task
 from tasks.round import (
     acquire_lock_task,
+    link_batches_task,
     load_champion_task,
     record_batch_task,
     release_lock_task,
@@ -134,7 +140,10 @@ def nightly(
             store_uri=settings.store_uri,
         )
 
+        link_batches_task(settings, training.model_version)
         champion, champion_version = load_champion_task(settings)
+        night = advise_task(settings, training=training, champion=champion, champion_version=champion_version,
+                            keys=keys, X=X, feature_schema=schema, consensus=consensus)
         round_result = run_round_task(
             settings,
             model=champion,
@@ -146,8 +155,10 @@ def nightly(
             annotations_history=load_annotation_history_task(settings),
             quarantined=quarantined_keys_task(settings, extractor=fit.extractor, params=fit.extractor_params),
             incomplete_pool=incomplete_pool,
+            advice=night.verdicts(),
         )
-        record_batch_task(settings, round_result)
+        batch_run_id = record_batch_task(settings, round_result)
+        log_advice_task(settings, night, batch_run_id=batch_run_id)
         if label_studio is not None:
             label_studio = publish_step(settings, label_studio)
     finally:
@@ -176,6 +187,7 @@ def nightly(
             classes=[(key, name) for name, key in class_keys(catalog.names).items()],
         ),
         batch=BatchStep.from_round(round_result, settings.round.strategy),
+        advice=AdviceStep.from_night(night, reassigned=settings.advisor.reassign_stopped),
         label_studio=label_studio,
     )
     create_markdown_artifact(summary.to_markdown(), key="nightly-summary",
@@ -186,6 +198,11 @@ def nightly(
         round_result.batch.head(200).round(4).to_dict(orient="records"),
         key="nightly-batch",
         description=f"batch {round_result.round_id}",
+    )
+    create_table_artifact(
+        night.advice.round(4).replace({float("nan"): None}).to_dict(orient="records"),
+        key="nightly-advice",
+        description=f"stop advice per concept for model version {night.model_version} ({night.rule})",
     )
     logger.info("nightly done: %s", summary.headline())
     return summary

@@ -25,6 +25,7 @@ __all__ = [
     "RoundSettings",
     "TrainingSettings",
     "ScheduleSettings",
+    "AdvisorSettings",
     "DEFAULT_CLIP_BASE_URL",
     "DEFAULT_LABELING_QUESTION",
     "default_class_catalog",
@@ -103,6 +104,29 @@ class ScheduleSettings(_Section):
     timezone: str = Field(default="UTC", description="IANA timezone of the cron schedule.")
     lock_ttl_hours: float = Field(
         default=6.0, description="Hours after which a nightly's store lock counts as stale."
+    )
+
+
+class AdvisorSettings(_Section):
+    """The nightly's stop advice per concept (``MLCI_ADVISOR__<NAME>``; docs/advisor.md)."""
+
+    stop_rule: str = Field(
+        default="stabilizing_predictions",
+        description="Rule that says stop: stabilizing_predictions, oof_plateau or overall_uncertainty.",
+    )
+    kappa_threshold: float = Field(default=0.99, description="Kappa between successive models that counts as stable.")
+    stop_window: int = Field(default=3, description="Nights the kappa rule and the OOF plateau look back over.")
+    uncertainty_threshold: float = Field(default=0.05, description="Pool uncertainty (bits) that counts as done.")
+    plateau_delta: float = Field(default=0.01, description="OOF AP gain over the window that counts as a plateau.")
+    min_positives: int = Field(
+        default=10, description="Positives and negatives a concept needs before it may be advised to stop."
+    )
+    label_budget: int | None = Field(
+        default=None, description="Labeled clips the team will pay for; every concept stops when spent (none: no budget)."
+    )
+    stop_set_size: int = Field(default=1000, description="Pool clips in the fixed stop set (chosen on the first night).")
+    reassign_stopped: bool = Field(
+        default=True, description="A concept advised to stop gives its share of the next batch to the others."
     )
 
 
@@ -203,6 +227,7 @@ class Settings(BaseSettings):
     round: RoundSettings = Field(default_factory=RoundSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    advisor: AdvisorSettings = Field(default_factory=AdvisorSettings)
 
     @classmethod
     def for_store(cls, store: str | None) -> Settings:
@@ -304,11 +329,12 @@ class Settings(BaseSettings):
         }
 
 
-_SECTIONS = ("round", "training", "schedule")
+_SECTIONS = ("round", "training", "schedule", "advisor")
 #: Every name :meth:`Settings.with_overrides` takes.
 _ROUTABLE = frozenset(
     {"random_state"}
     | set(RoundSettings.model_fields) | set(TrainingSettings.model_fields) | set(ScheduleSettings.model_fields)
+    | set(AdvisorSettings.model_fields)
 )
 
 

@@ -13,6 +13,7 @@ holds the two together)::
     features/<extractor>-v<version>-<params hash>/   schema.json, clips/ and windows/ shards, active/ index
     quarantine/<extractor>-v<version>-<params hash>/ clips that could not be processed, with the reason
     batches/<round_id>/             published labeling batches (tasks.json, batch.csv, labeling_config.xml, manifest.json)
+    advisor/<model>/                the stop advisor: stop_set.json, and per model version v<n>/ signals.parquet, stop_predictions.parquet, manifest.json
     detections/<model>/<version>/<video key>/<detection id>/   windows.csv, segments.csv, detections.json, manifest.json
     reports/                        label ingestion reports (reports/labels/), analyses (reports/analysis/<id>/)
     locks/<name>/                   run locks of flows running without a Prefect server
@@ -34,6 +35,12 @@ __all__ = [
     "FEATURES_PREFIX",
     "QUARANTINE_PREFIX",
     "BATCHES_PREFIX",
+    "ADVISOR_PREFIX",
+    "ADVISOR_FILES",
+    "advisor_key",
+    "advisor_prefix",
+    "advisor_stop_set_key",
+    "advisor_version",
     "DETECTIONS_PREFIX",
     "DETECTION_FILES",
     "detection_prefix",
@@ -92,6 +99,7 @@ DETECTIONS_PREFIX = "detections/"
 REPORTS_PREFIX = "reports/"
 LOCKS_PREFIX = "locks/"
 CONNECTORS_PREFIX = "connectors/"
+ADVISOR_PREFIX = "advisor/"
 
 #: Every top-level prefix of a store, in the order the docs list them.
 STORE_PREFIXES: tuple[str, ...] = (
@@ -104,6 +112,7 @@ STORE_PREFIXES: tuple[str, ...] = (
     FEATURES_PREFIX,
     QUARANTINE_PREFIX,
     BATCHES_PREFIX,
+    ADVISOR_PREFIX,
     DETECTIONS_PREFIX,
     REPORTS_PREFIX,
     LOCKS_PREFIX,
@@ -258,6 +267,33 @@ BATCH_FILES = ("tasks.json", "batch.csv", "labeling_config.xml", _MANIFEST)
 def batch_prefix(round_id: str) -> str:
     """``batches/<round_id>/``: the folder of one labeling round's batch."""
     return f"{BATCHES_PREFIX}{round_id}/"
+
+
+#: Files of one model version's advisor record; ``manifest.json`` is written last.
+ADVISOR_FILES = ("signals.parquet", "stop_predictions.parquet", _MANIFEST)
+
+
+def advisor_prefix(model_name: str) -> str:
+    """``advisor/<model>/``: the stop advisor's records of one registered model."""
+    return f"{ADVISOR_PREFIX}{model_name}/"
+
+
+def advisor_stop_set_key(model_name: str) -> str:
+    """``advisor/<model>/stop_set.json``: the fixed, label-free clips whose predictions are compared."""
+    return advisor_prefix(model_name) + "stop_set.json"
+
+
+def advisor_key(model_name: str, version: str | int, name: str) -> str:
+    """``advisor/<model>/v<version, 8 digits>/<name>`` for ``name`` in :data:`ADVISOR_FILES`."""
+    if name not in ADVISOR_FILES:
+        raise ValueError(f"name must be one of {ADVISOR_FILES}, but got {name!r}")
+    return f"{advisor_prefix(model_name)}v{int(version):08d}/{name}"
+
+
+def advisor_version(key: str, model_name: str) -> int | None:
+    """The version of an advisor manifest key of ``model_name``, else None."""
+    owner = _manifest_owner(key, advisor_prefix(model_name))
+    return int(owner[1:]) if owner and owner.startswith("v") and owner[1:].isdigit() else None
 
 
 def batch_key(round_id: str, name: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mlci.config import RoundSettings, Settings, TrainingSettings
+from mlci.config import AdvisorSettings, RoundSettings, Settings, TrainingSettings
 
 __all__ = [
     "ParameterError",
@@ -101,6 +101,20 @@ def _training_problems(problems: list[str], config: TrainingSettings) -> None:
     _number(problems, "min_new_labels", config.min_new_labels, low=1, integer=True)
 
 
+def _advisor_problems(problems: list[str], config: AdvisorSettings) -> None:
+    from mlci.advisor import ADVICE_RULES
+
+    _choice(problems, "stop_rule", config.stop_rule, lambda: list(ADVICE_RULES))
+    _number(problems, "kappa_threshold", config.kappa_threshold, low=0, high=1, low_inclusive=False)
+    _number(problems, "stop_window", config.stop_window, low=1, integer=True)
+    _number(problems, "uncertainty_threshold", config.uncertainty_threshold, low=0, high=1)
+    _number(problems, "plateau_delta", config.plateau_delta, low=0)
+    _number(problems, "min_positives", config.min_positives, low=1, integer=True)
+    _number(problems, "stop_set_size", config.stop_set_size, low=1, integer=True)
+    if config.label_budget is not None:
+        _number(problems, "label_budget", config.label_budget, low=1, integer=True)
+
+
 def _store_problems(problems: list[str], settings: Settings) -> None:
     if settings.store is None:
         return
@@ -118,6 +132,7 @@ def check_params(settings: Settings) -> None:
     _round_problems(problems, settings.round)
     _training_problems(problems, settings.training)
     _number(problems, "lock_ttl_hours", settings.schedule.lock_ttl_hours, low=0, low_inclusive=False)
+    _advisor_problems(problems, settings.advisor)
     _number(problems, "random_state", settings.random_state, low=0, integer=True)
     if problems:
         raise ParameterError(problems)

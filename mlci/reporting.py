@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "PROGRESS",
     "STEP",
+    "AdviceStep",
     "BatchStep",
     "ConsensusStep",
     "FeaturesStep",
@@ -170,6 +171,30 @@ class LabelStudioStep:
         return f"project {self.project_id}: {pulled}; published {published}"
 
 
+@dataclass(frozen=True)
+class AdviceStep:
+    """The stop advice per concept: ``(concept, verdict, reason)`` for the version ``model_version``."""
+
+    rule: str = ""
+    model_version: str = ""
+    concepts: list[tuple[str, str, str]] = field(default_factory=list)
+    stopped_reassigned: bool = False
+
+    @classmethod
+    def from_night(cls, night: Any, *, reassigned: bool) -> AdviceStep:
+        """From an :class:`mlci.advisor.AdvisorNight`."""
+        rows = night.advice[["concept", "verdict", "reason"]].itertuples(index=False)
+        return cls(night.rule, night.model_version, [tuple(map(str, r)) for r in rows], reassigned)
+
+    def line(self) -> str:
+        """``keep labeling: a, b; stop: c`` (verdicts in the order keep, slowing, stop)."""
+        by: dict[str, list[str]] = {}
+        for concept, verdict, _ in self.concepts:
+            by.setdefault(verdict, []).append(concept)
+        order = ["keep labeling", "slowing", "stop"]
+        return "; ".join(f"{v}: {', '.join(by[v])}" for v in sorted(by, key=lambda v: order.index(v) if v in order else 9))
+
+
 @dataclass
 class NightlySummary:
     """What one nightly run did, step by step.
@@ -187,6 +212,7 @@ class NightlySummary:
     consensus: ConsensusStep = field(default_factory=ConsensusStep)
     model: ModelStep = field(default_factory=ModelStep)
     batch: BatchStep = field(default_factory=BatchStep)
+    advice: AdviceStep = field(default_factory=AdviceStep)
     label_studio: LabelStudioStep | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -234,6 +260,7 @@ class NightlySummary:
             f"| consensus | snapshot `{cs.snapshot}`, {cs.n_clips} labeled clips, method {cs.method} |",
             f"| model | {_model_cell(md)}{' (reused: nothing new to train on)' if md.reused else ''} |",
             f"| batch | {_batch_line(bt)} |",
+            *([f"| stop advice | {self.advice.line()} |"] if self.advice.concepts else []),
             *([f"| label studio | {self.label_studio.line()} |"] if self.label_studio else []),
             "",
         ]
@@ -255,6 +282,13 @@ class NightlySummary:
                          f"(when it was registered: {md.decision}).")
         else:
             promotion = f"{'Promoted to champion' if md.promoted else 'Not promoted'}: {md.decision}"
+        if self.advice.concepts:
+            ad = self.advice
+            note = (" Concepts advised to stop gave their share of the batch to the others."
+                    if ad.stopped_reassigned and any(v == "stop" for _, v, _ in ad.concepts) else "")
+            lines += ["## Stop advice", "", f"Version {ad.model_version}, rule {ad.rule}.{note}", "",
+                      "| concept | advice | why |", "|---|---|---|",
+                      *[f"| {c} | **{v}** | {why} |" for c, v, why in ad.concepts], ""]
         lines += [
             "## Promotion",
             "",

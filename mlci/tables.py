@@ -32,9 +32,13 @@ __all__ = [
     "FEATURE_INDEX",
     "OOF_SCORES",
     "BATCH",
+    "ADVISOR_SIGNALS",
     "DETECTION_WINDOWS",
     "SEGMENTS",
     "TRUTH",
+    "LINEAGE",
+    "BATCH_YIELD",
+    "DERIVED_TABLES",
     "conform",
     "parquet_bytes",
     "json_bytes",
@@ -265,6 +269,28 @@ TRUTH = Table(
     key=("key",),
 )
 
+ADVISOR_SIGNALS = Table(
+    "advisor_signals",
+    f"{layout.ADVISOR_PREFIX}<model>/v<version>/signals.parquet",
+    {
+        "model_version": "string",
+        "label_snapshot": "string",
+        "recorded_at": "datetime64[us, UTC]",
+        "concept": "string",
+        "labels": "int64",  # known consensus labels of the concept
+        "positives": "int64",
+        "new_labels": "int64",  # since the previous recorded version
+        "new_positives": "int64",
+        "oof_ap": "float64",  # cross-validated AP of the version
+        "kappa": "float64",  # vs the previous version's predictions on the stop set (NaN: undefined)
+        "uncertainty": "float64",  # mean binary entropy (bits) over the pool
+        "prevalence": "float64",  # mean score over pool and stop set
+        "stop_set_size": "int64",
+    },
+    "The stop advisor's signals, one row per concept of one model version (mlci.advisor.signals).",
+    key=("model_version", "concept"),
+)
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
@@ -278,11 +304,63 @@ TABLES: dict[str, Table] = {
         FEATURE_INDEX,
         OOF_SCORES,
         BATCH,
+        ADVISOR_SIGNALS,
         DETECTION_WINDOWS,
         SEGMENTS,
         TRUTH,
     )
 }
+
+
+# -- derived tables: computed on read from the stored ones, never written --------------------------
+
+LINEAGE = Table(
+    "lineage",
+    "computed by mlci.batches.lineage_table (not stored)",
+    {
+        "round_id": "string",
+        "batch_created_at": "datetime64[us, UTC]",  # when the batch was published
+        "key": "string",  # the clip
+        "reason": "string",  # why the batch chose it (BATCH.reason)
+        "annotator": "string",
+        "source_file": "string",  # the answer's label file and record (ANNOTATIONS)
+        "record_index": "int64",
+        "answered_at": "datetime64[us, UTC]",  # created_at, else ingested_at
+        "ingested_at": "datetime64[us, UTC]",
+        "label_snapshot": "string",  # first consensus snapshot created at/after ingestion holding the clip; NA: none yet
+        "model_version": "string",  # first version trained on that snapshot or a later one; NA: none yet
+    },
+    "One row per answer returned to a batch: an answer belongs to the latest batch holding its clip "
+    "that was published before the answer was ingested.",
+    key=("round_id", "key", "annotator", "source_file", "record_index"),
+)
+
+BATCH_YIELD = Table(
+    "batch_yield",
+    "computed by mlci.batches.batch_yield (not stored); `mlci batches --json`",
+    {
+        "round_id": "string",
+        "created_at": "datetime64[us, UTC]",
+        "strategy": "string",
+        "model_version": "string",  # the version that chose the batch
+        "n_clips": "int64",
+        "n_answered": "int64",  # clips with at least one answer
+        "share_answered": "float64",
+        "hours_to_answer": "float64",  # median over answered clips of first answer - publish time
+        "disagreement_rate": "float64",  # among answered clips with >= 2 annotators; NaN: no such clip
+        "relabels_flipped": "Int64",  # consensus labels of relabel clips that changed; NA: nothing to compare
+        "next_model_version": "string",  # the first version trained on any of its answers; NA: none yet
+        "delta_cv_ap": "float64",  # next version's cv_macro_ap - model_version's
+    },
+    "What each batch bought, oldest batch first (docs/flows.md, \"Lineage and yield\").",
+    extra_columns="positives_per_100_<concept>, prior_per_100_<concept>: float64 per concept "
+    "(concept spelled as in score_<concept>)",
+    key=("round_id",),
+)
+
+#: Tables computed on read from the stored ones. Not in :data:`TABLES`, whose locations are store
+#: keys or MLflow artifacts.
+DERIVED_TABLES: dict[str, Table] = {t.name: t for t in (LINEAGE, BATCH_YIELD)}
 
 
 def conform(df: pd.DataFrame, table: Table) -> pd.DataFrame:

@@ -20,7 +20,8 @@ from mlci.models import MultiLabelModel
 from mlci.reporting import ends_step
 from tasks.retry import retry_unless
 
-__all__ = ["acquire_lock_task", "release_lock_task", "run_round_task", "record_batch_task", "load_champion_task"]
+__all__ = ["acquire_lock_task", "release_lock_task", "run_round_task", "record_batch_task", "load_champion_task",
+           "link_batches_task"]
 
 
 @task(name="acquire-lock", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5,
@@ -59,8 +60,12 @@ def run_round_task(
     annotations_history: pd.DataFrame,
     quarantined: list[str],
     incomplete_pool: dict[str, Any] | None = None,
+    advice: dict[str, str] | None = None,
 ) -> RoundResult:
     """Score the pool with the champion and publish the batch once (:func:`mlci.batches.run_round`).
+
+    ``advice`` is the stop advisor's verdict per concept; ``settings.advisor.reassign_stopped``
+    says whether concepts advised to stop give their share of the batch to the others.
 
     The round's choices come from ``settings.round`` and ``settings.random_state``; the labeling
     interface written with the batch from ``settings.class_catalog`` and ``settings.labeling_question``.
@@ -89,6 +94,8 @@ def run_round_task(
         base_url=settings.clip_base_url,
         random_state=settings.random_state,
         incomplete_pool=incomplete_pool,
+        advice=advice,
+        reassign_stopped=settings.advisor.reassign_stopped,
     )
     get_run_logger().info(result.summary(), extra=ends_step("batch"))
     return result
@@ -101,6 +108,21 @@ def record_batch_task(settings: Settings, result: RoundResult) -> str | None:
     if run_id:
         get_run_logger().info("batch %s recorded as MLflow run %s", result.round_id, run_id)
     return run_id
+
+
+@task(name="link-batches", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless())
+def link_batches_task(settings: Settings, model_version: str) -> list[str]:
+    """Tag ``model_version`` with the batches whose answers it was the first to train on (lineage)."""
+    from mlci.batches import batches_first_used_by, lineage_table, tag_batches_used, versions_frame
+    from mlci.labels import load_annotations
+    from mlci.models import list_versions
+
+    store = settings.open_store()
+    versions = versions_frame(list_versions(settings.tracking_uri, settings.registered_model_name))
+    lineage = lineage_table(store, load_annotations(store, current=False), versions)
+    used = batches_first_used_by(lineage, model_version)
+    tag_batches_used(settings.tracking_uri, settings.registered_model_name, model_version, used)
+    return used
 
 
 @task(name="load-champion", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless())

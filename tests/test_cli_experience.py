@@ -47,8 +47,9 @@ def workspace(prefect_harness, tmp_path_factory):
 def test_a_flow_command_prints_one_line_per_step_then_the_summary(workspace):
     _, first = workspace
     steps = first.stderr.splitlines()
-    # labels, features, consensus, training, model, batch: one line each, no Prefect or MLflow INFO lines.
-    assert [line.split()[0] for line in steps] == ["label", "features", "consensus", "out-of-fold", "model", "round"], \
+    # labels, features, consensus, training, model, advice, batch: one line each, no Prefect or MLflow INFO lines.
+    assert [line.split()[0] for line in steps] == ["label", "features", "consensus", "out-of-fold", "model", "stop",
+                                                   "round"], \
         first.stderr
     assert not [line for line in steps if PREFECT_LINE.search(line) or "INFO" in line]
     summary = first.stdout.splitlines()
@@ -82,10 +83,11 @@ def test_listings_answer_as_tables_and_as_json(workspace):
     assert set(version) == {"name", "version", "aliases", "run_id", "created_at", "trigger", "decision", "cv_metrics"}
 
     [batch] = json.loads(run("batches", "--json").stdout)
-    assert batch["round_id"] in first.stdout and batch["n_clips"] == 8 and batch["n_returned"] == 0
-    assert batch["created_at"].endswith("+00:00")
+    assert batch["round_id"] in first.stdout and batch["n_clips"] == 8 and batch["n_answered"] == 0
+    assert batch["created_at"].endswith("+00:00") and batch["model_version"] == "1"
     table = run("batches").stdout.splitlines()
-    assert table[0].split()[:2] == ["round_id", "created_at"] and table[1].startswith(batch["round_id"])
+    assert table[0].split()[:4] == ["round_id", "age", "strategy", "answered"]
+    assert table[1].split()[:4] == [batch["round_id"], "0m", "margin_coverage", "0/8"]
 
 
 @pytest.mark.parametrize(

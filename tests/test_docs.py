@@ -71,6 +71,7 @@ def test_architecture_storage_table_patterns_match_the_layout():
     built = {
         layout.consensus_prefix("<snapshot>"),
         layout.batch_prefix("<round_id>"),
+        layout.advisor_prefix("<model>"),
         layout.FeatureLayout("<extractor>").root,
         layout.FeatureLayout("<extractor>").quarantine,
         layout.detection_prefix("<model>", "<version>", "<video key>", "<id>"),

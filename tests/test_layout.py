@@ -13,8 +13,19 @@ from mlci import layout
 def test_top_level_prefixes():
     assert layout.STORE_PREFIXES == (
         "clips/", "videos/", "labels/", "truth/", "annotations/", "consensus/",
-        "features/", "quarantine/", "batches/", "detections/", "reports/", "locks/", "connectors/",
+        "features/", "quarantine/", "batches/", "advisor/", "detections/", "reports/", "locks/", "connectors/",
     )
+
+
+def test_advisor_keys():
+    assert layout.advisor_stop_set_key("m") == "advisor/m/stop_set.json"
+    key = layout.advisor_key("m", 12, "manifest.json")
+    assert key == "advisor/m/v00000012/manifest.json"
+    assert layout.advisor_version(key, "m") == 12
+    assert layout.advisor_version("advisor/m/v00000012/signals.parquet", "m") is None
+    assert layout.advisor_version(key, "other") is None
+    with pytest.raises(ValueError, match="must be one of"):
+        layout.advisor_key("m", 1, "model.pkl")
 
 
 def test_label_studio_keys():

@@ -260,7 +260,43 @@ def _q4(s: AnalysisSummary, schedule: str) -> list[str]:
             f"The learning curves themselves level off: half the runs reach 95 % of their final {s.metric.upper()} by "
             f"{_labels(plateau)} labels, {_pct(plateau / total) if np.isfinite(plateau) else 'n/a'} of the {total:.0f} the schedule ends with."
         )
+    out += _q4_winner(s, schedule)
     return out
+
+
+def _q4_winner(s: AnalysisSummary, schedule: str) -> list[str]:
+    """Which rule stopped closest to the real plateau (the nightly advisor's default), and by how much."""
+    ranking = s.stopping_ranking
+    if ranking is None or ranking.empty:
+        return []
+    rows = ranking[ranking["schedule"] == schedule].sort_values("rank")
+    won = rows[rows["winner"]]
+    if won.empty:
+        return []
+    w = won.iloc[0]
+    metric = s.metric.upper()
+    others = _join([
+        f"{r.rule} {_labels(r.distance_mean)}" + ("" if r.eligible else f" (early in {_pct(r.early_share)} of runs)")
+        for r in rows[~rows["winner"]].itertuples()
+    ])
+    early = f"stopped early (losing more than {w['early_tolerance']:g} {metric})"
+    never = f" and never fired in {_pct(w['never'])} (labeling to the end)" if w["never"] > 0 else ""
+    sentence = (
+        f"{w['rule']} stopped closest to the real plateau (where the test curve first reaches 99 % of its final "
+        f"{metric}): {_labels(w['distance_mean'])} labels from it on average, against {others}; it spent "
+        f"{_labels(w['labels_past_plateau_mean'])} labels past the plateau and gave up {_f(w['score_lost_mean'])} "
+        f"{metric} on average, and {early} in {_pct(w['early_share'])} of runs{never}."
+    )
+    share = _pct(w["max_early_share"])
+    if w["fallback"]:
+        verdict = (
+            f"Every rule stops early in more than {share} of runs, so none qualifies; "
+            f"{w['rule']} is the nightly stop advisor's default rule only as the closest of them."
+        )
+    else:
+        verdict = (f"It is the closest of the rules that stop early in at most {share} of runs, "
+                   "so it is the nightly stop advisor's default rule.")
+    return [sentence + " " + verdict]
 
 
 def _seed_findings(s: AnalysisSummary, schedule: str, n_pool: int) -> list[str]:

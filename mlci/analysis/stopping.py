@@ -24,11 +24,15 @@ Rules (each returns the first round at which it says "stop", or None):
 :func:`oof_plateau`
     Stop when the best out-of-fold AP of the last ``window`` rounds is less than ``min_delta``
     above the best before them.
+
+How close each rule stops to the real plateau (:func:`evaluate_stopping`, per run) and which rule
+stops closest (:func:`rank_stopping_rules`, over runs): the *plateau* of a run is the first label
+count at which its test score reaches 99 % of the run's final score.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,6 +43,7 @@ from mlci.consensus.agreement import cohen_kappa
 from mlci.strategies.uncertainty import binary_entropy
 
 __all__ = [
+    "RANKING_COLUMNS",
     "STOPPING_RULES",
     "evaluate_stopping",
     "first_reaching",
@@ -48,6 +53,7 @@ __all__ = [
     "oof_plateau",
     "overall_uncertainty",
     "prediction_kappa",
+    "rank_stopping_rules",
     "stabilizing_predictions",
 ]
 
@@ -218,6 +224,20 @@ def evaluate_stopping(
         (before the 95 % point), ``on time`` (between the 95 % and 99 % points), ``late`` (after
         the 99 % point) or ``never``; ``signal_at_95`` is the rule's signal at the 95 % point
         (what a threshold would have had to be to stop there).
+
+        How far the stop is from the real plateau (NaN when the final score is NaN):
+
+        ``plateau_labels``
+            The run's real plateau: the first label count whose score reaches 99 % of the final
+            score (the same number as ``labels_99``).
+        ``labels_past_plateau``
+            Labels spent after the plateau: ``stop_labels - plateau_labels`` when that is >= 0,
+            else 0; a rule that never fired spends every label: ``final_labels - plateau_labels``.
+        ``score_lost``
+            ``final_score - score_at_stop`` when the rule stopped before the plateau, else 0
+            (also 0 when it never fired).
+        ``distance``
+            ``|stop_labels - plateau_labels|``; ``final_labels - plateau_labels`` if it never fired.
     """
     rules = STOPPING_RULES if rules is None else rules
     rows = []
@@ -236,6 +256,8 @@ def evaluate_stopping(
             if stop is None:
                 stop_labels, at_stop, timing = np.nan, np.nan, "never"
                 saved, given_up = 0.0, 0.0
+                past = distance = float(labels[-1]) - l99
+                lost = 0.0 if np.isfinite(l99) else np.nan
             else:
                 stop_labels, at_stop = float(labels[stop]), float(score[stop])
                 saved, given_up = float(labels[-1] - labels[stop]), float(final - score[stop])
@@ -245,6 +267,10 @@ def evaluate_stopping(
                     timing = "late"
                 else:
                     timing = "on time"
+                past, distance = max(stop_labels - l99, 0.0), abs(stop_labels - l99)
+                lost = (float(final) - at_stop) if stop_labels < l99 else 0.0
+                if np.isnan(l99):
+                    past = lost = np.nan
             rows.append({
                 **dict(zip(keys, key)),
                 "rule": name,
@@ -258,5 +284,115 @@ def evaluate_stopping(
                 "score_given_up": given_up,
                 "timing": timing,
                 "signal_at_95": float(values[i95]) if i95 is not None else np.nan,
+                "plateau_labels": l99,
+                "labels_past_plateau": past,
+                "score_lost": lost,
+                "distance": distance,
             })
     return pd.DataFrame(rows)
+
+
+#: Columns of :func:`rank_stopping_rules`' table after the grouping columns.
+RANKING_COLUMNS = [
+    "rule", "runs", "never", "plateau_labels_median", "labels_past_plateau_mean",
+    "labels_past_plateau_median", "score_lost_mean", "early_share", "distance_mean",
+    "eligible", "rank", "winner", "fallback", "early_tolerance", "max_early_share",
+]
+
+
+def rank_stopping_rules(
+    stopping_runs: pd.DataFrame,
+    *,
+    by: Sequence[str] = ("schedule",),
+    early_tolerance: float = 0.01,
+    max_early_share: float = 0.10,
+) -> pd.DataFrame:
+    """Rank the stopping rules by how close they stop to the real plateau, and name the winner.
+
+    Oracle runs (strategies that read true labels) are left out. The numbers per run are
+    :func:`evaluate_stopping`'s ``plateau_labels``, ``labels_past_plateau``, ``score_lost`` and
+    ``distance``; runs whose plateau is undefined (NaN final score) do not count.
+
+    How the winner is chosen, within each group of ``by``:
+
+    1. A rule *stops early* in a run when stopping cost more than ``early_tolerance`` of the
+       score (``score_lost > early_tolerance``); ``early_share`` is the share of runs where it did.
+    2. A rule is *eligible* when ``early_share <= max_early_share``.
+    3. The winner is the eligible rule with the smallest ``distance_mean`` (mean
+       ``|stop - plateau|`` in labels; a rule that never fired counts ``final - plateau``);
+       ties go to the smaller ``score_lost_mean``, then to the rule name in alphabetical order.
+    4. If no rule is eligible, the winner is the rule with the smallest ``distance_mean`` over all
+       rules (same tie-breaks), and ``fallback`` is True on every row of the group.
+
+    ``rank`` orders the rules the same way (eligible rules first), so the winner has rank 1. A
+    group where no rule has a defined ``distance_mean`` has no winner.
+
+    Parameters
+    ----------
+    stopping_runs : pandas.DataFrame
+        :func:`evaluate_stopping`'s table (one row per run and rule).
+    by : sequence of str, default=("schedule",)
+        Columns to rank within (one ranking per schedule by default); ``()`` ranks over all runs.
+    early_tolerance : float, default=0.01
+        Score lost by stopping before the plateau that still does not count as stopping early.
+    max_early_share : float, default=0.10
+        Largest share of runs a rule may stop early in and still be eligible to win.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (``by``..., rule), sorted by ``by`` and ``rank``: ``runs``, ``never`` (share
+        of runs where the rule never fired), ``plateau_labels_median``,
+        ``labels_past_plateau_mean``/``_median``, ``score_lost_mean``, ``early_share``,
+        ``distance_mean``, ``eligible``, ``rank``, ``winner``, ``fallback``, and the two
+        parameters (``early_tolerance``, ``max_early_share``) so the table states its own criterion.
+
+    Examples
+    --------
+    >>> ranking = rank_stopping_rules(evaluate_stopping(curves))  # doctest: +SKIP
+    >>> ranking.loc[ranking["winner"], ["schedule", "rule", "distance_mean"]]  # doctest: +SKIP
+    """
+    from mlci.analysis.summarise import is_oracle  # summarise imports this module
+
+    if not 0 <= early_tolerance:
+        raise ValueError(f"early_tolerance must be >= 0, but got {early_tolerance}")
+    if not 0 <= max_early_share <= 1:
+        raise ValueError(f"max_early_share must be between 0 and 1, but got {max_early_share}")
+    by = list(by)
+    needed = ["strategy", "rule", "timing", "plateau_labels", "labels_past_plateau", "score_lost", "distance", *by]
+    missing = [c for c in needed if c not in stopping_runs.columns]
+    if len(stopping_runs) and missing:
+        raise ValueError(f"stopping_runs lacks the columns {missing}; it must come from evaluate_stopping")
+    if not len(stopping_runs):
+        return pd.DataFrame(columns=[*by, *RANKING_COLUMNS])
+    real = stopping_runs[~stopping_runs["strategy"].map(is_oracle) & stopping_runs["plateau_labels"].notna()]
+    if not len(real):
+        return pd.DataFrame(columns=[*by, *RANKING_COLUMNS])
+    table = (
+        real.assign(_early=(real["score_lost"] > early_tolerance).where(real["score_lost"].notna()).astype(float),
+                    _never=(real["timing"] == "never").astype(float))
+        .groupby([*by, "rule"], sort=True)
+        .agg(
+            runs=("distance", "size"),
+            never=("_never", "mean"),
+            plateau_labels_median=("plateau_labels", "median"),
+            labels_past_plateau_mean=("labels_past_plateau", "mean"),
+            labels_past_plateau_median=("labels_past_plateau", "median"),
+            score_lost_mean=("score_lost", "mean"),
+            early_share=("_early", "mean"),
+            distance_mean=("distance", "mean"),
+        )
+        .reset_index()
+    )
+    table["eligible"] = table["early_share"] <= max_early_share
+    groups = []
+    for _, g in (table.groupby(by, sort=True) if by else [((), table)]):
+        g = g.sort_values(["eligible", "distance_mean", "score_lost_mean", "rule"],
+                          ascending=[False, True, True, True], na_position="last").copy()
+        g["rank"] = np.arange(1, len(g) + 1)
+        g["fallback"] = not g["eligible"].any()
+        g["winner"] = (g["rank"] == 1) & g["distance_mean"].notna()
+        groups.append(g)
+    out = pd.concat(groups, ignore_index=True)
+    out["early_tolerance"], out["max_early_share"] = float(early_tolerance), float(max_early_share)
+    return out[[*by, *RANKING_COLUMNS]]

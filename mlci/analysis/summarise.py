@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mlci.analysis.engine import SimulationResult
-from mlci.analysis.stopping import evaluate_stopping, make_rules
+from mlci.analysis.stopping import RANKING_COLUMNS, evaluate_stopping, make_rules, rank_stopping_rules
 from mlci.analysis.summary import (
     MACRO,
     paired_comparisons,
@@ -20,7 +20,14 @@ from mlci.analysis.summary import (
     strategy_summary,
 )
 
-__all__ = ["AnalysisSummary", "common_label_range", "consensus_summary", "is_oracle", "summarise_analysis"]
+__all__ = [
+    "AnalysisSummary",
+    "common_label_range",
+    "consensus_summary",
+    "is_oracle",
+    "summarise_analysis",
+    "summarise_stopping",
+]
 
 
 def is_oracle(strategy: str) -> bool:
@@ -48,6 +55,8 @@ class AnalysisSummary:
     query_depth : per (strategy, schedule), macro AULC over the label range all schedules share
     stopping : per run and rule (:func:`~mlci.analysis.stopping.evaluate_stopping`)
     stopping_summary : per (schedule, rule) over non-oracle runs
+    stopping_ranking : per (schedule, rule), how close each rule stops to the real plateau, ranked,
+        with the winner marked (:func:`~mlci.analysis.stopping.rank_stopping_rules`)
     consensus : the consensus study's rows (or None)
     consensus_summary : per (method, k, budget), macro means ± std (or None)
     consensus_tests : Dawid–Skene and one-coin against majority vote, paired (or None)
@@ -60,6 +69,7 @@ class AnalysisSummary:
     query_depth: pd.DataFrame
     stopping: pd.DataFrame
     stopping_summary: pd.DataFrame
+    stopping_ranking: pd.DataFrame | None = None
     consensus: pd.DataFrame | None = None
     consensus_summary: pd.DataFrame | None = None
     consensus_tests: pd.DataFrame | None = None
@@ -80,6 +90,8 @@ class AnalysisSummary:
             "stopping_runs": self.stopping,
             "stopping_summary": self.stopping_summary,
         }
+        if self.stopping_ranking is not None:
+            out["stopping_ranking"] = self.stopping_ranking
         if self.consensus is not None:
             out["consensus_runs"] = self.consensus
             out["consensus_summary"] = self.consensus_summary
@@ -156,6 +168,38 @@ def consensus_summary(consensus: pd.DataFrame, alpha: float = 0.05) -> tuple[pd.
     return summary, pd.DataFrame(rows)
 
 
+def summarise_stopping(stopping: pd.DataFrame) -> pd.DataFrame:
+    """Per (schedule, rule) over the non-oracle runs of :func:`~mlci.analysis.stopping.evaluate_stopping`'s table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        schedule, rule, runs, the shares ``early``/``on_time``/``late``/``never``, medians of
+        ``stop_labels``, ``labels_95``, ``labels_99`` and ``signal_at_95``, ``final_labels`` (max),
+        ``labels_saved_mean``, ``score_given_up_mean``/``_max``.
+    """
+    real = stopping[~stopping["strategy"].map(is_oracle)]
+    return (
+        real.groupby(["schedule", "rule"], sort=True)
+        .agg(
+            runs=("timing", "size"),
+            early=("timing", lambda t: float((t == "early").mean())),
+            on_time=("timing", lambda t: float((t == "on time").mean())),
+            late=("timing", lambda t: float((t == "late").mean())),
+            never=("timing", lambda t: float((t == "never").mean())),
+            stop_labels_median=("stop_labels", "median"),
+            labels_95_median=("labels_95", "median"),
+            labels_99_median=("labels_99", "median"),
+            final_labels=("final_labels", "max"),
+            labels_saved_mean=("labels_saved", "mean"),
+            score_given_up_mean=("score_given_up", "mean"),
+            score_given_up_max=("score_given_up", "max"),
+            signal_at_95_median=("signal_at_95", "median"),
+        )
+        .reset_index()
+    )
+
+
 def summarise_analysis(
     result: SimulationResult,
     consensus: pd.DataFrame | None = None,
@@ -205,29 +249,12 @@ def summarise_analysis(
                                       "total_drop_mean", "repetitions", "range_from", "range_to"])
     if result.config.stopping:
         stop = evaluate_stopping(curves, metric=stopping_metric or f"test_{metric}", rules=rules)
-        real = stop[~stop["strategy"].map(is_oracle)]
-        stop_summary = (
-            real.groupby(["schedule", "rule"], sort=True)
-            .agg(
-                runs=("timing", "size"),
-                early=("timing", lambda t: float((t == "early").mean())),
-                on_time=("timing", lambda t: float((t == "on time").mean())),
-                late=("timing", lambda t: float((t == "late").mean())),
-                never=("timing", lambda t: float((t == "never").mean())),
-                stop_labels_median=("stop_labels", "median"),
-                labels_95_median=("labels_95", "median"),
-                labels_99_median=("labels_99", "median"),
-                final_labels=("final_labels", "max"),
-                labels_saved_mean=("labels_saved", "mean"),
-                score_given_up_mean=("score_given_up", "mean"),
-                score_given_up_max=("score_given_up", "max"),
-                signal_at_95_median=("signal_at_95", "median"),
-            )
-            .reset_index()
-        )
+        stop_summary = summarise_stopping(stop)
+        ranking = rank_stopping_rules(stop)
     else:
         stop = pd.DataFrame()
         stop_summary = pd.DataFrame()
+        ranking = pd.DataFrame(columns=["schedule", *RANKING_COLUMNS])
     c_summary = c_tests = None
     if consensus is not None and len(consensus):
         c_summary, c_tests = consensus_summary(consensus, alpha)
@@ -239,6 +266,7 @@ def summarise_analysis(
         query_depth=depth,
         stopping=stop,
         stopping_summary=stop_summary,
+        stopping_ranking=ranking,
         consensus=consensus,
         consensus_summary=c_summary,
         consensus_tests=c_tests,

@@ -1,4 +1,5 @@
-"""Labeling batches: plan a round (which clips, why) and publish it once to ``batches/<round_id>/``."""
+"""Labeling batches: plan a round (which clips, why), publish it once to ``batches/<round_id>/``, and
+trace what each batch bought (lineage and yield)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ _SOURCES = {
     "RoundResult": "mlci.batches.round",
     "run_round": "mlci.batches.round",
     "record_batch_run": "mlci.batches.tracking",
+    "tag_batches_used": "mlci.batches.tracking",
+    "versions_frame": "mlci.batches.lineage",
+    "lineage_table": "mlci.batches.lineage",
+    "batch_yield": "mlci.batches.lineage",
+    "batches_first_used_by": "mlci.batches.lineage",
 }
 
 __all__ = list(_SOURCES)

@@ -41,6 +41,8 @@ class RoundInputs:
     table (:func:`mlci.consensus.relabel_candidates`). ``unavailable`` are keys that must not be
     offered: quarantined clips and clips in batches still out. ``recently_batched`` are clips of
     batches not yet expired, answered or not: they are not offered again for relabeling.
+    ``stopped`` are concepts the stop advisor says to stop labeling: they rank nothing, so the
+    batch's round-robin quotas go to the other concepts.
     """
 
     keys: np.ndarray
@@ -52,6 +54,7 @@ class RoundInputs:
     relabel: pd.DataFrame
     unavailable: frozenset[str] = field(default_factory=frozenset)
     recently_batched: frozenset[str] = field(default_factory=frozenset)
+    stopped: frozenset[str] = field(default_factory=frozenset)
 
 
 @dataclass
@@ -105,6 +108,11 @@ def plan_round(
     # A concept the champion could not train has no scores (NaN); it cannot rank anything.
     trained = ~np.isnan(inputs.proba).all(axis=0) if len(keys) else np.ones(len(classes), bool)
     dropped = [c for c, ok in zip(classes, trained) if not ok]
+    trained &= np.array([c not in inputs.stopped for c in classes], dtype=bool)
+    if inputs.stopped and not trained.any():
+        # Every concept is advised to stop: labeling anything, relabels included, buys nothing.
+        in_pool[:] = False
+        relabel_share = 0.0
 
     relabel = clips_to_relabel(inputs.relabel, int(np.floor(relabel_share * batch_size)),
                                exclude=inputs.unavailable | inputs.recently_batched)

@@ -75,6 +75,8 @@ def run_round(
     random_state: int = 0,
     now: datetime | None = None,
     incomplete_pool: dict[str, Any] | None = None,
+    advice: dict[str, str] | None = None,
+    reassign_stopped: bool = True,
 ) -> RoundResult:
     """Score the pool with ``model``, choose a batch with ``strategy`` and publish it once.
 
@@ -88,6 +90,10 @@ def run_round(
     every concept of the model must be in the catalog, so that each pre-ticked choice exists there.
     ``incomplete_pool`` says which clips could not be in the pool (e.g. their features failed);
     it is recorded in the manifest as ``incomplete_pool`` and in the summary.
+
+    ``advice`` is the stop advisor's verdict per concept (recorded in the manifest); with
+    ``reassign_stopped``, concepts advised to ``stop`` rank nothing and their share of the batch
+    goes to the others (``stopped_concepts`` in the manifest, and part of the round id).
     """
     now = now or datetime.now(timezone.utc)
     strategy_params = dict(strategy_params or {})
@@ -108,6 +114,10 @@ def run_round(
         "relabel_share": relabel_share,
         "random_state": random_state,
     }
+    advice = dict(advice or {})
+    stopped = sorted(c for c, v in advice.items() if v == "stop" and c in classes) if reassign_stopped else []
+    if stopped:  # only then, so that rounds without advice keep their ids
+        determinants["stopped_concepts"] = stopped
     rid = round_id(determinants)
     if store.exists(batch_key(rid, "manifest.json")):
         batch = pd.read_csv(io.BytesIO(store.read_bytes(batch_key(rid, "batch.csv"))))
@@ -129,6 +139,7 @@ def run_round(
         relabel=relabel,
         unavailable=frozenset(quarantined) | frozenset(still_out),
         recently_batched=frozenset(recent),
+        stopped=frozenset(stopped),
     )
     # Percent-encoded under the base URL, so that '#', '?', '%' and spaces in keys come back intact.
     url_for = (lambda k: clip_url(k, base_url)) if base_url else store.url_for
@@ -144,6 +155,8 @@ def run_round(
         # Publishing an empty batch would mark the round done and leave labelers nothing to do.
         reason = (f"no clip to label: pool of {plan.n_pool} clips ({len(labeled_keys)} labeled, "
                   f"{len(quarantined)} quarantined, {len(still_out)} in batches still out)")
+        if stopped and len(stopped) == len(classes):
+            reason = "every concept is advised to stop labeling (mlci status shows why)"
         return RoundResult(rid, store.url_for(batch_prefix(rid)), False, plan.batch, reason=reason)
     tasks = label_studio_tasks(plan.batch, classes, model_version=f"{model_name}/{model_version}", uri_for=store.url_for)
     manifest = {
@@ -162,12 +175,25 @@ def run_round(
             "still_out": len(still_out),
         },
         "untrained_concepts": plan.dropped_concepts,
+        "pool_prior": _pool_prior(proba, keys, labeled_keys, classes),
     }
+    if advice:
+        manifest["advice"] = advice
+        manifest["stopped_concepts"] = stopped
     if incomplete_pool:
         manifest["incomplete_pool"] = incomplete_pool
     result: PublishResult = publish_batch(store, rid, plan.batch, tasks, manifest,
                                           labeling_config=labeling_config(catalog, question), now=now)
     return RoundResult(rid, result.location, result.published, plan.batch, manifest)
+
+
+def _pool_prior(proba: np.ndarray, keys: np.ndarray, labeled_keys: np.ndarray,
+                classes: Sequence[str]) -> dict[str, float | None]:
+    """The champion's mean score over the unlabeled clips per concept: what a random batch would find."""
+    labeled = set(labeled_keys.tolist())
+    unlabeled = proba[[k not in labeled for k in keys]]
+    return {c: None if not len(unlabeled) or np.isnan(unlabeled[:, j]).all() else float(np.nanmean(unlabeled[:, j]))
+            for j, c in enumerate(classes)}
 
 
 def _feature_snapshot(keys: np.ndarray) -> str:

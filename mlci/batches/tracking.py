@@ -13,7 +13,10 @@ from pathlib import Path
 
 from mlci.batches.round import RoundResult
 
-__all__ = ["BATCH_EXPERIMENT_SUFFIX", "record_batch_run"]
+__all__ = ["BATCH_EXPERIMENT_SUFFIX", "BATCHES_USED_TAG", "record_batch_run", "tag_batches_used"]
+
+#: Tag of a model version and its training run: the batches whose answers it was the first to train on.
+BATCHES_USED_TAG = "mlci.batches_first_used"
 
 BATCH_EXPERIMENT_SUFFIX = "-batches"
 
@@ -67,3 +70,16 @@ def record_batch_run(tracking_uri: str, experiment_name: str, result: RoundResul
             client.log_artifacts(run_id, tmp)
         client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def tag_batches_used(tracking_uri: str, model_name: str, version: str, round_ids: list[str]) -> None:
+    """Tag version ``version`` and its run with the batches whose answers it first trained on
+    (:func:`mlci.batches.batches_first_used_by`; comma-separated, oldest first; ``none`` when none)."""
+    from mlci.models.tracking import mlflow_errors, tracking_context
+
+    value = ",".join(round_ids) or "none"
+    with mlflow_errors(tracking_uri), tracking_context(tracking_uri) as client:
+        client.set_model_version_tag(model_name, str(version), BATCHES_USED_TAG, value)
+        run_id = client.get_model_version(model_name, str(version)).run_id
+        if run_id:
+            client.set_tag(run_id, BATCHES_USED_TAG, value)
