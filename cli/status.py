@@ -38,7 +38,7 @@ def status_command(
                                       "when none is configured)."),
     as_json: JsonOption = False,
 ) -> None:
-    """Where labeling stands: champion, labels per concept, open batches, the last and next nightly runs."""
+    """Where labeling stands: champion, labels per concept, open batches, stop advice, the last and next nightly runs."""
     quiet_prefect_and_mlflow()
     settings = settings_for(store)
     target = open_store_for(settings)
@@ -48,6 +48,7 @@ def status_command(
         "champion": _read(_champion, settings),
         "labels": _read(_labels, target),
         "batches": _read(_batches, target),
+        "advice": _read(_advice, target, settings.registered_model_name),
         "lock": _read(_lock, target),
         "nightly_runs": _read(_nightly_runs) if prefect else {"problem": "not asked (--no-prefect)"},
     }
@@ -105,6 +106,16 @@ def _batches(target) -> list[dict]:
 
     listing = list_batches(target, load_annotations(target, current=False))
     return listing.to_dict(orient="records")
+
+
+def _advice(target, model_name: str) -> dict | None:
+    from mlci.advisor import load_advice
+
+    night = load_advice(target, model_name)
+    if night is None:
+        return None
+    return {"model_version": night.model_version, "rule": night.rule,
+            "concepts": night.advice.replace({float("nan"): None}).to_dict(orient="records")}
 
 
 def _lock(target) -> str | None:
@@ -175,6 +186,16 @@ def _lines(status: dict) -> list[str]:
                    + (":" if open_ else ""))
         out += [f"             {b['round_id']}  {_when(b['created_at'])}  {b['n_returned']}/{b['n_clips']} answered"
                 for b in open_[-5:]]
+    advice = status["advice"]
+    if advice is None:
+        out.append("advice     none yet (the nightly advises per concept after it trains)")
+    elif "problem" in advice:
+        out.append(f"advice     unknown: {advice['problem']}")
+    else:
+        out.append(f"advice     for v{advice['model_version']} ({advice['rule']}; docs/advisor.md):")
+        width = max(len(c["concept"]) for c in advice["concepts"])
+        out += [f"             {c['concept']:<{width}}  {c['verdict']:<13}  {c['reason'].split('; ')[0]}"
+                for c in advice["concepts"]]
     lock = status["lock"]
     if lock:
         out.append(f"running    {lock['problem'] if isinstance(lock, dict) else 'nightly lock held by ' + lock}")

@@ -147,6 +147,9 @@ def test_status_shows_champion_labels_batches_and_nightly_runs(workspace):
                                                                   "family moments", "shopping scenes"}
     [batch] = status["batches"]
     assert batch["round_id"] in first.stdout and (batch["n_returned"], batch["n_clips"]) == (0, 8)
+    advice = status["advice"]
+    assert advice["model_version"] == "1" and advice["rule"] == "stabilizing_predictions"
+    assert {c["concept"]: c["verdict"] for c in advice["concepts"]} == dict.fromkeys(labels["per_concept"], "keep labeling")
     assert status["lock"] is None
     assert any(r["name"].endswith("-manual") and r["state"] == "Completed" for r in status["nightly_runs"]["last"])
     assert status["nightly_runs"]["next"] is None
@@ -155,7 +158,9 @@ def test_status_shows_champion_labels_batches_and_nightly_runs(workspace):
     assert text[2].startswith("champion   mlci-concepts v1 (of 1), registered ") and "cv macro AP 0." in text[2]
     assert any(line.startswith("batches    1 published, 1 open:") for line in text)
     assert any(line.strip().startswith(batch["round_id"]) and line.endswith("0/8 answered") for line in text)
-    assert text[-1] == "next run   none scheduled (see `mlci serve`)" and len(text) < 25
+    assert "advice     for v1 (stabilizing_predictions; docs/advisor.md):" in text
+    assert any(line.split()[:3] == ["holiday", "keep", "labeling"] for line in text)
+    assert text[-1] == "next run   none scheduled (see `mlci serve`)" and len(text) < 32
     assert done.stderr == ""  # no Prefect log lines, even from its temporary server
 
 

@@ -192,6 +192,24 @@ def test_three_nights(env):
         assert {k.removeprefix("clips_"): int(v) for k, v in run.data.metrics.items()} == counts
         logged = pd.read_csv(client.download_artifacts(run.info.run_id, "batch.csv"))
         assert logged[["key", "reason"]].equals(batch[["key", "reason"]])
+        # The stop advice of the night: a picture per concept and the verdicts, as on the version.
+        pictures = {a.path for a in client.list_artifacts(run.info.run_id, "advisor")}
+        assert pictures == {"advisor/advice.json", *(f"advisor/{key}.png" for key, _ in result.model.classes)}
+        verdicts = {c: v for c, v, _ in result.advice.concepts}
+        assert {key: run.data.tags[f"mlci.advice.{key}"] for key, _ in result.model.classes} == {
+            key: verdicts[name] for key, name in result.model.classes}
+
+    # Version 2 is the first trained on batch 1's answers, and says so; version 1 on none.
+    from mlci.models import resolve_version
+
+    v2 = resolve_version(values["MLCI_MLFLOW_TRACKING_URI"], "mlci-concepts", version="2")
+    assert v2.tags["mlci.batches_first_used"] == first.batch.round_id
+    assert client.get_run(v2.run_id).data.tags["mlci.batches_first_used"] == first.batch.round_id
+    assert resolve_version(values["MLCI_MLFLOW_TRACKING_URI"], "mlci-concepts", version="1").tags[
+        "mlci.batches_first_used"] == "none"
+    assert v2.tags["mlci.advice.rule"] == "stabilizing_predictions"
+    assert {name: v2.tags[f"mlci.advice.{key}"] for key, name in second.model.classes} == {
+        c: v for c, v, _ in second.advice.concepts}
 
     # `mlci train` runs the same training step in the `train` flow: a new version (its estimator
     # parameters are recorded as given, {} rather than the nightly's none), then reuse.

@@ -191,7 +191,7 @@ def test_report_names_the_winner_and_by_how_much(curves):
         "its final AP): 5 labels from it on average, against oof_plateau 15 (early in 50 % of runs) and "
         "overall_uncertainty 20 (early in 50 % of runs); it spent 5 labels past the plateau and gave up 0.000 AP "
         "on average, and stopped early (losing more than 0.01 AP) in 0 % of runs. It is the closest of the rules "
-        "that stop early in at most 10 % of runs, so it is the nightly stop advisor's default rule."
+        "that stop early in at most 10 % of runs. It is the nightly stop advisor's default rule."
     )
     assert any(s.startswith("The rule that most often stops inside the 95–99 % window") for s in q4)  # kept
 
@@ -212,8 +212,8 @@ def test_report_says_when_the_winner_is_only_the_fallback(curves):
     assert q4[-1].startswith("stabilizing_predictions stopped closest to the real plateau")
     assert "and stopped early (losing more than 0.01 AP) in 50 % of runs." in q4[-1]
     assert q4[-1].endswith(
-        "Every rule stops early in more than 10 % of runs, so none qualifies; "
-        "stabilizing_predictions is the nightly stop advisor's default rule only as the closest of them."
+        "Every rule stops early in more than 10 % of runs, so none qualifies; stabilizing_predictions is only the "
+        "closest. It is the nightly stop advisor's default rule."
     )
 
 

@@ -140,7 +140,9 @@ def record_night(
     in_pool = np.array([k not in labeled for k in keys], dtype=bool)
     stop_keys = _stop_set(store, model_name, keys[in_pool], stop_set_size, random_state)
     index = {k: i for i, k in enumerate(keys)}
-    stop_rows = [index[k] for k in stop_keys if k in index]
+    # Clips of the stop set that got a label since leave it: a model reproduces its training labels,
+    # so they would make any two versions look alike.
+    stop_rows = [index[k] for k in stop_keys if k in index and k not in labeled]
     pool_rows = np.flatnonzero(in_pool)
     if len(pool_rows) > MAX_POOL_SAMPLE:
         pool_rows = np.sort(np.random.default_rng(random_state).choice(pool_rows, MAX_POOL_SAMPLE, replace=False))

@@ -5,8 +5,9 @@ concept's series:
 
 ``kappa``
     Cohen's kappa between this version's and the previous recorded version's 0/1 predictions on the
-    *stop set*: a fixed sample of clips chosen once, label-free, from the first night's pool
-    (Bloodgood & Vijay-Shanker 2009). NaN when either predicts one class everywhere.
+    *stop set*: a fixed sample of clips chosen once from the first night's pool, less the clips
+    labeled since (Bloodgood & Vijay-Shanker 2009). NaN when either predicts one class everywhere,
+    or when fewer than :data:`MIN_STOP_CLIPS` clips are left to compare on.
 ``oof_ap``
     The version's out-of-fold (cross-validated) AP for the concept, from its training run.
 ``uncertainty``
@@ -33,6 +34,8 @@ from mlci.analysis.stopping import mean_uncertainty, prediction_kappa
 
 __all__ = ["choose_stop_set", "night_signals", "stop_predictions"]
 
+#: Fewest stop-set clips a kappa is computed on (fewer agree by chance too easily).
+MIN_STOP_CLIPS = 50
 #: Clips of the pool the uncertainty and prevalence are estimated on (a fixed sample when larger).
 MAX_POOL_SAMPLE = 50_000
 
@@ -74,7 +77,7 @@ def night_signals(
     classes : sequence of str
     predictions, previous_predictions : DataFrame
         :func:`stop_predictions` of this and the previous recorded version (None: the first night).
-        Kappa is computed on the keys both hold.
+        Kappa is computed on the keys both hold (NaN with fewer than :data:`MIN_STOP_CLIPS`).
     pool_proba : ndarray of shape (n_pool, n_classes)
         This version's scores on the unlabeled pool (a sample of it).
     stop_proba : ndarray of shape (n_stop, n_classes)
@@ -89,8 +92,8 @@ def night_signals(
     classes = list(classes)
     if previous_predictions is not None:
         shared = predictions.merge(previous_predictions, on="key", suffixes=("", "_prev"))
-        kappa = prediction_kappa(shared[[f"{c}_prev" for c in classes]].to_numpy(bool),
-                                 shared[classes].to_numpy(bool)) if len(shared) else np.full(len(classes), np.nan)
+        kappa = prediction_kappa(shared[[f"{c}_prev" for c in classes]].to_numpy(bool), shared[classes].to_numpy(bool)) \
+            if len(shared) >= MIN_STOP_CLIPS else np.full(len(classes), np.nan)
     else:
         kappa = np.full(len(classes), np.nan)
     uncertainty = mean_uncertainty(pool_proba) if len(pool_proba) else np.full(len(classes), np.nan)

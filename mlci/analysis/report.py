@@ -289,14 +289,16 @@ def _q4_winner(s: AnalysisSummary, schedule: str) -> list[str]:
     )
     share = _pct(w["max_early_share"])
     if w["fallback"]:
-        verdict = (
-            f"Every rule stops early in more than {share} of runs, so none qualifies; "
-            f"{w['rule']} is the nightly stop advisor's default rule only as the closest of them."
-        )
+        verdict = f"Every rule stops early in more than {share} of runs, so none qualifies; {w['rule']} is only the closest."
     else:
-        verdict = (f"It is the closest of the rules that stop early in at most {share} of runs, "
-                   "so it is the nightly stop advisor's default rule.")
-    return [sentence + " " + verdict]
+        verdict = f"It is the closest of the rules that stop early in at most {share} of runs."
+    from mlci.config import AdvisorSettings
+
+    default = AdvisorSettings().stop_rule
+    advisor = ("It is the nightly stop advisor's default rule." if w["rule"] == default else
+               f"The nightly stop advisor's default is {default}; to follow this data, set "
+               f"MLCI_ADVISOR__STOP_RULE={w['rule']} (docs/advisor.md).")
+    return [f"{sentence} {verdict} {advisor}"]
 
 
 def _seed_findings(s: AnalysisSummary, schedule: str, n_pool: int) -> list[str]:

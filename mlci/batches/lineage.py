@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlci.batches.publish import _read_batches
+from mlci.batches.publish import read_batches
 from mlci.layout import CONSENSUS_PREFIX, consensus_key, consensus_manifest_snapshot
 from mlci.storage import ObjectNotFoundError, Store
 from mlci.tables import ANNOTATIONS, BATCH_YIELD, CONSENSUS, LINEAGE, conform
@@ -144,7 +144,7 @@ def _first_trained(snapshots: _Snapshots, versions: pd.DataFrame) -> dict[str, s
 
 def _published(store: Store) -> list[tuple[dict[str, Any], pd.DataFrame, pd.Timestamp]]:
     """Published batches, oldest first: (manifest, batch.csv, publish time in UTC)."""
-    return [(m, b, pd.to_datetime(m["created_at"], utc=True)) for m, b in _read_batches(store)]
+    return [(m, b, pd.to_datetime(m["created_at"], utc=True)) for m, b in read_batches(store)]
 
 
 def lineage_table(store: Store, annotations: pd.DataFrame, versions: pd.DataFrame | None) -> pd.DataFrame:

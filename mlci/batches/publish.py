@@ -183,7 +183,8 @@ def _read_manifests(store: Store) -> list[dict[str, Any]]:
     return sorted(manifests, key=lambda m: m["created_at"])
 
 
-def _read_batches(store: Store) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+def read_batches(store: Store) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """Every published batch as ``(manifest, batch.csv)``, oldest first."""
     out = []
     for key in store.list(BATCHES_PREFIX):
         rid = batch_manifest_round_id(key)
@@ -201,7 +202,7 @@ def list_batches(store: Store, annotations: pd.DataFrame) -> pd.DataFrame:
     (``annotations`` is the history table, with ``ingested_at``).
     """
     rows = []
-    for manifest, batch in _read_batches(store):
+    for manifest, batch in read_batches(store):
         created = pd.Timestamp(manifest["created_at"])
         if annotations.empty:
             returned = 0
@@ -243,7 +244,7 @@ def open_batch_keys(
     """
     now = now or datetime.now(timezone.utc)
     out: set[str] = set()
-    for manifest, batch in _read_batches(store):
+    for manifest, batch in read_batches(store):
         created = pd.Timestamp(manifest["created_at"])
         if created + expiry < pd.Timestamp(now):
             continue
