@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pandas as pd
 
 from mlci.reporting import (
+    AdviceStep,
     BatchStep,
     ConsensusStep,
     FeaturesStep,
@@ -45,6 +46,24 @@ def test_a_completed_run_reads_as_counts_metrics_decision_and_batch():
     assert "Promoted to champion: macro AP up 0.02" in text
     assert "Round `r-1` at `s3://b/batches/r-1/` (strategy margin_coverage)." in text
     assert "Warnings" not in text
+
+
+def test_the_stop_advice_is_a_row_and_a_table_with_the_reasons():
+    from mlci.advisor import AdvisorNight
+
+    advice = pd.DataFrame({"concept": ["holiday", "halloween", "gift"], "verdict": ["stop", "keep labeling", "slowing"],
+                           "reason": ["predictions stable: …", "too few to judge: …", "kappa ≥ 0.99 last night"]})
+    night = AdvisorNight("3", advice, pd.DataFrame(), "stabilizing_predictions", recorded=True)
+    step = AdviceStep.from_night(night, reassigned=True)
+    assert step.line() == "keep labeling: halloween; slowing: gift; stop: holiday"
+    text = _summary(advice=step).to_markdown()
+    assert "| stop advice | keep labeling: halloween; slowing: gift; stop: holiday |" in text
+    assert ("## Stop advice\n\nVersion 3, rule stabilizing_predictions. Concepts advised to stop gave their share "
+            "of the batch to the others.\n") in text
+    assert "| holiday | **stop** | predictions stable: … |" in text
+    kept = _summary(advice=AdviceStep.from_night(night, reassigned=False)).to_markdown()
+    assert "gave their share" not in kept
+    assert "Stop advice" not in _summary().to_markdown()  # a run without advice (e.g. skipped) shows none
 
 
 def test_problems_and_warnings_are_spelled_out():
