@@ -3,7 +3,8 @@
 0. check the parameters (before anything is read or written);
 1. load the current consensus labels and the features of every clip;
 2. load the champion from the registry;
-3. score the unlabeled pool, choose the batch, publish it once;
+3. score the unlabeled pool, choose the batch, publish it once (concepts the last nightly advised
+   to stop give their share to the others, as in the nightly);
 4. record the batch as an MLflow run (strategy, the reason each clip was chosen).
 """
 
@@ -16,6 +17,7 @@ from prefect import flow
 from flows.naming import dated_run_name
 from mlci.batches import RoundResult
 from mlci.params import settings_for_run
+from tasks.advisor import latest_advice_task
 from tasks.consensus import load_consensus_task
 from tasks.features import load_features_task, quarantined_keys_task
 from tasks.labels import load_annotation_history_task
@@ -59,6 +61,7 @@ def round_flow(
         consensus=consensus,
         annotations_history=load_annotation_history_task(settings),
         quarantined=quarantined_keys_task(settings, extractor=fit.extractor, params=fit.extractor_params),
+        advice=latest_advice_task(settings),
     )
     record_batch_task(settings, result)
     return result

@@ -8,7 +8,7 @@ import numpy as np
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from mlci.advisor import AdvisorNight, StopAdvisor, record_night
+from mlci.advisor import AdvisorNight, StopAdvisor, load_advice, record_night
 from mlci.config import Settings
 from mlci.consensus import ConsensusResult
 from mlci.features import FeatureSchema
@@ -17,7 +17,7 @@ from mlci.models.tracking import class_keys
 from mlci.reporting import ends_step
 from tasks.retry import retry_unless
 
-__all__ = ["advise_task", "log_advice_task"]
+__all__ = ["advise_task", "latest_advice_task", "log_advice_task"]
 
 
 def stop_advisor(settings: Settings) -> StopAdvisor:
@@ -67,6 +67,13 @@ def advise_task(
         "stop advice for v%s (%s): %s", night.model_version, night.rule,
         ", ".join(f"{n} {verdict}" for verdict, n in counts.items()), extra=ends_step("advice"))
     return night
+
+
+@task(name="latest-advice", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=retry_unless())
+def latest_advice_task(settings: Settings) -> dict[str, str]:
+    """The verdict per concept the last nightly recorded (empty before the first)."""
+    night = load_advice(settings.open_store(), settings.registered_model_name)
+    return {} if night is None else night.verdicts()
 
 
 @task(name="log-advice", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=retry_unless())
