@@ -30,8 +30,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlci.analysis.stopping import mean_uncertainty, prediction_kappa
-
 __all__ = ["choose_stop_set", "night_signals", "stop_predictions"]
 
 #: Fewest stop-set clips a kappa is computed on (fewer agree by chance too easily).
@@ -89,6 +87,9 @@ def night_signals(
     previous : DataFrame, default=None
         The previous version's signals (for ``new_labels`` / ``new_positives``).
     """
+    # Imported here: reading advice (`mlci status`) must not pay for the analysis package's imports.
+    from mlci.analysis.stopping import mean_uncertainty, prediction_kappa
+
     classes = list(classes)
     if previous_predictions is not None:
         shared = predictions.merge(previous_predictions, on="key", suffixes=("", "_prev"))
