@@ -14,7 +14,13 @@ saves, with the features on top), the same extraction one clip at a time in one 
 second per core, the throughput with processes instead of threads (how much the GIL costs), and
 the peak RSS of a fresh process running (b). Targets: ratio <= 0.6, peak RSS < 1 GB whatever K.
 
-Run: ``.venv/bin/python benchmarks/features.py [--clips 8] [--workers N] [--workdir DIR]``
+Last, (c) the ``onnx`` extractor with an image embedder of realistic cost (two strided 3x3
+convolutions, pooling and a projection to 128 values: about 6 million multiply-adds per frame at
+224x224, built here with the onnx helper API, random fixed weights): clips per second per core,
+one clip at a time on one thread, and how its time splits between decoding, preprocessing and the
+model (``--onnx-only`` measures (a) and (c) alone).
+
+Run: ``.venv/bin/python benchmarks/features.py [--clips 8] [--workers N] [--workdir DIR] [--onnx-only]``
 (clips are cached in ``--workdir`` when given, so repeated runs skip the encoding).
 """
 
@@ -94,6 +100,78 @@ def extract(path: str) -> int:
     return featurize(get_extractor("basic"), path).windows.n_windows
 
 
+def embedder_model() -> tuple[bytes, dict, int]:
+    """An ONNX image embedder of realistic cost, its sidecar, and its multiply-adds per frame.
+
+    [N, 3, 224, 224] -> conv 3x3/2 (8) -> ReLU -> conv 3x3/2 (16) -> ReLU -> global average pool ->
+    fully connected (128): 2.7 M + 3.6 M multiply-adds in the convolutions.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = {
+        "w1": rng.normal(0, 0.2, (8, 3, 3, 3)), "b1": np.zeros(8),
+        "w2": rng.normal(0, 0.1, (16, 8, 3, 3)), "b2": np.zeros(16),
+        "fc": rng.normal(0, 0.1, (16, 128)), "fcb": np.zeros(128),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc", "fcb"], ["embedding"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "embedder",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 224, 224])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 128])],
+        initializer=[numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model)
+    macs = 112 * 112 * 8 * 27 + 56 * 56 * 16 * 72 + 16 * 128
+    sidecar = {"kind": "image", "size": [224, 224], "layout": "NCHW", "mean": [0.485, 0.456, 0.406],
+               "std": [0.229, 0.224, 0.225], "output": "embedding", "dim": 128}
+    return model.SerializeToString(), sidecar, macs
+
+
+def onnx_line(paths: list[str], workdir: Path, repeat: int, baseline_wall: float) -> None:
+    """(c): the onnx extractor with :func:`embedder_model`, one clip at a time on one thread."""
+    import json
+
+    from mlci.features import featurize, resolve_extractor
+    from mlci.storage import open_store
+
+    model, sidecar, macs = embedder_model()
+    store = open_store(str(workdir / "onnx-store"))
+    store.write_bytes("models/embedder.onnx", model)
+    store.write_text("models/embedder.json", json.dumps(sidecar))
+    ex = resolve_extractor("onnx", {"image_model": "models/embedder.onnx", "intra_op_threads": 1}, store=store)
+    featurize(ex, paths[0])  # warm up: session, tables
+    best = None
+    for _ in range(repeat):
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        infos = [featurize(ex, p).windows.info for p in paths]
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        if best is None or wall < best[0]:
+            best = (wall, cpu, infos)
+    wall, cpu, infos = best
+    k = len(paths)
+    model_s = sum(i["model_seconds"]["image"] for i in infos)
+    prep_s = sum(i["prep_seconds"]["image"] for i in infos)
+    frames = sum(i["examples"]["image"] for i in infos) / k
+    rest = wall - model_s - prep_s
+    print(f"(c) onnx image embedder, {macs / 1e6:.1f} M MACs/frame at 224x224, {frames:.0f} frames/clip, 1 thread: "
+          f"{wall / k * 1e3:6.1f} ms/clip wall, {cpu / k * 1e3:6.1f} ms/clip CPU; {k / cpu:.2f} clips/s/core; "
+          f"vs (a) {wall / baseline_wall:.2f}")
+    print(f"    time per clip: decode + sampling {rest / k * 1e3:.1f} ms ({rest / wall:.0%}), "
+          f"preprocessing {prep_s / k * 1e3:.1f} ms ({prep_s / wall:.0%}), model {model_s / k * 1e3:.1f} ms "
+          f"({model_s / wall:.0%}; {model_s / (frames * k) * 1e3:.2f} ms/frame)")
+
+
 def timed(fn, paths, workers: int = 1) -> tuple[float, float]:
     """(wall, cpu) seconds for fn over all paths in this process, on ``workers`` threads."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -144,6 +222,7 @@ def main() -> None:
                         help="threads of (b), as the features flow's local runner (default: MLCI_WORKERS, else the usable cores)")
     parser.add_argument("--repeat", type=int, default=3, help="passes per measurement; the best counts (default 3)")
     parser.add_argument("--workdir", default=None, help="keep generated clips here between runs")
+    parser.add_argument("--onnx-only", action="store_true", help="measure (a) and the onnx extractor (c) only")
     args = parser.parse_args()
     if args.clips < 1:
         parser.error(f"--clips must be >= 1, got {args.clips}")
@@ -171,6 +250,12 @@ def main() -> None:
     full_decode(paths[0]), extract(paths[0])  # warm up: imports, tables, caches
     k, w = args.clips, args.workers
     a_wall, a_cpu = best_of(full_decode, paths, args.repeat)
+    if args.onnx_only:
+        print(f"(a) full decode, 1 thread, clip after clip:   {a_wall / k * 1e3:6.1f} ms/clip wall")
+        onnx_line(paths, workdir, args.repeat, a_wall)
+        if tmp is not None:
+            tmp.cleanup()
+        return
     b_wall, b_cpu = best_of(extract, paths, args.repeat, workers=w)
     s_wall, _ = best_of(extract, paths, args.repeat)
     ms = lambda seconds: f"{seconds / k * 1e3:6.1f} ms/clip"
@@ -188,6 +273,7 @@ def main() -> None:
         peak, after = pool.submit(rss_child, paths, w).result()
     print(f"peak RSS of a process running (b) on all {k} clips: {peak:.0f} MB (target < 1024 MB); "
           f"RSS after each clip: {', '.join(f'{r:.0f}' for r in after)} MB")
+    onnx_line(paths, workdir, args.repeat, a_wall)
     if tmp is not None:
         tmp.cleanup()
 

@@ -106,10 +106,22 @@ ConsensusMethodOption = Annotated[
                                 metavar="NAME", show_default=configured_default(TrainingSettings, "consensus_method"),
                                 help="How annotators' answers become one label (docs/labels.md).")
 ]
+
+
+def _modality(value: str) -> str:
+    if "+" not in value:
+        return registry_choice(params.modalities)(value)
+    problem = params.modality_problem(value)  # beside imported embeddings: combined+embeddings:<source>
+    if problem:
+        raise typer.BadParameter(problem)
+    return value
+
+
 ModalityOption = Annotated[
-    Optional[str], typer.Option("--modality", parser=registry_choice(params.modalities), metavar="NAME",
+    Optional[str], typer.Option("--modality", parser=_modality, metavar="NAME",
                                 show_default=configured_default(TrainingSettings, "modality"),
-                                help="Features to train on (audio, video or combined).")
+                                help="Features to train on (audio, video or combined; combined+embeddings:<source> "
+                                     "adds imported embeddings).")
 ]
 BatchSizeOption = Annotated[
     Optional[int], typer.Option("--batch-size", min=1, show_default=configured_default(RoundSettings, "batch_size"),

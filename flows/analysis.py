@@ -134,6 +134,7 @@ def analysis(
     tracking_uri: str | None = None,
     experiment_name: str | None = None,
     force: bool = False,
+    extractor_params: dict | None = None,
 ) -> AnalysisOutcome:
     """Run the analysis and return what it produced.
 
@@ -141,11 +142,12 @@ def analysis(
     (the experiment is ``<MLCI_EXPERIMENT_NAME>-analysis``). Simulation units run ``units_per_task``
     to a task on ``n_workers`` threads (``MLCI_WORKERS``, default the usable cores), or on a Dask
     cluster (``dask_address``, or a local one of ``n_workers`` processes with ``local_cluster``).
-    With ``force`` an analysis already in MLflow is run and logged again.
+    With ``force`` an analysis already in MLflow is run and logged again. ``extractor_params``
+    defaults to ``MLCI_TRAINING__EXTRACTOR_PARAMS``.
     """
     started = time.perf_counter()
     logger = get_run_logger()
-    settings = Settings.for_store(store).with_overrides(extractor=extractor, modality=modality)
+    settings = Settings.for_store(store).with_overrides(extractor=extractor, modality=modality, extractor_params=extractor_params)
     apply_mlflow_environment(settings)  # on a worker too: bounded waits on a dead server
     extractor, modality = settings.training.extractor, settings.training.modality
     tracking_uri = tracking_uri or settings.tracking_uri
@@ -161,7 +163,8 @@ def analysis(
     rules = make_rules(kappa_threshold=kappa_threshold, uncertainty_threshold=uncertainty_threshold, plateau_delta=plateau_delta)
 
     data, description = load_analysis_data_task(
-        settings, source=source, extractor=extractor, modality=modality, snapshot=snapshot, min_positives=min_positives
+        settings, source=source, extractor=extractor, modality=modality, snapshot=snapshot, min_positives=min_positives,
+        extractor_params=settings.training.extractor_params or None,
     )
     params = {
         "source": source, "strategies": strategies, "schedules": schedules, "repetitions": repetitions, "seed": seed,

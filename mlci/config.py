@@ -84,7 +84,10 @@ class TrainingSettings(_Section):
 
     consensus_method: str = Field(default="dawid_skene", description="How annotators' answers are merged.")
     estimator: str = Field(default="logistic_regression", description="Per-concept estimator.")
-    modality: str = Field(default="combined", description="Features a model trains and scores on.")
+    modality: str = Field(
+        default="combined",
+        description="Features a model trains and scores on: audio, video, combined, or e.g. combined+embeddings:<source>.",
+    )
     extractor: str = Field(default="basic", description="Feature extractor name or package.module:Class.")
     extractor_params: dict[str, Any] = Field(
         default_factory=dict, description="Extractor parameters, as JSON (the extractor's defaults when empty)."

@@ -6,6 +6,7 @@ holds the two together)::
 
     clips/                          mp4 clips (input; never modified by mlci)
     videos/                         long videos to run detection on (input; never modified by mlci)
+    embeddings/<source>/            vectors a team computed elsewhere (input): *.parquet, or one .npy + keys.txt/keys.json
     labels/                         label files as received (input)
     truth/                          demo corpus ground truth; read by evaluation code only
     annotations/                    ingested labels: append-only history shards + ingest pass markers
@@ -28,6 +29,11 @@ from dataclasses import dataclass
 __all__ = [
     "CLIP_PREFIX",
     "VIDEOS_PREFIX",
+    "EMBEDDINGS_PREFIX",
+    "EMBEDDINGS_KEY_LISTS",
+    "embeddings_prefix",
+    "embeddings_key",
+    "embeddings_source",
     "LABELS_PREFIX",
     "TRUTH_PREFIX",
     "ANNOTATIONS_PREFIX",
@@ -88,6 +94,7 @@ __all__ = [
 
 CLIP_PREFIX = "clips/"
 VIDEOS_PREFIX = "videos/"
+EMBEDDINGS_PREFIX = "embeddings/"
 LABELS_PREFIX = "labels/"
 TRUTH_PREFIX = "truth/"
 ANNOTATIONS_PREFIX = "annotations/"
@@ -105,6 +112,7 @@ ADVISOR_PREFIX = "advisor/"
 STORE_PREFIXES: tuple[str, ...] = (
     CLIP_PREFIX,
     VIDEOS_PREFIX,
+    EMBEDDINGS_PREFIX,
     LABELS_PREFIX,
     TRUTH_PREFIX,
     ANNOTATIONS_PREFIX,
@@ -162,6 +170,31 @@ def legacy_ingest_marker_key(sha256: str) -> str:
 def label_report_key(digest: str) -> str:
     """``reports/labels/ingest-<digest>.json``: one content-addressed ingestion report."""
     return f"{LABEL_REPORTS_PREFIX}ingest-{digest}.json"
+
+
+# -- imported embeddings --------------------------------------------------------------------------
+
+#: The key list of a NumPy source, one of: one key per line, or a JSON list (of keys, or of
+#: ``{"key", "start", "end"}`` objects).
+EMBEDDINGS_KEY_LISTS = ("keys.txt", "keys.json")
+
+
+def embeddings_prefix(source: str) -> str:
+    """``embeddings/<source>/``: the files of one source of imported embeddings."""
+    return f"{EMBEDDINGS_PREFIX}{source}/"
+
+
+def embeddings_key(source: str, name: str) -> str:
+    """``embeddings/<source>/<name>``: one file of a source (``vectors.parquet``, ``keys.txt``, ...)."""
+    return embeddings_prefix(source) + name
+
+
+def embeddings_source(key: str) -> str | None:
+    """The source of a key ``embeddings/<source>/...``; None for any other key."""
+    if not key.startswith(EMBEDDINGS_PREFIX):
+        return None
+    source, slash, rest = key[len(EMBEDDINGS_PREFIX):].partition("/")
+    return source if source and slash and rest else None
 
 
 # -- consensus ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ __all__ = [
     "consensus_methods",
     "estimators",
     "modalities",
+    "modality_problem",
     "strategies",
 ]
 
@@ -61,6 +62,22 @@ def modalities() -> list[str]:
     return list(MODALITIES)
 
 
+def modality_problem(modality: Any) -> str | None:
+    """Why ``modality`` is not one a model can train on, or None: one of :func:`modalities`, or one
+    of them beside imported embeddings (``combined+embeddings:<source>``, docs/features.md)."""
+    if isinstance(modality, str) and "+" in modality:
+        from mlci.features.imported import split_embeddings_modality
+
+        try:
+            split_embeddings_modality(modality)
+        except ValueError as exc:
+            return str(exc)
+        return None
+    problems: list[str] = []
+    _choice(problems, "modality", modality, modalities)
+    return problems[0] if problems else None
+
+
 def _choice(problems: list[str], name: str, value: Any, valid: Callable[[], list[str]]) -> None:
     names = valid()
     if value not in names:
@@ -96,7 +113,9 @@ def _round_problems(problems: list[str], config: RoundSettings) -> None:
 def _training_problems(problems: list[str], config: TrainingSettings) -> None:
     _choice(problems, "consensus_method", config.consensus_method, consensus_methods)
     _choice(problems, "estimator", config.estimator, estimators)
-    _choice(problems, "modality", config.modality, modalities)
+    problem = modality_problem(config.modality)
+    if problem:
+        problems.append(problem)
     _number(problems, "tolerance", config.tolerance, low=0)
     _number(problems, "min_new_labels", config.min_new_labels, low=1, integer=True)
 

@@ -64,13 +64,14 @@ def load_analysis_data_task(
     modality: str = "combined",
     snapshot: str | None = None,
     min_positives: int = 5,
+    extractor_params: dict | None = None,
 ) -> tuple[SimulationData, str]:
     """Features and labels of the clips that have both (:func:`mlci.analysis.data.load_analysis_data`)."""
     from mlci.catalog import ClassCatalog
 
     data, description = load_analysis_data(
         settings.open_store(), source=source, concepts=ClassCatalog.from_json(settings.class_catalog).names,
-        extractor=extractor, modality=modality, snapshot=snapshot, min_positives=min_positives,
+        extractor=extractor, modality=modality, snapshot=snapshot, min_positives=min_positives, params=extractor_params,
     )
     logger = get_run_logger()
     logger.info(description)

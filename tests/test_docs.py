@@ -72,6 +72,7 @@ def test_architecture_storage_table_patterns_match_the_layout():
         layout.consensus_prefix("<snapshot>"),
         layout.batch_prefix("<round_id>"),
         layout.advisor_prefix("<model>"),
+        layout.embeddings_prefix("<source>"),
         layout.FeatureLayout("<extractor>").root,
         layout.FeatureLayout("<extractor>").quarantine,
         layout.detection_prefix("<model>", "<version>", "<video key>", "<id>"),

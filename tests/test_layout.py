@@ -12,7 +12,7 @@ from mlci import layout
 
 def test_top_level_prefixes():
     assert layout.STORE_PREFIXES == (
-        "clips/", "videos/", "labels/", "truth/", "annotations/", "consensus/",
+        "clips/", "videos/", "embeddings/", "labels/", "truth/", "annotations/", "consensus/",
         "features/", "quarantine/", "batches/", "advisor/", "detections/", "reports/", "locks/", "connectors/",
     )
 

@@ -130,6 +130,7 @@ def load_analysis_data(
     modality: str = "combined",
     snapshot: str | None = None,
     min_positives: int = 5,
+    params: dict | None = None,
 ) -> tuple[SimulationData, str]:
     """Features and labels from the store, aligned, and one sentence saying where they came from.
 
@@ -142,6 +143,8 @@ def load_analysis_data(
         Concept order (the catalog's); consensus classes not listed are ignored. None: as stored.
     extractor, modality : str
         Which features (:func:`mlci.features.load_features`).
+    params : dict, default=None
+        The extractor's parameters (its defaults when None).
     snapshot : str, default=None
     min_positives : int, default=5
 
@@ -156,7 +159,7 @@ def load_analysis_data(
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     from mlci.features import load_features
 
-    keys, X, _ = load_features(store, extractor=extractor, modality=modality)
+    keys, X, _ = load_features(store, extractor=extractor, params=params, modality=modality)
     if source == "consensus":
         from mlci.consensus import load_consensus
 

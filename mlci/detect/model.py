@@ -186,7 +186,7 @@ def load_detector(
     """
     info = resolve_version(tracking_uri, model_name, alias=CHAMPION if version is None else None, version=version)
     model = load_model(tracking_uri, model_name, version=info.version)
-    ex = resolve_extractor(extractor, params)
+    ex = resolve_extractor(extractor, params, store=store)
     label = f"model {model_name!r} version {info.version}"
     _check_schema(model, ex, label, store)
     trained = [str(c) for c, ok in zip(model.classes_, model.trained_mask_) if ok]

@@ -225,6 +225,25 @@ class FeatureExtractor(ABC):
     def validate_params(self) -> None:
         """Raise ``ValueError`` naming a parameter whose value is not allowed."""
 
+    def bind(self, store) -> FeatureExtractor:
+        """The extractor ready to run against ``store``: this one, unless it reads something from the store.
+
+        An extractor whose parameters name objects in the store (a model file, imported vectors)
+        overrides this to read them, check them, and return an instance whose parameters identify
+        their content (so that other content is another feature version). Every reader and writer
+        of features calls it through :func:`~mlci.features.resolve_extractor` with its store.
+        """
+        return self
+
+    def featurize_clip(self, store, key: str, *, threads: int = 1) -> ClipFeatures:
+        """Clip vectors of the clip stored under ``key``: :func:`featurize` of a local copy.
+
+        The feature run calls this for every clip. An extractor that does not decode the clip
+        overrides it (imported embeddings look the clip's vectors up by its key).
+        """
+        with store.local_copy(key) as path:
+            return featurize(self, path, threads=threads)
+
     @abstractmethod
     def window_names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Names of one window's audio entries and video entries, in order."""

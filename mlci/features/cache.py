@@ -94,7 +94,11 @@ def to_parquet_bytes(df: pd.DataFrame, table: Table, vectors: dict[str, np.ndarr
     for name, matrix in (vectors or {}).items():
         matrix = np.ascontiguousarray(matrix, dtype=np.float32).reshape(len(df), -1)
         values = pa.array(matrix.ravel(), type=pa.float32())
-        arrow = arrow.append_column(name, pa.FixedSizeListArray.from_arrays(values, matrix.shape[1]))
+        if matrix.shape[1] == 0:  # an extractor without this modality: Arrow has no fixed-size list of 0
+            column = pa.ListArray.from_arrays(pa.array(np.zeros(len(df) + 1, np.int32)), values)
+        else:
+            column = pa.FixedSizeListArray.from_arrays(values, matrix.shape[1])
+        arrow = arrow.append_column(name, column)
     buf = io.BytesIO()
     pq.write_table(arrow, buf, compression="zstd")
     return buf.getvalue()
@@ -107,7 +111,7 @@ def read_parquet(store: Store, key: str, columns: list[str] | None = None) -> pa
 def vector_column(table: pa.Table, name: str) -> np.ndarray:
     """A fixed-size list column as an ndarray of shape (n_rows, size), float32."""
     column = table.column(name).combine_chunks()
-    size = column.type.list_size
+    size = column.type.list_size if pa.types.is_fixed_size_list(column.type) else 0  # 0: see to_parquet_bytes
     return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), size).astype(np.float32, copy=False)
 
 
@@ -141,7 +145,7 @@ def read_active_index(store: Store, layout: CacheLayout) -> pd.DataFrame | None:
 
 
 def _layout_for(store: Store, extractor, params) -> tuple[CacheLayout, pd.DataFrame]:
-    ex: FeatureExtractor = resolve_extractor(extractor, params)
+    ex: FeatureExtractor = resolve_extractor(extractor, params, store=store)
     layout = CacheLayout(ex.schema)
     index = read_active_index(store, layout)
     if index is None:
@@ -187,7 +191,9 @@ def load_features(
         Registered name (with ``params``) or an extractor instance.
     params : dict, default=None
         Extractor parameters; defaults when None.
-    modality : {"audio", "video", "combined"}, default="combined"
+    modality : {"audio", "video", "combined"} or str, default="combined"
+        Or ``"<modality>+embeddings[:<source>]"``: those vectors beside an imported embeddings
+        source, each block normalised (:func:`mlci.features.imported.load_with_embeddings`).
     keys : iterable of str, default=None
         Clips to return, in this order; all active clips with features (sorted by key) when None.
     missing : {"raise", "drop"}, default="raise"
@@ -207,10 +213,16 @@ def load_features(
     FeaturesNotComputedError
         No feature run for this extractor configuration in the store.
     """
+    if "+" in str(modality):
+        from mlci.features.imported import load_with_embeddings
+
+        return load_with_embeddings(store, extractor=extractor, params=params, modality=modality, keys=keys, missing=missing)
     check_modality(modality)
     layout, index = _layout_for(store, extractor, params)
     rows = _select(index, keys, missing)
     dim = len(layout.schema.names(modality))
+    if dim == 0:
+        raise ValueError(f"the {layout.cache_id} features have no {modality!r} entries; choose another modality")
     X = np.zeros((len(rows), dim), dtype=np.float32)
     parts = sorted(rows["part"].unique())
     tables = read_many(store, parts, ["key", "identity", modality])

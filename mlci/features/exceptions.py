@@ -16,7 +16,9 @@ __all__ = [
     "FeaturesNotComputedError",
     "MediaError",
     "MissingFeaturesError",
+    "ModelError",
     "NoContentError",
+    "NoEmbeddingError",
     "NoStreamsError",
     "NotMediaError",
     "TruncatedMediaError",
@@ -74,8 +76,22 @@ class DecodeError(MediaError):
     kind = "decode_error"
 
 
+class ModelError(MediaError):
+    """A learned extractor's model failed on this clip (a runtime error, or non-finite outputs)."""
+
+    kind = "model_error"
+
+
+class NoEmbeddingError(MediaError):
+    """The imported embeddings have no vector for this clip."""
+
+    kind = "no_embedding"
+
+
 ERROR_KINDS = tuple(
-    cls.kind for cls in (EmptyFileError, NotMediaError, TruncatedMediaError, NoStreamsError, NoContentError, DecodeError)
+    cls.kind
+    for cls in (EmptyFileError, NotMediaError, TruncatedMediaError, NoStreamsError, NoContentError, DecodeError, ModelError,
+                NoEmbeddingError)
 ) + (EXTRACTOR_ERROR,)
 
 

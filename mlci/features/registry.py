@@ -70,11 +70,17 @@ def get_extractor(name: str, **params) -> FeatureExtractor:
     return extractor
 
 
-def resolve_extractor(extractor: str | FeatureExtractor, params: dict | None = None) -> FeatureExtractor:
-    """``extractor`` itself if it is an instance (then ``params`` must be empty), else ``get_extractor``."""
+def resolve_extractor(extractor: str | FeatureExtractor, params: dict | None = None, *, store=None) -> FeatureExtractor:
+    """``extractor`` itself if it is an instance (then ``params`` must be empty), else ``get_extractor``.
+
+    With ``store``, the result is bound to it (:meth:`FeatureExtractor.bind`): an extractor that
+    reads a model or vectors from the store does so here, before any clip is processed.
+    """
     if isinstance(extractor, FeatureExtractor):
         if params:
             raise ValueError(f"params are given twice: an extractor instance {extractor!r} and params={params!r}")
         extractor.validate_params()
-        return extractor
-    return get_extractor(extractor, **(params or {}))
+        ex = extractor
+    else:
+        ex = get_extractor(extractor, **(params or {}))
+    return ex if store is None else ex.bind(store)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from mlci.features.base import FeatureExtractor, featurize
+from mlci.features.base import FeatureExtractor
 from mlci.features.cache import (
     OK,
     QUARANTINED,
@@ -205,7 +205,7 @@ def plan_feature_run(
 
     Also publishes the configuration's ``schema.json`` (once).
     """
-    ex = resolve_extractor(extractor, params)
+    ex = resolve_extractor(extractor, params, store=store)
     layout = CacheLayout(ex.schema)
     publish_schema(store, layout)
     keys_all = store.list(prefix)
@@ -275,7 +275,7 @@ def compute_feature_chunk(
         Called after each clip with ``"ok"``, ``"quarantined"`` or ``"skipped"``.
     """
     t_start = time.perf_counter()
-    ex = resolve_extractor(extractor, params)
+    ex = resolve_extractor(extractor, params, store=store)
     layout = CacheLayout(ex.schema)
     result = ChunkResult(chunk=chunk)
     now = pd.Timestamp(datetime.now(UTC))
@@ -286,8 +286,7 @@ def compute_feature_chunk(
     for key, identity in items:
         features, error = None, None
         try:
-            with store.local_copy(key) as path:
-                features = featurize(ex, path, threads=threads)
+            features = ex.featurize_clip(store, key, threads=threads)
         except ObjectNotFoundError:
             result.skipped[key] = "vanished"
         except MediaError as exc:
@@ -346,8 +345,8 @@ def compute_feature_chunk(
                 pd.DataFrame(window_rows),
                 WINDOW_FEATURES,
                 {
-                    "audio": np.concatenate(window_vectors["audio"]).reshape(-1, len(schema.audio_window)),
-                    "video": np.concatenate(window_vectors["video"]).reshape(-1, len(schema.video_window)),
+                    "audio": np.concatenate(window_vectors["audio"]).reshape(len(window_rows), len(schema.audio_window)),
+                    "video": np.concatenate(window_vectors["video"]).reshape(len(window_rows), len(schema.video_window)),
                 },
             ),
         )
@@ -387,7 +386,7 @@ def commit_feature_run(
     index, so the next run computes them. ``failed_chunks`` maps the number of each chunk that
     failed after its retries to the reason; the report names them and counts their clips.
     """
-    ex = resolve_extractor(plan.extractor, plan.params)
+    ex = resolve_extractor(plan.extractor, plan.params, store=store)
     layout = CacheLayout(ex.schema)
     entries: dict[str, tuple[str, str, str]] = {k: (plan.listed[k], s, p) for k, (s, p) in plan.reused.items()}
     kinds: Counter[str] = Counter()
@@ -467,7 +466,8 @@ def compute_features(
     """
     started = time.perf_counter()
     plan = plan_feature_run(store, extractor=extractor, params=params, prefix=prefix)
-    ex = resolve_extractor(extractor, params)
+    # By name, the plan's parameters: they pin what the plan saw (e.g. a model's digest).
+    ex = resolve_extractor(plan.extractor, plan.params, store=store) if isinstance(extractor, str) else resolve_extractor(extractor, store=store)
     total = len(plan.todo)
     counts = Counter()
 

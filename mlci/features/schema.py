@@ -7,10 +7,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["MODALITIES", "FeatureSchema", "check_modality", "params_hash"]
+__all__ = ["MODALITIES", "POOLINGS", "FeatureSchema", "check_modality", "params_hash"]
 
 #: The clip-level vectors every extractor provides.
 MODALITIES = ("audio", "video", "combined")
+#: How window entries become clip entries: mean and standard deviation over windows (the built-in
+#: extractor), or the mean alone (imported embeddings, averaged over time as the seed notebook did).
+POOLINGS = ("mean_std", "mean")
 
 
 def params_hash(params: dict[str, Any]) -> str:
@@ -39,9 +42,12 @@ class FeatureSchema:
         The extractor's parameters (JSON-able), part of the cache key.
     audio_window, video_window : tuple of str
         Names of the entries of one window's audio and video vectors, in order.
+    pooling : {"mean_std", "mean"}, default="mean_std"
+        How clip vectors pool the windows (see :data:`POOLINGS`).
 
     Clip-level vectors are the mean then the standard deviation over windows of each window entry
-    (``mean(<name>)``, ``std(<name>)``); ``combined`` is ``audio.<...>`` then ``video.<...>``.
+    (``mean(<name>)``, ``std(<name>)``; the mean alone with ``pooling="mean"``); ``combined`` is
+    ``audio.<...>`` then ``video.<...>``.
     """
 
     extractor: str
@@ -49,6 +55,11 @@ class FeatureSchema:
     params: dict[str, Any] = field(hash=False)
     audio_window: tuple[str, ...]
     video_window: tuple[str, ...]
+    pooling: str = "mean_std"
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
 
     @property
     def params_hash(self) -> str:
@@ -59,13 +70,17 @@ class FeatureSchema:
         """``<extractor>-v<version>-<params hash>``: the folder name of this configuration's features."""
         return f"{self.extractor}-v{self.version}-{self.params_hash}"
 
+    def _pooled(self, window: tuple[str, ...]) -> tuple[str, ...]:
+        means = tuple(f"mean({n})" for n in window)
+        return means if self.pooling == "mean" else means + tuple(f"std({n})" for n in window)
+
     @property
     def audio(self) -> tuple[str, ...]:
-        return tuple(f"mean({n})" for n in self.audio_window) + tuple(f"std({n})" for n in self.audio_window)
+        return self._pooled(self.audio_window)
 
     @property
     def video(self) -> tuple[str, ...]:
-        return tuple(f"mean({n})" for n in self.video_window) + tuple(f"std({n})" for n in self.video_window)
+        return self._pooled(self.video_window)
 
     @property
     def combined(self) -> tuple[str, ...]:
@@ -76,7 +91,7 @@ class FeatureSchema:
         return getattr(self, check_modality(modality))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "extractor": self.extractor,
             "version": self.version,
             "params": self.params,
@@ -84,6 +99,9 @@ class FeatureSchema:
             "audio_window": list(self.audio_window),
             "video_window": list(self.video_window),
         }
+        if self.pooling != "mean_std":  # written only when not the default: older schema.json files stay equal
+            out["pooling"] = self.pooling
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
@@ -96,6 +114,7 @@ class FeatureSchema:
             params=dict(data["params"]),
             audio_window=tuple(data["audio_window"]),
             video_window=tuple(data["video_window"]),
+            pooling=data.get("pooling", "mean_std"),
         )
 
     @classmethod

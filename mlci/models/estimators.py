@@ -38,6 +38,7 @@ __all__ = [
     "CALIBRATIONS",
     "MODALITIES",
     "DEFAULT_ESTIMATOR",
+    "check_modality",
     "resolve_estimator_params",
     "effective_calibration",
     "make_binary_classifier",
@@ -65,6 +66,15 @@ CALIBRATIONS = (None, "sigmoid", "isotonic")
 MODALITIES = ("audio", "video", "combined")
 #: Most folds the calibration's internal cross-validation uses.
 CALIBRATION_FOLDS = 3
+
+
+def check_modality(modality: str) -> None:
+    """Raise ``ValueError`` unless ``modality`` is one of :data:`MODALITIES`, alone or followed by
+    more blocks after ``+`` (``combined+embeddings:<source>``, which the features package checks)."""
+    if not isinstance(modality, str) or modality.partition("+")[0] not in MODALITIES:
+        raise ValueError(
+            f"modality must be one of {MODALITIES}, optionally followed by '+embeddings[:<source>]', but got {modality!r}"
+        )
 
 
 def _check_estimator(estimator: str) -> None:

@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 
 from mlci.models.estimators import (
     DEFAULT_ESTIMATOR,
-    MODALITIES,
+    check_modality,
     effective_calibration,
     fit_binary,
     resolve_estimator_params,
@@ -85,8 +85,9 @@ class MultiLabelModel(BaseEstimator):
         Parameters of that estimator (mlci's defaults fill the rest).
     calibration : {None, "sigmoid", "isotonic"}, default=None
         Probability calibration of each binary classifier.
-    modality : {"audio", "video", "combined"}, default="combined"
-        Which feature columns the model is fit on; recorded, and checked by :meth:`check_features`
+    modality : {"audio", "video", "combined"} or str, default="combined"
+        Which feature columns the model is fit on (or e.g. ``"combined+embeddings:<source>"``, with
+        an imported embeddings source beside them); recorded, and checked by :meth:`check_features`
         when the features' schema names its modality.
     feature_schema : object with ``extractor`` and ``version``, default=None
         Schema of the features ``X`` (e.g. :class:`~mlci.models.schema.FeatureSpec`).
@@ -165,8 +166,7 @@ class MultiLabelModel(BaseEstimator):
             raise ValueError(f"classes must be unique, but got {list(self.classes)}")
         resolve_estimator_params(self.estimator, self.estimator_params)
         effective_calibration(self.estimator, self.calibration)
-        if self.modality not in MODALITIES:
-            raise ValueError(f"modality must be one of {MODALITIES}, but got {self.modality!r}")
+        check_modality(self.modality)
         for name in ("min_positives", "min_negatives"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
