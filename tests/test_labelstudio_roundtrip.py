@@ -108,9 +108,10 @@ def test_batches_go_to_label_studio_and_answers_come_back(env, label_studio):
     pulled_again = runner.invoke(app, ["labelstudio", "pull"])
     assert pulled_again.exit_code == 0 and "nothing to pull" in pulled_again.output, pulled_again.output
     assert _snapshot(store) == before and len(list(admin.iter_tasks(ls.project_id))) == n_tasks
-    listing = runner.invoke(app, ["batches"])
-    row = next(line.split() for line in listing.output.splitlines() if first.batch.round_id in line)
-    assert row[-4:] == [str(ls.project_id), str(BATCH), "2", "3"]  # tasks, annotated, answers pulled
+    listing = runner.invoke(app, ["batches", "--json"])
+    row = next(r for r in json.loads(listing.output) if r["round_id"] == first.batch.round_id)
+    assert [row["ls_project"], row["ls_tasks"], row["ls_annotated"], row["ls_pulled"]] == [ls.project_id, BATCH, 2, 3]
+    assert row["n_answered"] == 2  # the two annotated tasks, as answers ingested into the store
 
     # Label Studio down: the night runs its other steps, says so, and exits 3.
     with socket.socket() as s:

@@ -99,7 +99,8 @@ def night_signals(
         kappa = np.full(len(classes), np.nan)
     uncertainty = mean_uncertainty(pool_proba) if len(pool_proba) else np.full(len(classes), np.nan)
     both = np.vstack([pool_proba, stop_proba]) if len(stop_proba) else pool_proba
-    prevalence = np.nanmean(both, axis=0) if len(both) else np.full(len(classes), np.nan)
+    scored = (~np.isnan(both)).sum(axis=0)  # an untrained concept has no scores: NaN, without a warning
+    prevalence = np.where(scored > 0, np.nansum(both, axis=0) / np.maximum(scored, 1), np.nan)
     known = consensus[consensus["label"] >= 0]
     labels = known.groupby("class", observed=True)["label"].agg(["count", "sum"])
     before = previous.set_index("concept") if previous is not None and len(previous) else None
