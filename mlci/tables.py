@@ -174,7 +174,7 @@ QUARANTINE = Table(
     {
         "key": "string",
         "identity": "string",
-        "error_kind": "string",  # empty_file | not_media | truncated | no_streams | no_content | decode_error | extractor_error
+        "error_kind": "string",  # empty_file | not_media | truncated | no_streams | no_content | decode_error | extractor_error | model_error | no_embedding
         "message": "string",
         "detected_at": "datetime64[us, UTC]",
     },
