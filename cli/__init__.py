@@ -46,7 +46,7 @@ from cli.common import (
 )
 from cli.console import VerboseOption, flow_console
 from cli.detect import detect_command
-from cli.features import features_command
+from cli.features import features_command, import_model_command
 from cli.labels import app as labels_app
 from cli.labels import consensus_command
 from cli.labelstudio import app as labelstudio_app
@@ -354,6 +354,7 @@ def _read_batch_top(settings, round_id: str, n: int = 10):
 app.add_typer(labels_app, name="labels")
 app.add_typer(labelstudio_app, name="labelstudio")
 app.command("features")(features_command)
+app.command("import-model")(import_model_command)
 app.command("consensus")(consensus_command)
 app.command("train")(train_command)
 app.command("models")(models_command)

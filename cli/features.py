@@ -6,6 +6,7 @@ imported inside, so ``import cli`` stays fast.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -15,6 +16,7 @@ from cli.common import (
     ExtractorOption,
     ExtractorParamOption,
     StoreOption,
+    command_errors,
     fail,
     open_store_for,
     parse_params,
@@ -22,7 +24,7 @@ from cli.common import (
 )
 from cli.console import VerboseOption, flow_console
 
-__all__ = ["features_command"]
+__all__ = ["features_command", "import_model_command"]
 
 _SHOW_QUARANTINED = 20
 
@@ -97,3 +99,24 @@ def features_command(
         typer.secho(f"warning: {report.n_failed} clips were not computed ({len(report.failed_chunks)} chunk(s) "
                     "failed after their retries); the next run computes them", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def import_model_command(
+    model_uri: Annotated[str, typer.Argument(help="The registered model: models:/<name>/<version> or models:/<name>@<alias>.")],
+    key: Annotated[str, typer.Argument(help="Store key to copy it to, ending in .onnx (the sidecar goes beside it as .json).")],
+    sidecar: Annotated[Optional[Path], typer.Option("--sidecar", exists=True, dir_okay=False,
+                                                    help="Sidecar JSON file (default: the model's MLflow metadata mlci_sidecar).")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Copy an ONNX embedder registered in MLflow, with its sidecar, into the store for `--extractor onnx`."""
+    import json
+
+    settings = settings_for(store)
+    target = open_store_for(settings)
+    from mlci.features.onnx import import_registered_model
+
+    with command_errors():
+        fields = json.loads(sidecar.read_text()) if sidecar else None
+        model_key, sidecar_key = import_registered_model(settings.tracking_uri, model_uri, target, key, sidecar=fields)
+    typer.echo(f"{model_uri} -> {model_key} (sidecar {sidecar_key}); use it with "
+               f"mlci features --extractor onnx --param image_model={model_key} (or audio_model=, as its kind says)")

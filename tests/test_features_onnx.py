@@ -540,3 +540,26 @@ def test_a_model_registered_in_mlflow_is_copied_into_the_store(tracking_uri, loc
     assert not local_store.exists("models/bare.onnx")  # refused before anything was written
     with pytest.raises(OnnxModelError, match=r"cannot download 'models:/nope/1' from MLflow"):
         import_registered_model(tracking_uri, "models:/nope/1", local_store, "models/nope.onnx")
+    # Another model under a key that holds one already is refused: features name the old one.
+    before = local_store.read_bytes("models/embedder.onnx")
+    with pytest.raises(OnnxModelError, match=r"models/embedder\.(onnx|json) already holds another model or sidecar; "
+                                             r"copy 'models:/bare/1' to another key"):
+        import_registered_model(tracking_uri, "models:/bare/1", local_store, "models/embedder.onnx",
+                                sidecar=IMAGE_SIDECAR | {"mean": [0.4, 0.4, 0.4]})
+    assert local_store.read_bytes("models/embedder.onnx") == before
+
+    # The same from the command line: one line saying where it went, or one error line.
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    env = {"MLCI_MLFLOW_TRACKING_URI": tracking_uri}
+    done = CliRunner().invoke(app, ["import-model", "models:/embedder/1", "models/cli.onnx", "--store", local_store.uri],
+                              env=env)
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith("models:/embedder/1 -> models/cli.onnx (sidecar models/cli.json); use it with ")
+    assert local_store.read_bytes("models/cli.onnx") == before
+    missing = CliRunner().invoke(app, ["import-model", "models:/nope/1", "models/x.onnx", "--store", local_store.uri],
+                                 env=env)
+    assert missing.exit_code == 1 and missing.output.startswith("error: cannot download 'models:/nope/1' from MLflow")
+    assert len(missing.output.strip().splitlines()) == 1

@@ -678,7 +678,10 @@ def import_registered_model(
             with tracking_context(tracking_uri):  # models:/ URIs resolve through the registry URI too
                 local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
         except Exception as exc:
-            raise OnnxModelError(f"cannot download {model_uri!r} from MLflow at {tracking_uri}: {first_line(exc)}") from None
+            from mlci.redact import redact_url
+
+            raise OnnxModelError(f"cannot download {model_uri!r} from MLflow at {redact_url(tracking_uri)}: "
+                                 f"{first_line(exc)}") from None
         meta: dict = {}
         if (local / "MLmodel").is_file():
             import yaml
@@ -700,8 +703,12 @@ def import_registered_model(
     sidecar_key = key[: -len(".onnx")] + ".json"
     sidecar_bytes = json.dumps(dict(fields), indent=1, sort_keys=True).encode()
     _model_from_bytes(kind, key, sidecar_key, model_bytes, sidecar_bytes)  # refuse a mismatch before writing
-    store.write_bytes(key, model_bytes)
-    store.write_bytes(sidecar_key, sidecar_bytes)
+    for where, data in ((key, model_bytes), (sidecar_key, sidecar_bytes)):
+        # Features computed with what is there name it by its digest: never replace it.
+        if store.exists(where) and store.read_bytes(where) != data:
+            raise OnnxModelError(f"{where} already holds another model or sidecar; copy {model_uri!r} to another key")
+    for where, data in ((key, model_bytes), (sidecar_key, sidecar_bytes)):
+        store.write_if_absent(where, data)
     return key, sidecar_key
 
 
