@@ -48,7 +48,8 @@ def test_stabilizing_predictions_stops_after_three_stable_nights_and_says_slowin
     # An undefined kappa (a model predicting one class everywhere) never counts towards stopping.
     assert _verdict(_history([nan, 1.0, nan, 1.0]))["verdict"] == "slowing"
     undefined = _verdict(_history([nan, 1.0, 1.0, nan]))
-    assert undefined["verdict"] == "keep labeling" and undefined["reason"].startswith("no kappa yet")
+    assert undefined["verdict"] == "keep labeling" and undefined["reason"].startswith("no kappa (a model predicts")
+    assert _verdict(_history([nan]))["reason"].startswith("first night: no earlier model to compare with; kappa –")
     used_up = _history([nan, 1.0, 1.0, nan]).assign(stop_set_size=[500, 200, 60, 40])
     assert _verdict(used_up)["reason"].startswith("no kappa: only 40 clips of the stop set are still unlabeled")
 

@@ -146,8 +146,10 @@ class StopAdvisor:
             if left < MIN_STOP_CLIPS:
                 return "keep labeling", (f"no kappa: only {left} clips of the stop set are still unlabeled "
                                          f"(needs {MIN_STOP_CLIPS}; raise MLCI_ADVISOR__STOP_SET_SIZE or pick another rule)")
+            if len(s) == 1:
+                return "keep labeling", "first night: no earlier model to compare with"
             if not np.isfinite(kappas[-1]):
-                return "keep labeling", "no kappa yet (a first night, or a model that predicts one class everywhere)"
+                return "keep labeling", "no kappa (a model predicts one class everywhere)"
             return "keep labeling", f"predictions still change (kappa below {t})"
         if self.rule == "overall_uncertainty":
             u, t = float(s["uncertainty"].iloc[-1]), self.uncertainty_threshold
