@@ -132,7 +132,8 @@ def record_night(
         Chooses the stop set (on the first night) and the pool sample.
     """
     version = int(model_version)
-    if version in _versions(store, model_name):
+    recorded = _versions(store, model_name)
+    if version in recorded:
         return load_advice(store, model_name, version)  # type: ignore[return-value]
     keys = np.asarray(keys, dtype=object)
     classes = list(model.classes_)
@@ -153,7 +154,7 @@ def record_night(
     stop_proba, pool_proba = proba[: len(stop_rows)], proba[len(stop_rows):]
     predictions = stop_predictions(stop_proba, keys[stop_rows], classes)
 
-    earlier = [v for v in _versions(store, model_name) if v < version]
+    earlier = [v for v in recorded if v < version]
     previous = previous_predictions = None
     if earlier:
         previous = _read_parquet(store, advisor_key(model_name, earlier[-1], "signals.parquet"))
