@@ -125,7 +125,9 @@ def test_publish_once_and_list(store):
     manifest = json.loads(store.read_text("batches/r-1/manifest.json"))
     assert manifest["round_id"] == "r-1" and manifest["n_clips"] == 6
 
-    returned = pd.DataFrame({"asset": list(plan.batch["key"][:2]) + ["clips/other.mp4"],
+    returned = pd.DataFrame({"asset": list(plan.batch["key"][:2]) + ["clips/other.mp4"], "annotator": "ann",
+                             "class": "holiday", "value": 1, "source_file": "labels/day1.json",
+                             "record_index": [0, 1, 2], "created_at": pd.Series([pd.NaT] * 3, dtype="datetime64[us, UTC]"),
                              "ingested_at": [t0 + timedelta(days=1)] * 3})
     listing = list_batches(store, returned)
     assert listing.loc[0, "n_returned"] == 2 and listing.loc[0, "n_clips"] == 6

@@ -399,7 +399,7 @@ def test_an_unbound_extractor_says_to_bind_it_and_a_bound_one_pickles(media, mod
         get_extractor("onnx", **PARAMS).schema
     with pytest.raises(ValueError, match="needs image_model, audio_model or both"):
         get_extractor("onnx")
-    with pytest.raises(ValueError, match=r"batch_size must be an int in \[1, 4096\], but got 0"):
+    with pytest.raises(ValueError, match=r"batch_size must be an int in \[1, 4096\], got 0"):
         get_extractor("onnx", image_model="m.onnx", batch_size=0)
     ex = bound(models_store)
     copy = pickle.loads(pickle.dumps(ex))

@@ -18,7 +18,6 @@ _SOURCES = {
     "prefill_confidence": "mlci.batches.publish",
     "label_studio_tasks": "mlci.batches.publish",
     "publish_batch": "mlci.batches.publish",
-    "list_batches": "mlci.batches.publish",
     "open_batch_keys": "mlci.batches.publish",
     "published_rounds": "mlci.batches.publish",
     "RoundResult": "mlci.batches.round",
@@ -27,6 +26,7 @@ _SOURCES = {
     "tag_batches_used": "mlci.batches.tracking",
     "versions_frame": "mlci.batches.lineage",
     "lineage_table": "mlci.batches.lineage",
+    "list_batches": "mlci.batches.lineage",
     "batch_yield": "mlci.batches.lineage",
     "batches_first_used_by": "mlci.batches.lineage",
 }

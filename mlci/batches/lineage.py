@@ -26,6 +26,7 @@ __all__ = [
     "SNAPSHOT_TAG",
     "VERSION_COLUMNS",
     "versions_frame",
+    "list_batches",
     "lineage_table",
     "batch_yield",
     "batches_first_used_by",
@@ -147,6 +148,43 @@ def _published(store: Store) -> list[tuple[dict[str, Any], pd.DataFrame, pd.Time
     return [(m, b, pd.to_datetime(m["created_at"], utc=True)) for m, b in read_batches(store)]
 
 
+def _answers_to_batches(batches, annotations: pd.DataFrame) -> pd.DataFrame:
+    """Each answer joined to the batch it answers (see :func:`lineage_table`); empty when none does."""
+    annotations = conform(annotations, ANNOTATIONS)
+    if not batches or annotations.empty:
+        return pd.DataFrame(columns=[*_ANSWER, "created_at", "ingested_at", "round_id", "batch_created_at", "reason"])
+    members = pd.concat([
+        pd.DataFrame({
+            "round_id": manifest["round_id"],
+            "batch_created_at": created,
+            "asset": batch["key"].astype(str),
+            "reason": batch["reason"] if "reason" in batch.columns else pd.NA,
+        })
+        for manifest, batch, created in batches
+    ], ignore_index=True)
+    answers = annotations.groupby(_ANSWER, sort=False, dropna=False).agg(
+        created_at=("created_at", "min"), ingested_at=("ingested_at", "min")).reset_index()
+    joined = answers.merge(members, on="asset", how="inner")
+    joined = joined[joined["ingested_at"] > joined["batch_created_at"]]
+    # The latest batch published before the answer came in is the one it answers.
+    return joined.sort_values(["batch_created_at", "round_id"], kind="mergesort").drop_duplicates(_ANSWER, keep="last")
+
+
+def list_batches(store: Store, annotations: pd.DataFrame) -> pd.DataFrame:
+    """Published batches, oldest first, with how many of their clips have come back labeled.
+
+    ``n_returned`` counts the clips with an answer that belongs to the batch, as in
+    :func:`lineage_table` (a clip in two batches counts for the later one its answer came after);
+    ``annotations`` is the history table, with ``ingested_at``. Reads no consensus snapshot.
+    """
+    batches = _published(store)
+    returned = _answers_to_batches(batches, annotations).groupby("round_id")["asset"].nunique()
+    rows = [{"round_id": m["round_id"], "created_at": created, "model_version": m.get("model_version"),
+             "strategy": m.get("strategy"), "n_clips": len(b), "n_returned": int(returned.get(m["round_id"], 0))}
+            for m, b, created in batches]
+    return pd.DataFrame(rows, columns=["round_id", "created_at", "model_version", "strategy", "n_clips", "n_returned"])
+
+
 def lineage_table(store: Store, annotations: pd.DataFrame, versions: pd.DataFrame | None) -> pd.DataFrame:
     """One row per answer returned to a batch, with the snapshot and model version that first used it.
 
@@ -173,29 +211,10 @@ def lineage_table(store: Store, annotations: pd.DataFrame, versions: pd.DataFram
     DataFrame
         Follows :data:`mlci.tables.LINEAGE`, by batch (oldest first), clip, then answer time.
     """
-    annotations = conform(annotations, ANNOTATIONS)
     versions = _versions(versions)
-    batches = _published(store)
-    empty = conform(pd.DataFrame({c: pd.Series(dtype=d) for c, d in LINEAGE.columns.items()}), LINEAGE)
-    if not batches or annotations.empty:
-        return empty
-    members = pd.concat([
-        pd.DataFrame({
-            "round_id": manifest["round_id"],
-            "batch_created_at": created,
-            "asset": batch["key"].astype(str),
-            "reason": batch["reason"] if "reason" in batch.columns else pd.NA,
-        })
-        for manifest, batch, created in batches
-    ], ignore_index=True)
-    answers = annotations.groupby(_ANSWER, sort=False, dropna=False).agg(
-        created_at=("created_at", "min"), ingested_at=("ingested_at", "min")).reset_index()
-    joined = answers.merge(members, on="asset", how="inner")
-    joined = joined[joined["ingested_at"] > joined["batch_created_at"]]
-    # The latest batch published before the answer came in is the one it answers.
-    joined = joined.sort_values(["batch_created_at", "round_id"], kind="mergesort").drop_duplicates(_ANSWER, keep="last")
+    joined = _answers_to_batches(_published(store), annotations)
     if joined.empty:
-        return empty
+        return conform(pd.DataFrame({c: pd.Series(dtype=d) for c, d in LINEAGE.columns.items()}), LINEAGE)
     snapshots = _Snapshots(store)
     first_version = _first_trained(snapshots, versions)
     joined["label_snapshot"] = [snapshots.holding(k, t) for k, t in zip(joined["asset"], joined["ingested_at"])]

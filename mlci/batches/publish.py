@@ -30,7 +30,6 @@ __all__ = [
     "prefill_confidence",
     "label_studio_tasks",
     "publish_batch",
-    "list_batches",
     "open_batch_keys",
     "published_rounds",
     "BatchConflictError",
@@ -193,35 +192,6 @@ def read_batches(store: Store) -> list[tuple[dict[str, Any], pd.DataFrame]]:
             batch = pd.read_csv(io.BytesIO(store.read_bytes(batch_key(rid, "batch.csv"))))
             out.append((manifest, batch))
     return sorted(out, key=lambda mb: mb[0]["created_at"])
-
-
-def list_batches(store: Store, annotations: pd.DataFrame) -> pd.DataFrame:
-    """Published batches, oldest first, with how many of their clips have come back labeled.
-
-    A clip has come back when an answer for it was ingested after the batch was published
-    (``annotations`` is the history table, with ``ingested_at``).
-    """
-    rows = []
-    for manifest, batch in read_batches(store):
-        created = pd.Timestamp(manifest["created_at"])
-        if annotations.empty:
-            returned = 0
-        else:
-            later = annotations.loc[annotations["ingested_at"] > created, "asset"]
-            returned = int(batch["key"].isin(set(later)).sum())
-        rows.append(
-            {
-                "round_id": manifest["round_id"],
-                "created_at": created,
-                "model_version": manifest.get("model_version"),
-                "strategy": manifest.get("strategy"),
-                "n_clips": len(batch),
-                "n_returned": returned,
-            }
-        )
-    return pd.DataFrame(
-        rows, columns=["round_id", "created_at", "model_version", "strategy", "n_clips", "n_returned"]
-    )
 
 
 def published_rounds(store: Store) -> list[tuple[str, datetime]]:

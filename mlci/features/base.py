@@ -225,6 +225,11 @@ class FeatureExtractor(ABC):
     def validate_params(self) -> None:
         """Raise ``ValueError`` naming a parameter whose value is not allowed."""
 
+    def _require(self, ok: bool, name: str, rule: str) -> None:
+        """For ``validate_params``: unless ``ok``, raise ``ValueError("<name> must be <rule>, got <value>")``."""
+        if not ok:
+            raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+
     def bind(self, store) -> FeatureExtractor:
         """The extractor ready to run against ``store``: this one, unless it reads something from the store.
 

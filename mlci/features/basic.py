@@ -227,10 +227,7 @@ class BasicExtractor(FeatureExtractor):
         self.skip_loop_filter = skip_loop_filter
 
     def validate_params(self) -> None:
-        def need(ok: bool, name: str, rule: str) -> None:
-            if not ok:
-                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
-
+        need = self._require
         num = (int, float)
         need(isinstance(self.sample_fps, num) and 0 < self.sample_fps <= 30, "sample_fps", "in (0, 30]")
         need(isinstance(self.frame_height, int) and 16 <= self.frame_height <= 1080 and self.frame_height % 2 == 0,

@@ -437,10 +437,7 @@ class OnnxExtractor(FeatureExtractor):
     def validate_params(self) -> None:
         from mlci.storage import InvalidKeyError, validate_key
 
-        def need(ok: bool, name: str, rule: str) -> None:
-            if not ok:
-                raise ValueError(f"{name} must be {rule}, but got {getattr(self, name)!r}")
-
+        need = self._require
         num = (int, float)
         if self.image_model is None and self.audio_model is None:
             raise ValueError("the onnx extractor needs image_model, audio_model or both (store keys of .onnx files), but got neither")
