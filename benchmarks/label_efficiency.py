@@ -14,8 +14,10 @@ Protocol, per task and seed (the same split and start set for every strategy of 
 
 Per task and strategy: mean labels-to-target over seeds ÷ the same for random (``ratio``), and mean
 AULC. The noise floor is a second, independent random run against random (``random_2``): its ratio
-must sit near 1.0, or the seeds are too few. Summary per strategy: median ratio, worst ratio, tasks
-worse than random (ratio > 1.05).
+must sit near 1.0, or the seeds are too few; each task's 90 % bootstrap interval (over seeds) of
+that ratio says how far a ratio can stray by chance, and the benchmark prints how many seeds would
+bring the widest to +-0.05. Summary per strategy: median ratio, worst ratio, tasks worse than
+random (ratio > 1.05) and how many of those are worse beyond the noise (interval above 1.0).
 
 Usage: ``.venv/bin/python benchmarks/label_efficiency.py [--seeds 30] [--strategies random,margin,...]
 [--tasks breast_cancer,...] [--jobs 2]``; ``--quick`` runs 5 seeds on 6 tasks.
@@ -171,34 +173,49 @@ def _cell(task: Task, seed: int, names: list[str], full_ap: float) -> dict:
     return out
 
 
-def summarize(results: dict, tasks: list[str], names: list[str]) -> tuple[dict, dict]:
-    """Per task and strategy the ratio to random; per strategy median, worst, tasks worse, AULC, and
-    the median over the tasks that can tell strategies apart (random needs more than 3 batches
-    after its start labels to reach the target; elsewhere every strategy's ratio is about 1)."""
+def ratio_interval(labels: np.ndarray, random_labels: np.ndarray, *, level: float = 0.9,
+                   n_boot: int = 2000, random_state: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of ``mean(labels) / mean(random_labels)``, resampling seeds (paired: a seed
+    keeps its split and start set for both)."""
+    rng = np.random.default_rng(random_state)
+    idx = rng.integers(len(labels), size=(n_boot, len(labels)))
+    boot = labels[idx].mean(axis=1) / random_labels[idx].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(boot, tail)), float(np.quantile(boot, 1 - tail))
+
+
+def summarize(results: dict, tasks: list[str], names: list[str]) -> tuple[dict, dict, dict]:
+    """Per task and strategy the ratio to random and its 90 % interval over seeds; per strategy
+    median, worst, tasks worse (ratio > 1.05, and the interval above 1.0: worse beyond the seeds'
+    noise), AULC, and the median over the tasks that can tell strategies apart (random needs more
+    than 3 batches after its start labels to reach the target; elsewhere every ratio is about 1)."""
     ratios = {(t, n): results[t, n][0] / results[t, "random"][0] for t in tasks for n in names}
+    intervals = {(t, n): ratio_interval(results[t, n][2], results[t, "random"][2]) for t in tasks for n in names}
     telling = [t for t in tasks if results[t, "random"][0] > START + 3 * BATCH]
     summary = {}
     for n in names:
         r = np.array([ratios[t, n] for t in tasks])
         summary[n] = {"median": float(np.median(r)), "worst": float(r.max()), "worse": int((r > 1.05).sum()),
+                      "worse_beyond_noise": sum(intervals[t, n][0] > 1.0 for t in tasks),
                       "aulc": float(np.mean([results[t, n][1] for t in tasks])),
                       "median_telling": float(np.median([ratios[t, n] for t in telling])) if telling else float("nan")}
-    return ratios, summary
+    return ratios, intervals, summary
 
 
 def markdown(results: dict, tasks: list[str], names: list[str], header: str) -> str:
     """The benchmark's two tables as markdown (what ``--write-docs`` puts in docs/strategies.md)."""
-    ratios, summary = summarize(results, tasks, names)
-    lines = [header, "", "| strategy | median ratio | worst ratio | tasks worse than random | mean AULC "
-             "| median ratio, tasks that tell |", "|---|---:|---:|---:|---:|---:|"]
+    ratios, intervals, summary = summarize(results, tasks, names)
+    lines = [header, "", "| strategy | median ratio | worst ratio | tasks worse than random | of them beyond noise "
+             "| mean AULC | median ratio, tasks that tell |", "|---|---:|---:|---:|---:|---:|---:|"]
     for n in names:
         m = summary[n]
-        lines.append(f"| `{n}` | {m['median']:.2f} | {m['worst']:.2f} | {m['worse']} | {m['aulc']:.3f} "
-                     f"| {m['median_telling']:.2f} |")
-    lines += ["", "| task | random's labels | " + " | ".join(f"`{n}`" for n in names if n != "random") + " |",
-              "|---|---:|" + "---:|" * (len(names) - 1)]
+        lines.append(f"| `{n}` | {m['median']:.2f} | {m['worst']:.2f} | {m['worse']} | {m['worse_beyond_noise']} "
+                     f"| {m['aulc']:.3f} | {m['median_telling']:.2f} |")
+    lines += ["", "| task | random's labels | noise (90 %) | " + " | ".join(f"`{n}`" for n in names if n != "random")
+              + " |", "|---|---:|---:|" + "---:|" * (len(names) - 1)]
     for t in tasks:
-        lines.append(f"| {t} | {results[t, 'random'][0]:.0f} | "
+        low, high = intervals[t, "random_2"]
+        lines.append(f"| {t} | {results[t, 'random'][0]:.0f} | {low:.2f}–{high:.2f} | "
                      + " | ".join(f"{ratios[t, n]:.2f}" for n in names if n != "random") + " |")
     return "\n".join(lines) + "\n"
 
@@ -240,14 +257,14 @@ def main() -> None:
         t.y[test], _model().fit(t.X[pool], t.y[pool]).predict_proba(t.X[test])[:, 1])
         for pool, test, _ in (_split(t, s) for s in seeds)])) for t in tasks}
     cells = Parallel(n_jobs=args.jobs)(delayed(_cell)(t, s, names, full[t.name]) for t in tasks for s in seeds)
-    results = {}  # (task, strategy) -> (mean labels, mean AULC)
+    results = {}  # (task, strategy) -> (mean labels, mean AULC, labels per seed)
     for i, t in enumerate(tasks):
         mine = cells[i * len(seeds):(i + 1) * len(seeds)]
         for name in names:
-            results[t.name, name] = (float(np.mean([c[name][0] for c in mine])),
-                                     float(np.mean([c[name][1] for c in mine])))
+            labels = np.array([c[name][0] for c in mine])
+            results[t.name, name] = (float(labels.mean()), float(np.mean([c[name][1] for c in mine])), labels)
     task_names = [t.name for t in tasks]
-    ratios, summary = summarize(results, task_names, names)
+    ratios, intervals, summary = summarize(results, task_names, names)
 
     header = (f"{len(tasks)} tasks x {len(seeds)} seeds, start {START}, batch {BATCH}, budget {BUDGET_SHARE:.0%} of "
               f"the pool, target {TARGET:.0%} of the full-pool test AP; {time.perf_counter() - started:.0f} s "
@@ -256,14 +273,19 @@ def main() -> None:
     print(f"{'task':<26}{'random n':>9}" + "".join(f"{n[:14]:>15}" for n in names[1:]) + "   (labels ÷ random's)")
     for t in task_names:
         print(f"{t:<26}{results[t, 'random'][0]:>9.0f}" + "".join(f"{ratios[t, n]:>15.2f}" for n in names[1:]))
-    print(f"\n{'strategy':<26}{'median':>8}{'worst':>8}{'worse':>7}{'AULC':>8}{'median*':>9}")
+    print(f"\n{'strategy':<26}{'median':>8}{'worst':>8}{'worse':>7}{'noise+':>8}{'AULC':>8}{'median*':>9}")
     for n in names:
         m = summary[n]
-        print(f"{n:<26}{m['median']:>8.2f}{m['worst']:>8.2f}{m['worse']:>7d}{m['aulc']:>8.3f}{m['median_telling']:>9.2f}")
-    print(f"(median*: over the tasks where random needs more than {START + 3 * BATCH} labels)")
+        print(f"{n:<26}{m['median']:>8.2f}{m['worst']:>8.2f}{m['worse']:>7d}{m['worse_beyond_noise']:>8d}"
+              f"{m['aulc']:>8.3f}{m['median_telling']:>9.2f}")
+    print(f"(median*: over the tasks where random needs more than {START + 3 * BATCH} labels; noise+: of the "
+          "tasks worse, those whose 90 % interval over seeds lies above 1.0)")
     floor = summary["random_2"]
-    print(f"\nnoise floor: random_2 / random median {floor['median']:.2f}, worst {floor['worst']:.2f} "
-          "(near 1.0, or add seeds)")
+    half = max((intervals[t, "random_2"][1] - intervals[t, "random_2"][0]) / 2 for t in task_names)
+    # The interval narrows as 1/sqrt(seeds): the seeds that would bring the widest to +-0.05.
+    enough = int(np.ceil(len(seeds) * (half / 0.05) ** 2))
+    print(f"\nnoise floor: random_2 / random median {floor['median']:.2f}, worst {floor['worst']:.2f}; the widest "
+          f"90 % interval of a task's ratio is +-{half:.2f} at {len(seeds)} seeds (+-0.05 would take about {enough})")
     default = summary.get("margin_coverage")
     if default:
         ok = default["median"] <= 0.6 and default["worst"] <= 1.1
