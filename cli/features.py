@@ -115,8 +115,13 @@ def import_model_command(
     target = open_store_for(settings)
     from mlci.features.onnx import import_registered_model
 
+    fields = None
+    if sidecar:
+        try:
+            fields = json.loads(sidecar.read_text())
+        except ValueError as exc:
+            fail(f"--sidecar {sidecar} is not JSON ({exc}): give the sidecar's fields as a JSON object (docs/features.md)")
     with command_errors():
-        fields = json.loads(sidecar.read_text()) if sidecar else None
         model_key, sidecar_key = import_registered_model(settings.tracking_uri, model_uri, target, key, sidecar=fields)
     typer.echo(f"{model_uri} -> {model_key} (sidecar {sidecar_key}); use it with "
                f"mlci features --extractor onnx --param image_model={model_key} (or audio_model=, as its kind says)")

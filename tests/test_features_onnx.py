@@ -505,7 +505,7 @@ def test_feature_runs_with_an_onnx_model(store, media, weights):
 # -- a model registered in MLflow ----------------------------------------------------------------
 
 
-def test_a_model_registered_in_mlflow_is_copied_into_the_store(tracking_uri, local_store, media, weights):
+def test_a_model_registered_in_mlflow_is_copied_into_the_store(tracking_uri, local_store, media, weights, tmp_path):
     import mlflow
     import mlflow.onnx
 
@@ -563,3 +563,9 @@ def test_a_model_registered_in_mlflow_is_copied_into_the_store(tracking_uri, loc
                                  env=env)
     assert missing.exit_code == 1 and missing.output.startswith("error: cannot download 'models:/nope/1' from MLflow")
     assert len(missing.output.strip().splitlines()) == 1
+    bad = tmp_path / "sidecar.json"
+    bad.write_text("{not json")
+    broken = CliRunner().invoke(app, ["import-model", "models:/embedder/1", "models/y.onnx", "--sidecar", str(bad),
+                                      "--store", local_store.uri], env=env)
+    assert broken.exit_code == 1 and broken.output.startswith(f"error: --sidecar {bad} is not JSON (")
+    assert len(broken.output.strip().splitlines()) == 1 and not local_store.exists("models/y.onnx")
